@@ -1,0 +1,1 @@
+//! The driver domain: a deprivileged PVH guest running the XenStore server, start-of-day toolstack work and the console, block and net backends.

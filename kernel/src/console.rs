@@ -1,0 +1,46 @@
+//! The plain-text console for people, on COM1: banner, capability line, fatal errors.
+
+use crate::uart::{Uart, COM1};
+use core::fmt::{self, Write};
+use spin::Mutex;
+
+static PORT: Mutex<Uart> = Mutex::new(Uart::new(COM1));
+
+struct Lines<'a>(&'a Uart);
+
+impl Write for Lines<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for byte in s.bytes() {
+            if byte == b'\n' {
+                self.0.write_byte(b'\r');
+            }
+            self.0.write_byte(byte);
+        }
+        Ok(())
+    }
+}
+
+pub fn init() {
+    PORT.lock().init();
+}
+
+pub fn print(args: fmt::Arguments) {
+    let port = PORT.lock();
+    let _ = Lines(&port).write_fmt(args);
+}
+
+/// For panics and CPU exceptions: the interrupted code may hold the lock and
+/// will never run again, so take the port regardless.
+pub fn emergency(args: fmt::Arguments) {
+    // SAFETY: only called on the way to stopping the machine; a torn line
+    // from the interrupted holder is acceptable, a deadlock is not.
+    unsafe { PORT.force_unlock() };
+    print(args);
+}
+
+#[macro_export]
+macro_rules! println {
+    ($($arg:tt)*) => {
+        $crate::console::print(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}

@@ -1,0 +1,55 @@
+//! The boot CPU: interrupt flag, feature discovery with raw-cpuid, and which virtualization backend fits.
+
+use raw_cpuid::CpuId;
+use vcpu::VirtCaps;
+
+pub fn interrupts_enabled() -> bool {
+    // RFLAGS.IF is bit 9 (SDM Vol. 1 3.4.3).
+    x86::bits64::rflags::read().bits() & (1 << 9) != 0
+}
+
+pub fn disable_interrupts() {
+    // SAFETY: CLI only masks maskable interrupts.
+    unsafe { x86::irq::disable() }
+}
+
+pub fn enable_interrupts() {
+    // SAFETY: only called to restore a previously enabled state.
+    unsafe { x86::irq::enable() }
+}
+
+/// The CPU features start of day reports.
+pub struct Features {
+    pub vendor: [u8; 12],
+    pub x2apic: bool,
+    pub xsave: bool,
+    pub invariant_tsc: bool,
+    pub virt: Option<VirtCaps>,
+}
+
+impl Features {
+    pub fn vendor(&self) -> &str {
+        core::str::from_utf8(&self.vendor).unwrap_or("unknown")
+    }
+}
+
+pub fn features() -> Features {
+    let cpuid = CpuId::new();
+    let mut vendor = [b'?'; 12];
+    if let Some(v) = cpuid.get_vendor_info() {
+        let name = v.as_str().as_bytes();
+        let n = name.len().min(12);
+        vendor[..n].copy_from_slice(&name[..n]);
+    }
+    let leaf1 = cpuid.get_feature_info();
+    Features {
+        vendor,
+        x2apic: leaf1.as_ref().is_some_and(|f| f.has_x2apic()),
+        xsave: leaf1.as_ref().is_some_and(|f| f.has_xsave()),
+        invariant_tsc: cpuid
+            .get_advanced_power_mgmt_info()
+            .is_some_and(|p| p.has_invariant_tsc()),
+        // Each backend recognises its own extension; at most one answers.
+        virt: vmx::caps::probe().or_else(svm::caps::probe),
+    }
+}

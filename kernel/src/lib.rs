@@ -1,0 +1,11 @@
+//! The Xenolith hypervisor library: the boot-info model and the pure logic of start of day, host-testable.
+#![cfg_attr(not(test), no_std)]
+
+pub mod boot_info;
+pub mod caps_line;
+pub mod cmdline;
+pub mod fnv;
+pub mod memory_map;
+pub mod newc;
+pub mod page_policy;
+pub mod rsdp;

@@ -1,0 +1,44 @@
+//! Xenolith, the hypervisor binary: start of day on bare metal (see docs/architecture.md).
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!(
+        "xenolith runs on bare metal (x86_64-unknown-none): use `cargo xtask build` or `cargo xtask run`"
+    );
+    std::process::exit(2);
+}
+
+#[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+mod apic;
+#[cfg(target_os = "none")]
+mod boot;
+#[cfg(target_os = "none")]
+mod console;
+#[cfg(target_os = "none")]
+mod cpu;
+#[cfg(target_os = "none")]
+mod gdt;
+#[cfg(target_os = "none")]
+mod idt;
+#[cfg(target_os = "none")]
+mod log;
+#[cfg(target_os = "none")]
+mod memory;
+#[cfg(target_os = "none")]
+mod paging;
+#[cfg(target_os = "none")]
+mod panic;
+#[cfg(target_os = "none")]
+mod power;
+#[cfg(target_os = "none")]
+mod selftest;
+#[cfg(target_os = "none")]
+mod start;
+#[cfg(target_os = "none")]
+mod time;
+#[cfg(target_os = "none")]
+mod uart;

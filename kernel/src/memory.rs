@@ -1,0 +1,103 @@
+//! Physical memory: the heap and the frame allocator, both buddy allocators over usable RAM.
+
+use buddy_system_allocator::{FrameAllocator, LockedHeap};
+use spin::Mutex;
+use xenolith::boot_info::PhysRange;
+use xenolith::memory_map::PAGE_SIZE;
+
+/// Heap for the hypervisor's own objects; guest memory comes from frames.
+pub const HEAP_SIZE: u64 = 4 << 20;
+/// Start of day refuses to run with less usable RAM than this: the heap, the
+/// page tables and room for at least one small guest.
+pub const MIN_USABLE: u64 = 16 << 20;
+
+#[global_allocator]
+static HEAP: LockedHeap<32> = LockedHeap::empty();
+
+static FRAMES: Mutex<FrameAllocator<32>> = Mutex::new(FrameAllocator::new());
+
+/// The part of `r` below `limit`.
+fn below(r: PhysRange, limit: u64) -> PhysRange {
+    PhysRange {
+        start: r.start,
+        end: r.end.min(limit),
+    }
+}
+
+/// Sets up the heap in the first range that holds it below `limit`, and
+/// hands every other byte below `limit` to the frame allocator (which needs
+/// the heap for its free lists). Returns false if no range holds the heap.
+pub fn init(usable: &[PhysRange], limit: u64) -> bool {
+    let Some(home) = usable
+        .iter()
+        .map(|r| below(*r, limit))
+        .find(|r| r.len() >= HEAP_SIZE)
+    else {
+        return false;
+    };
+    // SAFETY: `home` is usable RAM that nothing else owns, identity-mapped.
+    unsafe { HEAP.lock().init(home.start as usize, HEAP_SIZE as usize) };
+    let heap = PhysRange {
+        start: home.start,
+        end: home.start + HEAP_SIZE,
+    };
+    let mut frames = FRAMES.lock();
+    for r in usable
+        .iter()
+        .map(|r| below(*r, limit))
+        .filter(|r| !r.is_empty())
+    {
+        for part in [
+            PhysRange {
+                start: r.start,
+                end: r.end.min(heap.start),
+            },
+            PhysRange {
+                start: r.start.max(heap.end),
+                end: r.end,
+            },
+        ] {
+            if !part.is_empty() {
+                frames.add_frame(
+                    (part.start / PAGE_SIZE) as usize,
+                    (part.end / PAGE_SIZE) as usize,
+                );
+            }
+        }
+    }
+    true
+}
+
+/// Hands the bytes at or above `limit` to the frame allocator, once they are mapped.
+pub fn add_above(usable: &[PhysRange], limit: u64) {
+    let mut frames = FRAMES.lock();
+    for r in usable {
+        let part = PhysRange {
+            start: r.start.max(limit),
+            end: r.end,
+        };
+        if !part.is_empty() {
+            frames.add_frame(
+                (part.start / PAGE_SIZE) as usize,
+                (part.end / PAGE_SIZE) as usize,
+            );
+        }
+    }
+}
+
+/// `count` contiguous, naturally aligned frames; returns the physical address.
+pub fn alloc_frames(count: usize) -> Option<u64> {
+    FRAMES.lock().alloc(count).map(|f| f as u64 * PAGE_SIZE)
+}
+
+/// One zeroed frame.
+pub fn alloc_zeroed_frame() -> Option<u64> {
+    let phys = alloc_frames(1)?;
+    // SAFETY: a fresh frame, owned by the caller, identity-mapped.
+    unsafe { core::ptr::write_bytes(phys as *mut u8, 0, PAGE_SIZE as usize) };
+    Some(phys)
+}
+
+pub fn heap_bytes() -> usize {
+    HEAP.lock().stats_total_bytes()
+}

@@ -1,0 +1,59 @@
+//! 16550 UART on a legacy COM port, polled (PC16550D data sheet).
+
+use x86::io::{inb, outb};
+
+pub const COM1: u16 = 0x3f8;
+pub const COM2: u16 = 0x2f8;
+
+// Register offsets from the port base.
+const DATA: u16 = 0;
+const IER: u16 = 1;
+const FCR: u16 = 2;
+const LCR: u16 = 3;
+const MCR: u16 = 4;
+const LSR: u16 = 5;
+const LSR_THR_EMPTY: u8 = 1 << 5;
+
+pub struct Uart {
+    base: u16,
+}
+
+impl Uart {
+    pub const fn new(base: u16) -> Self {
+        Uart { base }
+    }
+
+    /// 115200 baud, 8N1, FIFOs on, no interrupts.
+    pub fn init(&self) {
+        for (reg, value) in [
+            (IER, 0x00),
+            (LCR, 0x80), // DLAB: the next two writes set the divisor
+            (DATA, 0x01),
+            (IER, 0x00),
+            (LCR, 0x03),
+            (FCR, 0xc7),
+            (MCR, 0x03),
+        ] {
+            self.out(reg, value);
+        }
+    }
+
+    /// Waits for room in the transmitter. A missing UART reads LSR as 0xff,
+    /// so writes to an absent port never hang.
+    pub fn write_byte(&self, byte: u8) {
+        while self.inp(LSR) & LSR_THR_EMPTY == 0 {
+            core::hint::spin_loop();
+        }
+        self.out(DATA, byte);
+    }
+
+    fn out(&self, reg: u16, value: u8) {
+        // SAFETY: the COM ports belong to the hypervisor; writes have no memory effects.
+        unsafe { outb(self.base + reg, value) }
+    }
+
+    fn inp(&self, reg: u16) -> u8 {
+        // SAFETY: as above; reading LSR has no side effects.
+        unsafe { inb(self.base + reg) }
+    }
+}
