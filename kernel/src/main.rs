@@ -33,6 +33,8 @@ mod paging;
 #[cfg(target_os = "none")]
 mod panic;
 #[cfg(target_os = "none")]
+mod pic;
+#[cfg(target_os = "none")]
 mod power;
 #[cfg(target_os = "none")]
 mod selftest;

@@ -1,7 +1,7 @@
 //! `kernel_entry`: the 64-bit Rust entry both boot paths reach, and the order of start of day.
 
 use crate::power::{exit, fatal, ExitStatus};
-use crate::{apic, boot, console, cpu, gdt, idt, log, memory, paging, println, selftest, time};
+use crate::{apic, boot, console, cpu, gdt, idt, log, memory, paging, pic, println, selftest, time};
 use xenolith::boot_info::{BootInfo, RegionKind};
 use xenolith::caps_line::CpuSummary;
 use xenolith::{cmdline, fnv, memory_map};
@@ -16,6 +16,7 @@ extern "C" fn kernel_entry(kind: u32, info: u64) -> ! {
     log::init();
     gdt::init();
     idt::init();
+    pic::mask_all();
     let loader = boot::loader(kind);
     println!(
         "Xenolith {} booted via {}",

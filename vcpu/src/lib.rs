@@ -1,6 +1,14 @@
-//! Types shared by the arch-neutral core and the VMX/SVM backends.
+//! Types shared by the arch-neutral core and the VMX/SVM backends: capabilities, the vCPU interface, exit reasons.
 #![no_std]
 
+extern crate alloc;
+
 pub mod caps;
+pub mod exit;
+pub mod regs;
+pub mod vcpu;
 
 pub use caps::{VirtCaps, VirtKind};
+pub use exit::{Access, Event, Exit, IoAccess};
+pub use regs::{Gpr, Paging};
+pub use vcpu::{Backend, FrameAlloc, GuestCode, InitialState, Vcpu, VcpuConfig};

@@ -1,0 +1,300 @@
+//! `SvmVcpu`: one guest vCPU on AMD-V, its VMCB, I/O and MSR permission maps.
+
+use crate::decode::{self, Expected};
+use crate::exits;
+use crate::run::{world_switch, Gprs};
+use crate::vmcb::{misc1, misc2, Segment, Vmcb, TLB_FLUSH_GUEST, V_IGN_TPR, V_INTR_MASKING, V_IRQ};
+use vcpu::{Event, Exit, FrameAlloc, Gpr, GuestCode, InitialState, Paging, Vcpu, VcpuConfig};
+
+/// EFER.SVME (APM 15.4): must stay set in the guest's EFER for VMRUN.
+const EFER_SVME: u64 = 1 << 12;
+const EFER_LMA: u64 = 1 << 10;
+/// The power-on PAT (APM Vol. 2 7.8.2).
+const DEFAULT_PAT: u64 = 0x0007_0406_0007_0406;
+/// The I/O permission map covers 64K ports plus 3 bytes: 12 KiB (APM 15.10.1).
+const IOPM_PAGES: usize = 3;
+/// The MSR permission map: 8 KiB, every bit set = every MSR intercepted (APM 15.11).
+const MSRPM_PAGES: usize = 2;
+const PAGE: usize = 4096;
+
+// Flat segments in VMCB attribute format: type|S|DPL|P in bits 0-7, AVL|L|D|G in bits 8-11.
+const CODE32: u16 = 0xc9b;
+const CODE64: u16 = 0xa9b;
+const DATA: u16 = 0xc93;
+const TSS_BUSY: u16 = 0x08b;
+/// The L bit of a code segment in VMCB attribute format.
+const ATTRIB_L: u16 = 1 << 9;
+
+pub struct SvmVcpu {
+    vmcb_pa: u64,
+    host_vmcb_pa: u64,
+    gprs: Gprs,
+    nrips: bool,
+    /// Event to inject at the next VMRUN.
+    pending: Option<Event>,
+}
+
+fn fill(pa: u64, pages: usize, byte: u8) {
+    // SAFETY: a fresh, identity-mapped allocation of `pages` frames owned by the vCPU.
+    unsafe { core::ptr::write_bytes(pa as *mut u8, byte, pages * PAGE) }
+}
+
+fn flat(selector: u16, attrib: u16) -> Segment {
+    Segment {
+        selector,
+        attrib,
+        limit: 0xffff_ffff,
+        base: 0,
+    }
+}
+
+impl SvmVcpu {
+    pub fn new(
+        frames: &mut dyn FrameAlloc,
+        host_vmcb_pa: u64,
+        nrips: bool,
+        config: &VcpuConfig,
+        initial: &InitialState,
+    ) -> Result<Self, &'static str> {
+        let vmcb_pa = frames.alloc_zeroed(1).ok_or("no memory for a VMCB")?;
+        let iopm = frames
+            .alloc_zeroed(IOPM_PAGES)
+            .ok_or("no memory for an IOPM")?;
+        let msrpm = frames
+            .alloc_zeroed(MSRPM_PAGES)
+            .ok_or("no memory for an MSRPM")?;
+        fill(iopm, IOPM_PAGES, 0xff);
+        fill(msrpm, MSRPM_PAGES, 0xff);
+        for &port in config.passthrough_ports {
+            // SAFETY: the byte lies inside the IOPM just allocated.
+            unsafe { *((iopm + u64::from(port / 8)) as *mut u8) &= !(1 << (port % 8)) };
+        }
+        let mut vcpu = SvmVcpu {
+            vmcb_pa,
+            host_vmcb_pa,
+            gprs: initial.gprs,
+            nrips,
+            pending: None,
+        };
+        let vmcb = vcpu.vmcb();
+        let c = &mut vmcb.control;
+        c.intercept_misc1 = misc1::INTR
+            | misc1::NMI
+            | misc1::INIT
+            | misc1::CPUID
+            | misc1::HLT
+            | misc1::IOIO_PROT
+            | misc1::MSR_PROT
+            | misc1::SHUTDOWN;
+        // VMRUN must be intercepted (APM 15.5.1); the rest of SVM is not offered.
+        c.intercept_misc2 = misc2::VMRUN
+            | misc2::VMMCALL
+            | misc2::VMLOAD
+            | misc2::VMSAVE
+            | misc2::STGI
+            | misc2::CLGI
+            | misc2::SKINIT;
+        c.iopm_base_pa = iopm;
+        c.msrpm_base_pa = msrpm;
+        c.asid = u32::from(config.tag);
+        // A reused ASID may still have the previous guest's translations.
+        c.tlb_control = TLB_FLUSH_GUEST;
+        // The guest's IF masks only virtual interrupts; physical ones stay the host's.
+        c.int_control = V_INTR_MASKING;
+        c.np_control = 1;
+        c.n_cr3 = config.second_level_root;
+
+        let s = &mut vmcb.state;
+        let code = if initial.long_mode { CODE64 } else { CODE32 };
+        s.cs = flat(0x08, code);
+        for seg in [&mut s.ds, &mut s.es, &mut s.ss, &mut s.fs, &mut s.gs] {
+            *seg = flat(0x10, DATA);
+        }
+        s.tr = Segment {
+            selector: 0x18,
+            attrib: TSS_BUSY,
+            limit: 0x67,
+            base: 0,
+        };
+        s.ldtr = Segment::default();
+        s.gdtr = Segment::default();
+        s.idtr = Segment::default();
+        s.cr0 = initial.paging.cr0;
+        s.cr3 = initial.paging.cr3;
+        s.cr4 = initial.paging.cr4;
+        s.efer = initial.paging.efer | EFER_SVME;
+        s.dr6 = 0xffff_0ff0;
+        s.dr7 = 0x400;
+        s.rflags = initial.rflags | 0x2;
+        s.rip = initial.rip;
+        s.rsp = initial.gprs[Gpr::Rsp as usize];
+        s.rax = initial.gprs[Gpr::Rax as usize];
+        s.g_pat = DEFAULT_PAT;
+        s.cpl = 0;
+        Ok(vcpu)
+    }
+
+    fn vmcb(&mut self) -> &mut Vmcb {
+        // SAFETY: `vmcb_pa` is this vCPU's own identity-mapped VMCB page.
+        unsafe { &mut *(self.vmcb_pa as *mut Vmcb) }
+    }
+
+    fn vmcb_ref(&self) -> &Vmcb {
+        // SAFETY: as above, shared access.
+        unsafe { &*(self.vmcb_pa as *const Vmcb) }
+    }
+
+    fn event_inj(event: Event) -> u64 {
+        // EVENTINJ (APM 15.20): vector, type in bits 10:8, EV bit 11, V bit 31, error code in 63:32.
+        const VALID: u64 = 1 << 31;
+        match event {
+            Event::Interrupt(v) => VALID | u64::from(v),
+            Event::Nmi => VALID | (2 << 8) | 2,
+            Event::Exception { vector, error_code } => {
+                let ev = error_code.map_or(0, |e| (1 << 11) | (u64::from(e) << 32));
+                VALID | (3 << 8) | ev | u64::from(vector)
+            }
+        }
+    }
+
+    fn in_64bit_mode(&self) -> bool {
+        let s = &self.vmcb_ref().state;
+        s.efer & EFER_LMA != 0 && s.cs.attrib & ATTRIB_L != 0
+    }
+}
+
+impl Vcpu for SvmVcpu {
+    fn run(&mut self) -> Exit {
+        let event = self.pending.take().map_or(0, Self::event_inj);
+        let (vmcb_pa, host) = (self.vmcb_pa, self.host_vmcb_pa);
+        self.vmcb().control.event_inj = event;
+        // SAFETY: both VMCBs are set up by `new`/`backend`, SVM is enabled on this CPU.
+        unsafe { world_switch(&mut self.gprs, vmcb_pa, host) };
+        let vmcb = self.vmcb();
+        vmcb.control.tlb_control = 0;
+        // An event whose delivery the exit interrupted is delivered again (APM 15.7.2).
+        let interrupted = vmcb.control.exit_int_info;
+        vmcb.control.event_inj = 0;
+        let c = &vmcb.control;
+        let exit = exits::decode(
+            c.exit_code,
+            c.exit_info1,
+            c.exit_info2,
+            self.gprs[Gpr::Rcx as usize],
+            self.gprs[Gpr::Rdx as usize],
+            self.vmcb_ref().state.rax,
+        );
+        if interrupted & (1 << 31) != 0 {
+            self.vmcb().control.event_inj = interrupted;
+        }
+        exit
+    }
+
+    fn gpr(&self, reg: Gpr) -> u64 {
+        match reg {
+            Gpr::Rax => self.vmcb_ref().state.rax,
+            Gpr::Rsp => self.vmcb_ref().state.rsp,
+            r => self.gprs[r as usize],
+        }
+    }
+
+    fn set_gpr(&mut self, reg: Gpr, value: u64) {
+        match reg {
+            Gpr::Rax => self.vmcb().state.rax = value,
+            Gpr::Rsp => self.vmcb().state.rsp = value,
+            r => self.gprs[r as usize] = value,
+        }
+    }
+
+    fn rip(&self) -> u64 {
+        self.vmcb_ref().state.rip
+    }
+
+    fn set_rip(&mut self, rip: u64) {
+        self.vmcb().state.rip = rip;
+    }
+
+    fn paging(&self) -> Paging {
+        let s = &self.vmcb_ref().state;
+        Paging {
+            cr0: s.cr0,
+            cr3: s.cr3,
+            cr4: s.cr4,
+            efer: s.efer & !EFER_SVME,
+        }
+    }
+
+    fn set_efer(&mut self, value: u64) {
+        self.vmcb().state.efer = value | EFER_SVME;
+    }
+
+    fn cpl(&self) -> u8 {
+        self.vmcb_ref().state.cpl
+    }
+
+    fn skip_instruction(&mut self, code: &dyn GuestCode) -> Result<(), &'static str> {
+        let c = &self.vmcb_ref().control;
+        let next = match c.exit_code {
+            // IOIO exits always carry the next RIP in EXITINFO2 (APM 15.10.2).
+            exits::IOIO => c.exit_info2,
+            _ if self.nrips => c.next_rip,
+            exit => {
+                let expected = match exit {
+                    exits::CPUID => Expected::Cpuid,
+                    exits::MSR if c.exit_info1 == 0 => Expected::Rdmsr,
+                    exits::MSR => Expected::Wrmsr,
+                    exits::VMMCALL => Expected::Vmmcall,
+                    exits::HLT => Expected::Hlt,
+                    _ => return Err("no instruction to skip for this exit"),
+                };
+                let rip = self.rip();
+                let linear = self.vmcb_ref().state.cs.base.wrapping_add(rip);
+                let mut bytes = [0u8; 15];
+                // An instruction may end before the next page; fetch only this page if needed.
+                let to_page_end = (0x1000 - (linear & 0xfff)) as usize;
+                let paging = self.paging();
+                let n = if code.fetch(&paging, linear, &mut bytes) {
+                    15
+                } else if to_page_end < 15 && code.fetch(&paging, linear, &mut bytes[..to_page_end])
+                {
+                    to_page_end
+                } else {
+                    return Err("instruction bytes not readable");
+                };
+                let len = decode::length(&bytes[..n], expected, self.in_64bit_mode())
+                    .ok_or("bytes at RIP are not the intercepted instruction")?;
+                rip.wrapping_add(len as u64)
+            }
+        };
+        self.set_rip(next);
+        // Skipping an instruction ends any STI/MOV SS shadow it began.
+        self.vmcb().control.int_state &= !1;
+        Ok(())
+    }
+
+    fn inject(&mut self, event: Event) {
+        self.pending = Some(event);
+    }
+
+    fn set_interrupt_window(&mut self, wanted: bool) {
+        // A virtual interrupt that ignores the TPR becomes deliverable exactly
+        // when the guest can take one; intercepting VINTR turns that into an exit (APM 15.21.4).
+        let c = &mut self.vmcb().control;
+        if wanted {
+            c.int_control |= V_IRQ | V_IGN_TPR;
+            c.intercept_misc1 |= misc1::VINTR;
+        } else {
+            c.int_control &= !(V_IRQ | V_IGN_TPR);
+            c.intercept_misc1 &= !misc1::VINTR;
+        }
+    }
+
+    fn interruptible(&self) -> bool {
+        let v = self.vmcb_ref();
+        v.state.rflags & (1 << 9) != 0 && v.control.int_state & 1 == 0
+    }
+
+    fn flush_second_level(&mut self) {
+        self.vmcb().control.tlb_control = TLB_FLUSH_GUEST;
+    }
+}

@@ -1,0 +1,87 @@
+//! The interface between the arch-neutral core and a virtualization backend.
+
+use crate::{Event, Exit, Gpr, Paging, VirtCaps};
+use alloc::boxed::Box;
+
+/// Zeroed, page-aligned host memory for control structures (VMCS, VMCB,
+/// bitmaps). The hypervisor identity-maps physical memory, so one address
+/// serves both as the pointer and as the physical address given to hardware.
+pub trait FrameAlloc {
+    /// `count` contiguous zeroed 4 KiB frames; returns their physical address.
+    fn alloc_zeroed(&mut self, count: usize) -> Option<u64>;
+}
+
+/// Reads the bytes of the instruction at the guest's CS:RIP, for backends
+/// that must decode it (SVM without NRIPS). Implemented by the core, which
+/// owns the guest page-table walk.
+pub trait GuestCode {
+    /// Fills `buf` from guest-virtual `rip`; false if not readable.
+    fn fetch(&self, paging: &Paging, rip: u64, buf: &mut [u8]) -> bool;
+}
+
+/// What a backend needs to create a vCPU for a domain.
+#[derive(Clone, Copy, Debug)]
+pub struct VcpuConfig {
+    /// Physical address of the domain's second-level PML4 (EPT or NPT format,
+    /// built by the `ept` crate in the backend's format).
+    pub second_level_root: u64,
+    /// The domain's tag (VPID or ASID), non-zero and unique among live domains.
+    pub tag: u16,
+    /// Ports the guest may access directly; every other port exits.
+    pub passthrough_ports: &'static [u16],
+}
+
+/// The register state a vCPU starts in.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InitialState {
+    pub gprs: [u64; 16],
+    pub rip: u64,
+    pub rflags: u64,
+    /// Protected mode flat 32-bit (PVH entry) when false; 64-bit long mode when true.
+    pub long_mode: bool,
+    pub paging: Paging,
+}
+
+/// One virtual CPU. Everything vendor-specific stays behind this trait.
+pub trait Vcpu {
+    /// Enters the guest and returns at the next exit the core must handle.
+    fn run(&mut self) -> Exit;
+
+    fn gpr(&self, reg: Gpr) -> u64;
+    fn set_gpr(&mut self, reg: Gpr, value: u64);
+    fn rip(&self) -> u64;
+    fn set_rip(&mut self, rip: u64);
+    fn paging(&self) -> Paging;
+    /// Sets the guest's EFER as a WRMSR would. The core intercepts EFER on
+    /// every backend (SVM must keep EFER.SVME set underneath the guest, APM
+    /// 15.5.1; VMX must keep the "IA-32e mode guest" entry control in step).
+    fn set_efer(&mut self, value: u64);
+    /// The current privilege level (hypercalls from CPL > 0 get -EPERM).
+    fn cpl(&self) -> u8;
+
+    /// Moves RIP past the instruction that caused the last exit. Backends
+    /// that cannot learn its length from hardware read it through `code`.
+    /// Err if the instruction could not be read or is not the expected one.
+    fn skip_instruction(&mut self, code: &dyn GuestCode) -> Result<(), &'static str>;
+
+    /// Queues an event for the next entry.
+    fn inject(&mut self, event: Event);
+    /// Asks for an `Exit::InterruptWindow` as soon as the guest can take an interrupt.
+    fn set_interrupt_window(&mut self, wanted: bool);
+    /// RFLAGS.IF is set and no interrupt shadow (STI/MOV SS) blocks delivery.
+    fn interruptible(&self) -> bool;
+    /// Tells the hardware to drop cached second-level translations for this vCPU.
+    fn flush_second_level(&mut self);
+}
+
+/// A virtualization extension, switched on for this CPU.
+pub trait Backend {
+    fn caps(&self) -> VirtCaps;
+    /// Creates a vCPU in `initial` state for a domain described by `config`.
+    fn create_vcpu(
+        &mut self,
+        frames: &mut dyn FrameAlloc,
+        config: &VcpuConfig,
+        initial: &InitialState,
+    ) -> Result<Box<dyn Vcpu>, &'static str>;
+}
