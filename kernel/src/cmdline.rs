@@ -10,6 +10,23 @@ pub fn option<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
         .next_back()
 }
 
+/// Every `key=value` word, in order.
+pub fn options<'a>(cmdline: &'a str, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    cmdline
+        .split_ascii_whitespace()
+        .filter_map(|word| word.split_once('='))
+        .filter(move |(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+/// A `guest=<module>[:<word>[,<word>...]]` value: the module to boot and its
+/// command line (commas become spaces, as the hypervisor's own command line
+/// splits on spaces).
+pub fn guest_spec(value: &str) -> (&str, impl Iterator<Item = &str>) {
+    let (module, args) = value.split_once(':').unwrap_or((value, ""));
+    (module, args.split(',').filter(|w| !w.is_empty()))
+}
+
 /// A size such as `512M`, `4G`, `65536` or `64k` in bytes; `None` if malformed or overflowing.
 pub fn parse_size(text: &str) -> Option<u64> {
     let (digits, shift) = match text.as_bytes().last()? {
@@ -34,6 +51,17 @@ mod tests {
         assert_eq!(option("a=1 mem=4M b mem=8M", "mem"), Some("8M"));
         assert_eq!(option("memx=1 b", "mem"), None);
         assert_eq!(option("", "mem"), None);
+    }
+
+    #[test]
+    fn guests() {
+        let all: Vec<&str> = options("guest=a.elf guest=b.elf:oob,x=1 mem=1G", "guest").collect();
+        assert_eq!(all, ["a.elf", "b.elf:oob,x=1"]);
+        let (module, args) = guest_spec("b.elf:oob,x=1");
+        assert_eq!(module, "b.elf");
+        assert_eq!(args.collect::<Vec<_>>(), ["oob", "x=1"]);
+        let (module, args) = guest_spec("a.elf");
+        assert_eq!((module, args.count()), ("a.elf", 0));
     }
 
     #[test]

@@ -4,8 +4,10 @@
 pub mod boot_info;
 pub mod caps_line;
 pub mod cmdline;
+pub mod cpuid_policy;
 pub mod fnv;
 pub mod memory_map;
+pub mod msr_policy;
 pub mod newc;
 pub mod page_policy;
 pub mod rsdp;

@@ -21,7 +21,13 @@ mod console;
 #[cfg(target_os = "none")]
 mod cpu;
 #[cfg(target_os = "none")]
+mod domain;
+#[cfg(target_os = "none")]
 mod gdt;
+#[cfg(target_os = "none")]
+mod guest_memory;
+#[cfg(target_os = "none")]
+mod hypercall;
 #[cfg(target_os = "none")]
 mod idt;
 #[cfg(target_os = "none")]
@@ -44,3 +50,5 @@ mod start;
 mod time;
 #[cfg(target_os = "none")]
 mod uart;
+#[cfg(target_os = "none")]
+mod vmexit;

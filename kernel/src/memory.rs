@@ -90,6 +90,27 @@ pub fn alloc_frames(count: usize) -> Option<u64> {
     FRAMES.lock().alloc(count).map(|f| f as u64 * PAGE_SIZE)
 }
 
+/// Gives back `count` frames from `alloc_frames` at `phys`.
+pub fn free_frames(phys: u64, count: usize) {
+    FRAMES.lock().dealloc((phys / PAGE_SIZE) as usize, count);
+}
+
+/// The frame allocator as the backends and address spaces see it.
+pub struct HostFrames;
+
+impl vcpu::FrameAlloc for HostFrames {
+    fn alloc_zeroed(&mut self, count: usize) -> Option<u64> {
+        let phys = alloc_frames(count)?;
+        // SAFETY: fresh frames, owned by the caller, identity-mapped.
+        unsafe { core::ptr::write_bytes(phys as *mut u8, 0, count * PAGE_SIZE as usize) };
+        Some(phys)
+    }
+
+    fn free(&mut self, phys: u64, count: usize) {
+        free_frames(phys, count);
+    }
+}
+
 /// One zeroed frame.
 pub fn alloc_zeroed_frame() -> Option<u64> {
     let phys = alloc_frames(1)?;

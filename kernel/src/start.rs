@@ -1,7 +1,15 @@
 //! `kernel_entry`: the 64-bit Rust entry both boot paths reach, and the order of start of day.
 
+use crate::domain::{self, Ending};
+use crate::memory::HostFrames;
 use crate::power::{exit, fatal, ExitStatus};
-use crate::{apic, boot, console, cpu, gdt, idt, log, memory, paging, pic, println, selftest, time};
+use crate::{
+    apic, boot, console, cpu, gdt, idt, log, memory, paging, pic, println, selftest, time, vmexit,
+};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use vcpu::Exit;
 use xenolith::boot_info::{BootInfo, RegionKind};
 use xenolith::caps_line::CpuSummary;
 use xenolith::{cmdline, fnv, memory_map};
@@ -76,9 +84,87 @@ extern "C" fn kernel_entry(kind: u32, info: u64) -> ! {
         apic.timer_khz
     );
 
-    // Guests arrive with the next steps; with none to run, the run is over.
-    println!("no domains to run");
-    exit(ExitStatus::Success)
+    let status = run_guests(&boot);
+    exit(status)
+}
+
+/// RAM each guest gets until domains are configured (issue: domain configuration).
+const GUEST_RAM: u64 = 8 << 20;
+
+/// Builds and runs every `guest=<module>[:<args>]` domain in turn. Success
+/// when every domain powered off (or halted for good).
+fn run_guests(boot: &BootInfo) -> ExitStatus {
+    let mut guests = cmdline::options(boot.cmdline, "guest").peekable();
+    if guests.peek().is_none() {
+        println!("no domains to run");
+        return ExitStatus::Success;
+    }
+    // Each backend answers only for its own vendor's CPUs.
+    let backend = svm::backend(&mut HostFrames);
+    let mut backend = match backend {
+        None => fatal(format_args!("this CPU has neither VMX nor SVM")),
+        Some(Err(why)) => fatal(format_args!("hardware virtualization: {why}")),
+        Some(Ok(backend)) => backend,
+    };
+    let mut status = ExitStatus::Success;
+    for (index, spec) in guests.enumerate() {
+        let id = index as u16 + 1;
+        let (module, args) = cmdline::guest_spec(spec);
+        let guest_cmdline: String = args.collect::<Vec<_>>().join(" ");
+        let Some(image) = boot.modules.iter().find(|m| m.name == module) else {
+            println!("domain {id}: no boot module named {module:?}");
+            status = ExitStatus::Failure;
+            continue;
+        };
+        let mut dom = match domain::create(
+            backend.as_mut(),
+            id,
+            module,
+            image.data,
+            &guest_cmdline,
+            GUEST_RAM,
+        ) {
+            Ok(dom) => dom,
+            Err(e) => {
+                println!("domain {id} ({module}): not created: {e}");
+                status = ExitStatus::Failure;
+                continue;
+            }
+        };
+        println!("domain {id} ({module}): started, {} KiB", GUEST_RAM >> 10);
+        vmexit::run(&mut dom);
+        if !report(&dom) {
+            status = ExitStatus::Failure;
+        }
+        dom.destroy();
+    }
+    status
+}
+
+/// Prints how the domain ended and its exits per reason; true for a clean end.
+fn report(dom: &domain::Domain) -> bool {
+    let (text, clean) = match &dom.ending {
+        Some(Ending::Shutdown(0)) => (String::from("poweroff"), true),
+        Some(Ending::Shutdown(reason)) => (format!("shutdown reason {reason}"), false),
+        Some(Ending::Halted) => (String::from("halted with interrupts off"), true),
+        Some(Ending::Crashed(why)) => (format!("crashed: {why}"), false),
+        None => (String::from("still running"), false),
+    };
+    println!("domain {} ({}): {text}", dom.id, dom.name);
+    let mut line = String::new();
+    let mut total = 0;
+    for (name, count) in Exit::REASONS.iter().zip(dom.exits) {
+        total += count;
+        if count > 0 {
+            line.push_str(&format!(" {name}={count}"));
+            defmt::info!("d{=u16} exits {=str}: {=u64}", dom.id, name, count);
+        }
+    }
+    println!(
+        "domain {} exits:{line} total={total} unknown-hypercalls={}",
+        dom.id, dom.unknown_hypercalls
+    );
+    clean
 }
 
 /// Heap, frames and page tables over the usable RAM of the memory map.

@@ -12,8 +12,11 @@ pub mod vmcb;
 
 pub use crate::vcpu::SvmVcpu;
 
-use ::vcpu::{Backend, FrameAlloc, InitialState, Vcpu, VcpuConfig, VirtCaps};
+use ::vcpu::{
+    AddressSpace, Backend, FrameAlloc, IdentityTables, InitialState, Vcpu, VcpuConfig, VirtCaps,
+};
 use alloc::boxed::Box;
+use ept::NptTable;
 use x86::msr::{rdmsr, wrmsr};
 
 const IA32_EFER: u32 = 0xc000_0080;
@@ -59,6 +62,19 @@ fn enable(frames: &mut dyn FrameAlloc, caps: VirtCaps) -> Result<Svm, &'static s
 impl Backend for Svm {
     fn caps(&self) -> VirtCaps {
         self.caps
+    }
+
+    fn new_address_space(
+        &mut self,
+        frames: &mut dyn FrameAlloc,
+    ) -> Result<Box<dyn AddressSpace>, &'static str> {
+        let table = NptTable::new(&mut IdentityTables::new(frames))
+            .map_err(|_| "no memory for nested page tables")?;
+        Ok(Box::new(table))
+    }
+
+    fn hypercall_instruction(&self) -> [u8; 3] {
+        [0x0f, 0x01, 0xd9] // VMMCALL (APM Vol. 3)
     }
 
     fn create_vcpu(

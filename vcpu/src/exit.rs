@@ -83,3 +83,43 @@ pub enum Event {
     },
     Nmi,
 }
+
+impl Exit {
+    /// Names of the exit reasons, indexed by `Exit::reason`, for per-reason counts.
+    pub const REASONS: [&'static str; 14] = [
+        "cpuid",
+        "msr-read",
+        "msr-write",
+        "io",
+        "hypercall",
+        "hlt",
+        "npf",
+        "external-interrupt",
+        "interrupt-window",
+        "exception",
+        "shutdown",
+        "init",
+        "sipi",
+        "invalid",
+    ];
+
+    /// This exit's index into `REASONS`.
+    pub fn reason(&self) -> usize {
+        match self {
+            Exit::Cpuid => 0,
+            Exit::MsrRead { .. } => 1,
+            Exit::MsrWrite { .. } => 2,
+            Exit::Io(_) => 3,
+            Exit::Hypercall => 4,
+            Exit::Hlt => 5,
+            Exit::NestedPageFault { .. } => 6,
+            Exit::ExternalInterrupt => 7,
+            Exit::InterruptWindow => 8,
+            Exit::Exception { .. } => 9,
+            Exit::Shutdown => 10,
+            Exit::Init => 11,
+            Exit::Sipi { .. } => 12,
+            Exit::Invalid(_) => 13,
+        }
+    }
+}

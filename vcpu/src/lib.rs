@@ -3,11 +3,13 @@
 
 extern crate alloc;
 
+pub mod address_space;
 pub mod caps;
 pub mod exit;
 pub mod regs;
 pub mod vcpu;
 
+pub use address_space::{AddressSpace, IdentityTables};
 pub use caps::{VirtCaps, VirtKind};
 pub use exit::{Access, Event, Exit, IoAccess};
 pub use regs::{Gpr, Paging};

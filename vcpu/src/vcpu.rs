@@ -1,6 +1,6 @@
 //! The interface between the arch-neutral core and a virtualization backend.
 
-use crate::{Event, Exit, Gpr, Paging, VirtCaps};
+use crate::{AddressSpace, Event, Exit, Gpr, Paging, VirtCaps};
 use alloc::boxed::Box;
 
 /// Zeroed, page-aligned host memory for control structures (VMCS, VMCB,
@@ -9,6 +9,8 @@ use alloc::boxed::Box;
 pub trait FrameAlloc {
     /// `count` contiguous zeroed 4 KiB frames; returns their physical address.
     fn alloc_zeroed(&mut self, count: usize) -> Option<u64>;
+    /// Returns `count` frames from `alloc_zeroed` at `phys`.
+    fn free(&mut self, phys: u64, count: usize);
 }
 
 /// Reads the bytes of the instruction at the guest's CS:RIP, for backends
@@ -77,6 +79,14 @@ pub trait Vcpu {
 /// A virtualization extension, switched on for this CPU.
 pub trait Backend {
     fn caps(&self) -> VirtCaps;
+    /// An empty guest-physical address space in this backend's second-level format.
+    fn new_address_space(
+        &mut self,
+        frames: &mut dyn FrameAlloc,
+    ) -> Result<Box<dyn AddressSpace>, &'static str>;
+    /// The bytes of this backend's hypercall instruction (VMCALL or VMMCALL),
+    /// for the Xen hypercall page.
+    fn hypercall_instruction(&self) -> [u8; 3];
     /// Creates a vCPU in `initial` state for a domain described by `config`.
     fn create_vcpu(
         &mut self,

@@ -1,0 +1,180 @@
+//! A domain: its RAM (host frames), its second-level address space, its vCPU, and how it ended.
+
+use crate::memory::{self, HostFrames};
+use alloc::boxed::Box;
+use alloc::string::String;
+use ept::{Gpa, Hpa, MemType, PageSize, Perms};
+use pvh_boot::KernelImage;
+use vcpu::{AddressSpace, Backend, Exit, Gpr, InitialState, Paging, Vcpu, VcpuConfig};
+use xen_abi::start_info::{HvmMemmapTableEntry, MEMMAP_TYPE_RAM};
+use xenolith::memory_map::PAGE_SIZE;
+
+/// How a domain stopped running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// `SCHEDOP_shutdown` with this reason (public/sched.h SHUTDOWN_*).
+    Shutdown(u32),
+    /// Its only vCPU halted with interrupts off: nothing can wake it.
+    Halted,
+    /// It broke a rule; the domain is ended, nothing else is affected.
+    Crashed(String),
+}
+
+pub struct Domain {
+    pub id: u16,
+    pub name: String,
+    ram_hpa: u64,
+    ram_frames: usize,
+    pub space: Box<dyn AddressSpace>,
+    pub vcpu: Box<dyn Vcpu>,
+    pub ending: Option<Ending>,
+    /// Exits per `Exit::REASONS` entry.
+    pub exits: [u64; Exit::REASONS.len()],
+    /// Hypercalls answered -ENOSYS.
+    pub unknown_hypercalls: u64,
+    /// An interrupt vector waiting to be injected (test operation).
+    pub pending_irq: Option<u8>,
+    /// The guest's IA32_PAT (kept, not yet applied to its memory types).
+    pub pat: u64,
+    /// The POST-code latch at port 0x80.
+    pub port80: u8,
+    /// Console output not yet ended by a newline.
+    pub console_line: String,
+}
+
+/// Why a domain could not be built.
+#[derive(Debug)]
+pub enum CreateError {
+    NoMemory,
+    Image(pvh_boot::LoadError),
+    StartInfo(pvh_boot::StartInfoError),
+    Backend(&'static str),
+}
+
+impl core::fmt::Display for CreateError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            CreateError::NoMemory => write!(f, "not enough free memory"),
+            CreateError::Image(e) => write!(f, "kernel image: {e}"),
+            CreateError::StartInfo(e) => write!(f, "start info: {e:?}"),
+            CreateError::Backend(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Guest RAM and the PVH start of day: the image at its physical addresses,
+/// `hvm_start_info` after it, the vCPU in 32-bit flat protected mode with
+/// paging off and EBX = start info (xen docs/misc/pvh.pandoc).
+pub fn create(
+    backend: &mut dyn Backend,
+    id: u16,
+    name: &str,
+    image: &[u8],
+    cmdline: &str,
+    ram_bytes: u64,
+) -> Result<Domain, CreateError> {
+    let kernel = KernelImage::parse(image).map_err(CreateError::Image)?;
+    let frames = (ram_bytes / PAGE_SIZE) as usize;
+    let ram_hpa = memory::alloc_frames(frames).ok_or(CreateError::NoMemory)?;
+    // SAFETY: fresh frames owned by this domain from now on, identity-mapped.
+    let ram = unsafe { core::slice::from_raw_parts_mut(ram_hpa as *mut u8, ram_bytes as usize) };
+    ram.fill(0);
+    let mut build =
+        |ram: &mut [u8]| -> Result<(Box<dyn AddressSpace>, Box<dyn Vcpu>), CreateError> {
+            let end = kernel.load(ram).map_err(CreateError::Image)?;
+            let map = [HvmMemmapTableEntry {
+                addr: 0,
+                size: ram_bytes,
+                kind: MEMMAP_TYPE_RAM,
+                reserved: 0,
+            }];
+            let (start_info, _) = pvh_boot::place_start_info(ram, end, cmdline, &map)
+                .map_err(CreateError::StartInfo)?;
+            let mut space = backend
+                .new_address_space(&mut HostFrames)
+                .map_err(CreateError::Backend)?;
+            map_ram(space.as_mut(), ram_hpa, ram_bytes)?;
+            let mut gprs = [0u64; 16];
+            gprs[Gpr::Rbx as usize] = start_info;
+            let initial = InitialState {
+                gprs,
+                rip: u64::from(kernel.entry),
+                rflags: 0x2,
+                long_mode: false,
+                // CR0.PE | CR0.ET: protected mode, paging off (pvh.pandoc).
+                paging: Paging {
+                    cr0: 0x11,
+                    cr3: 0,
+                    cr4: 0,
+                    efer: 0,
+                },
+            };
+            let config = VcpuConfig {
+                second_level_root: space.root(),
+                tag: id,
+                passthrough_ports: &[],
+            };
+            let vcpu = backend
+                .create_vcpu(&mut HostFrames, &config, &initial)
+                .map_err(CreateError::Backend)?;
+            Ok((space, vcpu))
+        };
+    let (space, vcpu) = build(ram).inspect_err(|_| memory::free_frames(ram_hpa, frames))?;
+    Ok(Domain {
+        id,
+        name: String::from(name),
+        ram_hpa,
+        ram_frames: frames,
+        space,
+        vcpu,
+        ending: None,
+        exits: [0; Exit::REASONS.len()],
+        unknown_hypercalls: 0,
+        pending_irq: None,
+        pat: xenolith::msr_policy::PAT_RESET,
+        port80: 0,
+        console_line: String::new(),
+    })
+}
+
+/// Guest-physical 0 .. size onto the domain's frames, 2 MiB pages where aligned.
+fn map_ram(space: &mut dyn AddressSpace, hpa: u64, size: u64) -> Result<(), CreateError> {
+    let mut gpa = 0;
+    while gpa < size {
+        let big = PageSize::Size2M.bytes();
+        let page = if gpa % big == 0 && (hpa + gpa) % big == 0 && size - gpa >= big {
+            PageSize::Size2M
+        } else {
+            PageSize::Size4K
+        };
+        // A new address space has nothing cached, and a new vCPU flushes
+        // its tag on first entry: the Flush can be dropped.
+        let _ = space
+            .map(
+                &mut HostFrames,
+                Gpa(gpa),
+                Hpa(hpa + gpa),
+                page,
+                Perms::RWX,
+                MemType::WriteBack,
+            )
+            .map_err(|_| CreateError::NoMemory)?;
+        gpa += page.bytes();
+    }
+    Ok(())
+}
+
+impl Domain {
+    pub fn crash(&mut self, why: String) {
+        if self.ending.is_none() {
+            self.ending = Some(Ending::Crashed(why));
+        }
+    }
+
+    /// Frees the domain's RAM and tables. Its vCPU's control pages stay
+    /// allocated (the backends do not free them yet).
+    pub fn destroy(self) {
+        self.space.destroy(&mut HostFrames);
+        memory::free_frames(self.ram_hpa, self.ram_frames);
+    }
+}

@@ -1,0 +1,198 @@
+//! The check list: each check exercises one kind of exit and prints `check <name>: ok` or `FAIL`.
+
+use crate::hypercall::call;
+use crate::idt::{GP_COUNT, IRQ_COUNT, TEST_VECTOR};
+use crate::println;
+use core::arch::asm;
+use core::sync::atomic::Ordering;
+use xen_abi::hypercall::*;
+
+type Check = (&'static str, fn() -> Result<(), &'static str>);
+
+const CHECKS: &[Check] = &[
+    ("cpuid", cpuid),
+    ("msr-allowed", msr_allowed),
+    ("msr-forbidden", msr_forbidden),
+    ("io-port", io_port),
+    ("hypercall", hypercall),
+    ("hypercall-gva", hypercall_gva),
+    ("hypercall-efault", hypercall_efault),
+    ("irq-hlt", irq_hlt),
+    ("irq-window", irq_window),
+];
+
+pub fn run_all() -> (usize, usize) {
+    let mut failed = 0;
+    for (name, check) in CHECKS {
+        match check() {
+            Ok(()) => println!("check {name}: ok"),
+            Err(why) => {
+                failed += 1;
+                println!("check {name}: FAIL {why}");
+            }
+        }
+    }
+    (CHECKS.len() - failed, failed)
+}
+
+fn ensure(ok: bool, why: &'static str) -> Result<(), &'static str> {
+    if ok {
+        Ok(())
+    } else {
+        Err(why)
+    }
+}
+
+fn cpuid_leaf(leaf: u32) -> core::arch::x86_64::CpuidResult {
+    core::arch::x86_64::__cpuid(leaf)
+}
+
+/// Passed through, but filtered: the hypervisor bit set, VMX and SVM hidden,
+/// the Xen leaves present.
+fn cpuid() -> Result<(), &'static str> {
+    let leaf1 = cpuid_leaf(1);
+    ensure(
+        leaf1.ecx & (1 << 31) != 0,
+        "hypervisor bit (1:ECX[31]) clear",
+    )?;
+    ensure(leaf1.ecx & (1 << 5) == 0, "VMX (1:ECX[5]) visible")?;
+    ensure(
+        cpuid_leaf(0x8000_0001).ecx & (1 << 2) == 0,
+        "SVM (80000001h:ECX[2]) visible",
+    )?;
+    let base = cpuid_leaf(0x4000_0000);
+    let signature = [base.ebx, base.ecx, base.edx];
+    ensure(
+        signature == [0x566e_6558, 0x6558_4d4d, 0x4d4d_566e],
+        "no XenVMMXenVMM signature",
+    )?;
+    ensure(base.eax >= 0x4000_0002, "too few Xen leaves")?;
+    ensure(cpuid_leaf(0).eax >= 1, "leaf 0 not passed through")
+}
+
+fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: a #GP lands in gp_stub, which skips this 2-byte instruction.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi) };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: as for `rdmsr`.
+    unsafe { asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32) };
+}
+
+fn msr_allowed() -> Result<(), &'static str> {
+    let before = GP_COUNT.load(Ordering::SeqCst);
+    let efer = rdmsr(0xc000_0080);
+    ensure(
+        efer & (1 << 8) != 0 && efer & (1 << 10) != 0,
+        "EFER lacks LME/LMA",
+    )?;
+    ensure(efer & (1 << 12) == 0, "EFER.SVME leaks into the guest")?;
+    let pat = 0x0007_0406_0007_0106;
+    wrmsr(0x277, pat);
+    ensure(rdmsr(0x277) == pat, "IA32_PAT did not read back")?;
+    ensure(
+        GP_COUNT.load(Ordering::SeqCst) == before,
+        "allowed MSR raised #GP",
+    )
+}
+
+fn msr_forbidden() -> Result<(), &'static str> {
+    let before = GP_COUNT.load(Ordering::SeqCst);
+    let _ = rdmsr(0xc001_0114); // VM_CR: the host's
+    ensure(
+        GP_COUNT.load(Ordering::SeqCst) == before + 1,
+        "RDMSR VM_CR did not raise #GP",
+    )?;
+    wrmsr(0x1234_5678, 1);
+    ensure(
+        GP_COUNT.load(Ordering::SeqCst) == before + 2,
+        "WRMSR of an unknown MSR did not raise #GP",
+    )
+}
+
+/// Port 0x80 (POST code) is a latch the hypervisor emulates.
+fn io_port() -> Result<(), &'static str> {
+    let value: u8;
+    // SAFETY: port I/O exits to the hypervisor.
+    unsafe {
+        asm!("out 0x80, al", in("al") 0x5au8);
+        asm!("in al, 0x80", out("al") value);
+    }
+    ensure(value == 0x5a, "port 0x80 did not read back")
+}
+
+fn hypercall() -> Result<(), &'static str> {
+    let version = call(XEN_VERSION, XENVER_VERSION, 0, 0);
+    let want = i64::from((VERSION_MAJOR << 16) | VERSION_MINOR);
+    ensure(version == want, "xen_version returned the wrong version")?;
+    ensure(
+        call(60, 0, 0, 0) == -ENOSYS,
+        "unknown hypercall did not return -ENOSYS",
+    )
+}
+
+/// A hypercall that writes to a guest-virtual buffer (on the stack).
+fn hypercall_gva() -> Result<(), &'static str> {
+    let mut extra = [0xffu8; XEN_EXTRAVERSION_LEN];
+    let ret = call(
+        XEN_VERSION,
+        XENVER_EXTRAVERSION,
+        extra.as_mut_ptr() as u64,
+        0,
+    );
+    ensure(ret == 0, "XENVER_extraversion failed")?;
+    ensure(
+        extra.contains(&0) && extra[0] != 0xff,
+        "extraversion not written",
+    )
+}
+
+/// A buffer the guest's page tables do not map gets -EFAULT, not a crash.
+fn hypercall_efault() -> Result<(), &'static str> {
+    let unmapped = 0x0000_7000_0000_0000u64;
+    let ret = call(CONSOLE_IO, CONSOLEIO_WRITE, 16, unmapped);
+    ensure(
+        ret == -EFAULT,
+        "console_io on an unmapped buffer did not return -EFAULT",
+    )?;
+    let ret = call(XEN_VERSION, XENVER_EXTRAVERSION, unmapped, 0);
+    ensure(
+        ret == -EFAULT,
+        "xen_version to an unmapped buffer did not return -EFAULT",
+    )
+}
+
+/// HLT with interrupts on: the raised vector wakes it.
+fn irq_hlt() -> Result<(), &'static str> {
+    let before = IRQ_COUNT.load(Ordering::SeqCst);
+    // SAFETY: the hypervisor delivers TEST_VECTOR, whose handler only counts.
+    unsafe { asm!("cli") };
+    call(ARCH_7, TEST_OP_RAISE_IRQ, u64::from(TEST_VECTOR), 0);
+    // SAFETY: STI's shadow covers HLT, so the interrupt cannot slip in between.
+    unsafe { asm!("sti; hlt; cli") };
+    ensure(
+        IRQ_COUNT.load(Ordering::SeqCst) == before + 1,
+        "interrupt not delivered to HLT",
+    )
+}
+
+/// Raised while interrupts are off: delivered once STI opens the window.
+fn irq_window() -> Result<(), &'static str> {
+    let before = IRQ_COUNT.load(Ordering::SeqCst);
+    // SAFETY: as above.
+    unsafe { asm!("cli") };
+    call(ARCH_7, TEST_OP_RAISE_IRQ, u64::from(TEST_VECTOR), 0);
+    ensure(
+        IRQ_COUNT.load(Ordering::SeqCst) == before,
+        "interrupt delivered while IF=0",
+    )?;
+    // SAFETY: as above; the NOPs give the window after STI's shadow.
+    unsafe { asm!("sti; nop; nop; cli") };
+    ensure(
+        IRQ_COUNT.load(Ordering::SeqCst) == before + 1,
+        "interrupt not delivered after STI",
+    )
+}

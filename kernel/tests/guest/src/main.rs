@@ -1,0 +1,79 @@
+//! The test guest: runs a check list against the hypervisor and reports each result on its console.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("test-guest runs as a guest of Xenolith: `cargo xtask run --guest test`");
+    std::process::exit(2);
+}
+
+#[cfg(target_os = "none")]
+mod checks;
+#[cfg(target_os = "none")]
+mod console;
+#[cfg(target_os = "none")]
+mod hypercall;
+#[cfg(target_os = "none")]
+mod idt;
+
+#[cfg(target_os = "none")]
+core::arch::global_asm!(include_str!("entry.S"), options(att_syntax));
+
+#[cfg(target_os = "none")]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    println!("panic: {info}");
+    hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH)
+}
+
+/// Reads the command line from `hvm_start_info` (identity-mapped GPA).
+#[cfg(target_os = "none")]
+fn cmdline(start_info: u64) -> &'static str {
+    use xen_abi::start_info::{HvmStartInfo, HVM_START_MAGIC};
+    if start_info == 0 {
+        return "";
+    }
+    // SAFETY: the hypervisor put the structure in this guest's RAM, which is
+    // identity-mapped by entry.S.
+    let info = unsafe { core::ptr::read_unaligned(start_info as *const HvmStartInfo) };
+    if info.magic != HVM_START_MAGIC || info.cmdline_paddr == 0 {
+        return "";
+    }
+    let start = info.cmdline_paddr as *const u8;
+    // SAFETY: as above; the string is NUL-terminated and at most 2 KiB.
+    let bytes = unsafe { core::slice::from_raw_parts(start, 2048) };
+    let len = bytes.iter().position(|&b| b == 0).unwrap_or(0);
+    core::str::from_utf8(&bytes[..len]).unwrap_or("")
+}
+
+#[cfg(target_os = "none")]
+#[no_mangle]
+extern "C" fn guest_main(start_info: u64) -> ! {
+    hypercall::init();
+    idt::init();
+    let cmdline = cmdline(start_info);
+    println!("test guest up, cmdline {cmdline:?}");
+    let (passed, failed) = checks::run_all();
+    println!("{passed} passed, {failed} failed");
+    if cmdline.split_ascii_whitespace().any(|w| w == "oob") {
+        println!("reading outside guest RAM at 0x40000000: the hypervisor must end this domain");
+        // SAFETY: deliberately touches a guest-physical address the domain
+        // does not own; entry.S maps it in the guest's own tables.
+        let value = unsafe { core::ptr::read_volatile(0x4000_0000 as *const u64) };
+        println!("FAIL: read {value:#x} outside RAM and lived");
+        hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH)
+    }
+    let reason = if failed == 0 {
+        xen_abi::hypercall::SHUTDOWN_POWEROFF
+    } else {
+        xen_abi::hypercall::SHUTDOWN_CRASH
+    };
+    hypercall::shutdown(reason)
+}
+
+#[cfg(target_os = "none")]
+#[no_mangle]
+extern "C" fn guest_unexpected() -> ! {
+    println!("unexpected exception or interrupt");
+    hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH)
+}
