@@ -100,7 +100,7 @@ fn run_guests(boot: &BootInfo) -> ExitStatus {
         return ExitStatus::Success;
     }
     // Each backend answers only for its own vendor's CPUs.
-    let backend = svm::backend(&mut HostFrames);
+    let backend = vmx::backend(&mut HostFrames).or_else(|| svm::backend(&mut HostFrames));
     let mut backend = match backend {
         None => fatal(format_args!("this CPU has neither VMX nor SVM")),
         Some(Err(why)) => fatal(format_args!("hardware virtualization: {why}")),

@@ -1,0 +1,6 @@
+//! Host tests of the table builder and the guest walker, with vectors standing in for memory.
+
+mod arena;
+mod model;
+mod table;
+mod walker;
