@@ -29,6 +29,11 @@ pub fn print(args: fmt::Arguments) {
     let _ = Lines(&port).write_fmt(args);
 }
 
+/// Waits until everything printed has been sent.
+pub fn drain() {
+    PORT.lock().drain();
+}
+
 /// For panics and CPU exceptions: the interrupted code may hold the lock and
 /// will never run again, so take the port regardless.
 pub fn emergency(args: fmt::Arguments) {

@@ -79,47 +79,8 @@ pub fn create(
     // SAFETY: fresh frames owned by this domain from now on, identity-mapped.
     let ram = unsafe { core::slice::from_raw_parts_mut(ram_hpa as *mut u8, ram_bytes as usize) };
     ram.fill(0);
-    let mut build =
-        |ram: &mut [u8]| -> Result<(Box<dyn AddressSpace>, Box<dyn Vcpu>), CreateError> {
-            let end = kernel.load(ram).map_err(CreateError::Image)?;
-            let map = [HvmMemmapTableEntry {
-                addr: 0,
-                size: ram_bytes,
-                kind: MEMMAP_TYPE_RAM,
-                reserved: 0,
-            }];
-            let (start_info, _) = pvh_boot::place_start_info(ram, end, cmdline, &map)
-                .map_err(CreateError::StartInfo)?;
-            let mut space = backend
-                .new_address_space(&mut HostFrames)
-                .map_err(CreateError::Backend)?;
-            map_ram(space.as_mut(), ram_hpa, ram_bytes)?;
-            let mut gprs = [0u64; 16];
-            gprs[Gpr::Rbx as usize] = start_info;
-            let initial = InitialState {
-                gprs,
-                rip: u64::from(kernel.entry),
-                rflags: 0x2,
-                long_mode: false,
-                // CR0.PE | CR0.ET: protected mode, paging off (pvh.pandoc).
-                paging: Paging {
-                    cr0: 0x11,
-                    cr3: 0,
-                    cr4: 0,
-                    efer: 0,
-                },
-            };
-            let config = VcpuConfig {
-                second_level_root: space.root(),
-                tag: id,
-                passthrough_ports: &[],
-            };
-            let vcpu = backend
-                .create_vcpu(&mut HostFrames, &config, &initial)
-                .map_err(CreateError::Backend)?;
-            Ok((space, vcpu))
-        };
-    let (space, vcpu) = build(ram).inspect_err(|_| memory::free_frames(ram_hpa, frames))?;
+    let (space, vcpu) = build(backend, &kernel, ram, ram_hpa, id, cmdline)
+        .inspect_err(|_| memory::free_frames(ram_hpa, frames))?;
     Ok(Domain {
         id,
         name: String::from(name),
@@ -137,16 +98,70 @@ pub fn create(
     })
 }
 
+/// A domain's address space and its vCPU.
+type Machine = (Box<dyn AddressSpace>, Box<dyn Vcpu>);
+
+/// Loads the image and start info into `ram` (at host `ram_hpa`), maps it,
+/// and creates the vCPU at the PVH entry.
+fn build(
+    backend: &mut dyn Backend,
+    kernel: &KernelImage,
+    ram: &mut [u8],
+    ram_hpa: u64,
+    id: u16,
+    cmdline: &str,
+) -> Result<Machine, CreateError> {
+    let ram_bytes = ram.len() as u64;
+    let end = kernel.load(ram).map_err(CreateError::Image)?;
+    let map = [HvmMemmapTableEntry {
+        addr: 0,
+        size: ram_bytes,
+        kind: MEMMAP_TYPE_RAM,
+        reserved: 0,
+    }];
+    let (start_info, _) =
+        pvh_boot::place_start_info(ram, end, cmdline, &map).map_err(CreateError::StartInfo)?;
+    let mut space = backend
+        .new_address_space(&mut HostFrames)
+        .map_err(CreateError::Backend)?;
+    map_ram(space.as_mut(), ram_hpa, ram_bytes)?;
+    let mut gprs = [0u64; 16];
+    gprs[Gpr::Rbx as usize] = start_info;
+    let initial = InitialState {
+        gprs,
+        rip: u64::from(kernel.entry),
+        rflags: 0x2,
+        long_mode: false,
+        // CR0.PE | CR0.ET: protected mode, paging off (pvh.pandoc).
+        paging: Paging {
+            cr0: 0x11,
+            cr3: 0,
+            cr4: 0,
+            efer: 0,
+        },
+    };
+    let config = VcpuConfig {
+        second_level_root: space.root(),
+        tag: id,
+        passthrough_ports: &[],
+    };
+    let vcpu = backend
+        .create_vcpu(&mut HostFrames, &config, &initial)
+        .map_err(CreateError::Backend)?;
+    Ok((space, vcpu))
+}
+
 /// Guest-physical 0 .. size onto the domain's frames, 2 MiB pages where aligned.
 fn map_ram(space: &mut dyn AddressSpace, hpa: u64, size: u64) -> Result<(), CreateError> {
     let mut gpa = 0;
     while gpa < size {
         let big = PageSize::Size2M.bytes();
-        let page = if gpa % big == 0 && (hpa + gpa) % big == 0 && size - gpa >= big {
-            PageSize::Size2M
-        } else {
-            PageSize::Size4K
-        };
+        let page =
+            if gpa.is_multiple_of(big) && (hpa + gpa).is_multiple_of(big) && size - gpa >= big {
+                PageSize::Size2M
+            } else {
+                PageSize::Size4K
+            };
         // A new address space has nothing cached, and a new vCPU flushes
         // its tag on first entry: the Flush can be dropped.
         let _ = space
@@ -171,9 +186,9 @@ impl Domain {
         }
     }
 
-    /// Frees the domain's RAM and tables. Its vCPU's control pages stay
-    /// allocated (the backends do not free them yet).
+    /// Frees the domain's vCPU, tables and RAM.
     pub fn destroy(self) {
+        self.vcpu.destroy(&mut HostFrames);
         self.space.destroy(&mut HostFrames);
         memory::free_frames(self.ram_hpa, self.ram_frames);
     }

@@ -127,7 +127,7 @@ impl<'a> GuestMemory<'a> {
 
 impl GuestPhysRead for GuestMemory<'_> {
     fn read_u64(&self, gpa: Gpa) -> Option<u64> {
-        if gpa.0 % 8 != 0 {
+        if !gpa.0.is_multiple_of(8) {
             return None;
         }
         let mut bytes = [0u8; 8];

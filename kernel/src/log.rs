@@ -18,6 +18,11 @@ pub fn init() {
     PORT.init();
 }
 
+/// Waits until every log byte has been sent.
+pub fn drain() {
+    PORT.drain();
+}
+
 fn emit(bytes: &[u8]) {
     for &b in bytes {
         PORT.write_byte(b);

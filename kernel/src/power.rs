@@ -21,6 +21,9 @@ pub fn exit(status: ExitStatus) -> ! {
         ExitStatus::Failure => ("failure", 0x11),
     };
     crate::console::print(format_args!("xenolith: exit {word}\n"));
+    // Emulators stop at once on the writes below: let the UARTs finish first.
+    crate::console::drain();
+    crate::log::drain();
     // SAFETY: both ports are debug devices of emulators and unused on real
     // PCs; after them the CPU stops.
     unsafe {

@@ -13,6 +13,10 @@ const LCR: u16 = 3;
 const MCR: u16 = 4;
 const LSR: u16 = 5;
 const LSR_THR_EMPTY: u8 = 1 << 5;
+const LSR_TRANSMITTER_EMPTY: u8 = 1 << 6;
+/// Bound on the drain wait: at 115200 baud a 16-byte FIFO empties in under
+/// 2 ms, far fewer polls than this.
+const DRAIN_POLLS: u32 = 1_000_000;
 
 pub struct Uart {
     base: u16,
@@ -45,6 +49,17 @@ impl Uart {
             core::hint::spin_loop();
         }
         self.out(DATA, byte);
+    }
+
+    /// Waits until the last byte has left the shift register (LSR.TEMT), so a
+    /// machine switched off right after still shows it. Bounded, for absent UARTs.
+    pub fn drain(&self) {
+        for _ in 0..DRAIN_POLLS {
+            if self.inp(LSR) & LSR_TRANSMITTER_EMPTY != 0 {
+                return;
+            }
+            core::hint::spin_loop();
+        }
     }
 
     fn out(&self, reg: u16, value: u8) {

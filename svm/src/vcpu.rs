@@ -4,6 +4,7 @@ use crate::decode::{self, Expected};
 use crate::exits;
 use crate::run::{world_switch, Gprs};
 use crate::vmcb::{misc1, misc2, Segment, Vmcb, TLB_FLUSH_GUEST, V_IGN_TPR, V_INTR_MASKING, V_IRQ};
+use alloc::boxed::Box;
 use vcpu::{Event, Exit, FrameAlloc, Gpr, GuestCode, InitialState, Paging, Vcpu, VcpuConfig};
 
 /// EFER.SVME (APM 15.4): must stay set in the guest's EFER for VMRUN.
@@ -296,5 +297,13 @@ impl Vcpu for SvmVcpu {
 
     fn flush_second_level(&mut self) {
         self.vmcb().control.tlb_control = TLB_FLUSH_GUEST;
+    }
+
+    fn destroy(self: Box<Self>, frames: &mut dyn FrameAlloc) {
+        let c = &self.vmcb_ref().control;
+        let (iopm, msrpm) = (c.iopm_base_pa, c.msrpm_base_pa);
+        frames.free(iopm, IOPM_PAGES);
+        frames.free(msrpm, MSRPM_PAGES);
+        frames.free(self.vmcb_pa, 1);
     }
 }

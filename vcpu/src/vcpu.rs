@@ -74,6 +74,8 @@ pub trait Vcpu {
     fn interruptible(&self) -> bool;
     /// Tells the hardware to drop cached second-level translations for this vCPU.
     fn flush_second_level(&mut self);
+    /// Frees the vCPU's control structures; it never runs again.
+    fn destroy(self: Box<Self>, frames: &mut dyn FrameAlloc);
 }
 
 /// A virtualization extension, switched on for this CPU.

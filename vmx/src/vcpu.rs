@@ -9,6 +9,7 @@ use crate::fields::{self, *};
 use crate::guest::{self, CR4_HOST_OWNED, EFER_LMA, RFLAGS_IF};
 use crate::host::{DescriptorTables, HostState};
 use crate::instr::{self, VmFail};
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use vcpu::{Event, Exit, FrameAlloc, Gpr, GuestCode, InitialState, Paging, Vcpu, VcpuConfig};
 
@@ -499,6 +500,13 @@ impl Vcpu for VmxVcpu {
                 panic!("INVEPT failed: {}", e.name());
             }
         }
+    }
+
+    fn destroy(self: Box<Self>, frames: &mut dyn FrameAlloc) {
+        // SAFETY: VMCLEAR writes the VMCS back to memory and makes it inactive
+        // (SDM 25.11.3), after which the frames may be reused.
+        let _ = unsafe { instr::vmclear(self.vmcs) };
+        frames.free(self.vmcs, CONTROL_FRAMES);
     }
 }
 

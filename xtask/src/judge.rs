@@ -1,0 +1,378 @@
+//! Judging a boot: what COM1 and the emulator's status must show for a smoke test to pass.
+
+use std::time::Duration;
+
+use crate::defmt_log::HvLog;
+use crate::expect;
+use crate::modules::Module;
+use crate::serial::{self, BootPath, HvExit};
+use crate::session::Outcome;
+use crate::{Boot, Cpu, Emulator};
+
+/// What a smoke test expects from the hypervisor.
+#[derive(Clone, Copy, Debug)]
+pub enum Expect {
+    /// Boot, list the modules, report capabilities, exit with success.
+    Boots,
+    /// Stop with a fatal error starting with this text, and exit with failure.
+    Fatal(&'static str),
+    /// Print a CPU exception report starting with this text, and exit with failure.
+    Exception(&'static str),
+    /// Boot the test guest twice: domain 1 passes every check and powers off,
+    /// domain 2 passes them too, then reads outside its RAM and is crashed,
+    /// which makes the run's status failure.
+    TestGuest,
+}
+
+/// The test guest's checks (kernel/tests/guest/src/checks.rs), in order.
+pub const TEST_GUEST_CHECKS: [&str; 9] = [
+    "cpuid",
+    "msr-allowed",
+    "msr-forbidden",
+    "io-port",
+    "hypercall",
+    "hypercall-gva",
+    "hypercall-efault",
+    "irq-hlt",
+    "irq-window",
+];
+
+/// The hypervisor command line for `Expect::TestGuest`.
+pub const TEST_GUEST_CMDLINE: &str = "guest=test-guest.elf guest=test-guest.elf:oob";
+
+fn check_test_guest(lines: &[String], problems: &mut Vec<String>) {
+    let has = |want: &str| lines.iter().any(|l| l == want);
+    for domain in [1, 2] {
+        for check in TEST_GUEST_CHECKS {
+            let want = format!("(d{domain}) check {check}: ok");
+            if !has(&want) {
+                problems.push(format!("missing {want:?}"));
+            }
+        }
+        let summary = format!("(d{domain}) {} passed, 0 failed", TEST_GUEST_CHECKS.len());
+        if !has(&summary) {
+            problems.push(format!("missing {summary:?}"));
+        }
+        let exits = format!("domain {domain} exits:");
+        if !lines.iter().any(|l| l.starts_with(&exits)) {
+            problems.push(format!("no per-reason exit counts ({exits:?})"));
+        }
+    }
+    for want in [
+        "domain 1 (test-guest.elf): poweroff",
+        "domain 2 (test-guest.elf): crashed: read access outside its memory at GPA 0x40000000",
+    ] {
+        if !has(want) {
+            problems.push(format!("missing {want:?}"));
+        }
+    }
+}
+
+/// One boot's setup, as far as judging it goes.
+pub struct Case<'a> {
+    pub emulator: Emulator,
+    pub cpu: Cpu,
+    pub boot: Boot,
+    pub expect: Expect,
+    /// The modules handed over (none for a raw initrd).
+    pub modules: &'a [Module],
+    pub timeout: Duration,
+}
+
+/// Everything wrong with a run, as readable sentences; empty means PASS.
+pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
+    let mut problems = Vec::new();
+    if outcome.timed_out {
+        problems.push(format!(
+            "timed out after {} s; emulator killed",
+            case.timeout.as_secs()
+        ));
+    }
+    if outcome.lingered {
+        problems.push(
+            "the emulator kept running 10 s after the exit line (exit ports 0xf4/0x8900 \
+             did not stop it); killed"
+                .into(),
+        );
+    }
+    let lines = &outcome.lines;
+    let qemu_status = outcome.status.and_then(|s| s.code());
+    let want_exit = match case.expect {
+        Expect::Boots => HvExit::Success,
+        Expect::Fatal(_) | Expect::Exception(_) | Expect::TestGuest => HvExit::Failure,
+    };
+    match case.expect {
+        Expect::Boots => {
+            let want_path = match case.boot {
+                Boot::Pvh => BootPath::Pvh,
+                Boot::Grub => BootPath::Multiboot2,
+            };
+            check_banner(lines, want_path, &mut problems);
+            check_modules(lines, case.modules, &mut problems);
+            check_caps(lines, case.cpu, &mut problems);
+            check_hv_log(&outcome.hv_log, &mut problems);
+            for line in lines.iter().filter(|l| serial::is_fatal(l)).take(5) {
+                problems.push(format!("unexpected error line: {line}"));
+            }
+        }
+        Expect::Fatal(prefix) | Expect::Exception(prefix) => {
+            if !lines.iter().any(|l| l.starts_with(prefix)) {
+                problems.push(format!("no line starting with {prefix:?}"));
+            }
+        }
+        Expect::TestGuest => {
+            check_caps(lines, case.cpu, &mut problems);
+            check_hv_log(&outcome.hv_log, &mut problems);
+            check_test_guest(lines, &mut problems);
+            for line in lines.iter().filter(|l| serial::is_fatal(l)).take(5) {
+                problems.push(format!("unexpected error line: {line}"));
+            }
+        }
+    }
+    match serial::final_exit(lines) {
+        Some(got) if got == want_exit => {}
+        Some(got) => problems.push(format!("last line says {got:?}, expected {want_exit:?}")),
+        None => problems.push(format!(
+            "COM1 does not end with \"xenolith: exit {}\"",
+            match want_exit {
+                HvExit::Success => "success",
+                HvExit::Failure => "failure",
+            }
+        )),
+    }
+    if case.emulator == Emulator::Qemu && !outcome.timed_out && !outcome.lingered {
+        let want_code = match want_exit {
+            HvExit::Success => 33,
+            HvExit::Failure => 35,
+        };
+        if qemu_status != Some(want_code) {
+            problems.push(format!(
+                "QEMU exited with {}, expected {want_code} (isa-debug-exit)",
+                qemu_status.map_or("a signal".to_string(), |c| c.to_string())
+            ));
+        }
+    }
+    problems
+}
+
+fn check_banner(lines: &[String], want: BootPath, problems: &mut Vec<String>) {
+    match lines.iter().find_map(|l| serial::parse_banner(l)) {
+        None => problems.push("no banner line \"Xenolith <version> booted via ...\"".into()),
+        Some((_, got)) if got != want => {
+            problems.push(format!("banner says booted via {got:?}, expected {want:?}"))
+        }
+        Some(_) => {}
+    }
+}
+
+fn check_modules(lines: &[String], modules: &[Module], problems: &mut Vec<String>) {
+    let mut seen = Vec::new();
+    for parsed in lines.iter().filter_map(|l| serial::parse_module(l)) {
+        match parsed {
+            Ok(m) => seen.push(m),
+            Err(err) => problems.push(format!("{err:#}")),
+        }
+    }
+    for want in modules {
+        let matches: Vec<_> = seen.iter().filter(|m| m.name == want.name).collect();
+        match matches[..] {
+            [] => problems.push(format!("no module line for {}", want.name)),
+            [got] => {
+                if got.size != want.data.len() as u64 || got.fnv1a != want.fnv1a() {
+                    problems.push(format!(
+                        "module {}: got size={} fnv1a={:016x}, expected size={} fnv1a={:016x}",
+                        want.name,
+                        got.size,
+                        got.fnv1a,
+                        want.data.len(),
+                        want.fnv1a()
+                    ));
+                }
+            }
+            _ => problems.push(format!(
+                "module {} is listed {} times",
+                want.name,
+                matches.len()
+            )),
+        }
+    }
+    for got in &seen {
+        if !modules.iter().any(|m| m.name == got.name) {
+            problems.push(format!("unexpected module line for {:?}", got.name));
+        }
+    }
+}
+
+fn check_caps(lines: &[String], cpu: Cpu, problems: &mut Vec<String>) {
+    let Some(line) = lines.iter().find(|l| serial::is_caps_line(l)) else {
+        problems.push("no capability line \"cpu: ...\"".into());
+        return;
+    };
+    match serial::parse_caps(line) {
+        Ok(caps) => problems.extend(expect::mismatches(expect::for_cpu(cpu), &caps)),
+        Err(err) => problems.push(format!("bad capability line: {err:#}")),
+    }
+}
+
+/// COM2 must carry a clean defmt stream that the image's own table decodes.
+fn check_hv_log(log: &HvLog, problems: &mut Vec<String>) {
+    if !log.had_table {
+        problems.push("the image has no defmt table, so COM2 cannot be decoded".into());
+    } else if log.frames == 0 {
+        problems.push("no defmt frame was decoded from COM2".into());
+    }
+    if log.malformed > 0 {
+        problems.push(format!("{} malformed defmt frames on COM2", log.malformed));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::ExitStatus;
+
+    use crate::modules;
+
+    const QEMU: Duration = Duration::from_secs(60);
+
+    fn case(
+        emulator: Emulator,
+        boot: Boot,
+        cpu: Cpu,
+        expect: Expect,
+        modules: &[Module],
+    ) -> Case<'_> {
+        Case {
+            emulator,
+            cpu,
+            boot,
+            expect,
+            modules,
+            timeout: QEMU,
+        }
+    }
+
+    fn outcome(lines: &[String], code: Option<i32>) -> Outcome {
+        Outcome {
+            lines: lines.to_vec(),
+            hv_log: HvLog {
+                lines: vec!["INFO booted".into()],
+                had_table: true,
+                frames: 1,
+                malformed: 0,
+            },
+            // A wait status keeps the exit code in bits 8..16.
+            status: code.map(|c| ExitStatus::from_raw(c << 8)),
+            timed_out: false,
+            lingered: false,
+            caps_after: None,
+            wall: Duration::ZERO,
+        }
+    }
+
+    fn good_lines(path: &str, caps: &str) -> Vec<String> {
+        let mut lines = vec![
+            "  Booting `Xenolith'".to_string(),
+            format!("Xenolith 0.1.0 booted via {path}"),
+        ];
+        for m in modules::test_set() {
+            lines.push(format!(
+                "module: name={} size={} fnv1a={:016x}",
+                m.name,
+                m.data.len(),
+                m.fnv1a()
+            ));
+        }
+        lines.push(caps.to_string());
+        lines.push("xenolith: exit success".to_string());
+        lines
+    }
+
+    const EPYC: &str = "cpu: vendor=AuthenticAMD vmx=no svm=yes ept=no npt=yes vpid=0 asids=16 \
+        unrestricted=yes nrips=no x2apic=no xsave=yes invtsc=no tsc_khz=1 apic_timer_khz=1";
+
+    #[test]
+    fn a_good_pvh_boot_passes() {
+        let mods = modules::test_set();
+        let c = case(Emulator::Qemu, Boot::Pvh, Cpu::Epyc, Expect::Boots, &mods);
+        let o = outcome(&good_lines("pvh", EPYC), Some(33));
+        let problems = problems(&c, &o);
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    #[test]
+    fn wrong_boot_path_status_and_digest_are_caught() {
+        let mods = modules::test_set();
+        let c = case(Emulator::Qemu, Boot::Grub, Cpu::Epyc, Expect::Boots, &mods);
+        let mut lines = good_lines("pvh", EPYC);
+        let (head, _) = lines[2].rsplit_once("fnv1a=").unwrap();
+        lines[2] = format!("{head}fnv1a=0000000000000000");
+        let o = outcome(&lines, Some(35));
+        let problems = problems(&c, &o);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("Pvh"));
+        assert!(problems[1].contains("alpha.bin"));
+        assert!(problems[2].contains("QEMU exited with 35"));
+    }
+
+    #[test]
+    fn caps_expectations_apply() {
+        let mods = modules::test_set();
+        let c = case(
+            Emulator::Bochs,
+            Boot::Grub,
+            Cpu::Ryzen,
+            Expect::Boots,
+            &mods,
+        );
+        let o = outcome(&good_lines("multiboot2", EPYC), Some(1));
+        let problems = problems(&c, &o);
+        // Bochs' status is ignored; the EPYC line lacks NRIPS.
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("nrips"));
+    }
+
+    #[test]
+    fn fatal_tests_need_the_message_failure_and_35() {
+        let fatal = Expect::Fatal("xenolith: fatal: bad module archive");
+        let c = case(Emulator::Qemu, Boot::Pvh, Cpu::Epyc, fatal, &[]);
+        let lines: Vec<String> = [
+            "Xenolith 0.1.0 booted via pvh",
+            "xenolith: fatal: bad module archive: no cpio magic",
+            "xenolith: exit failure",
+        ]
+        .map(String::from)
+        .to_vec();
+        let ok = problems(&c, &outcome(&lines, Some(35)));
+        assert!(ok.is_empty(), "{ok:?}");
+        let bad = problems(&c, &outcome(&lines[..1], Some(33)));
+        assert_eq!(bad.len(), 3, "{bad:?}");
+    }
+
+    #[test]
+    fn com2_must_decode_cleanly() {
+        let mods = modules::test_set();
+        let c = case(Emulator::Qemu, Boot::Pvh, Cpu::Epyc, Expect::Boots, &mods);
+        let mut o = outcome(&good_lines("pvh", EPYC), Some(33));
+        o.hv_log.malformed = 2;
+        assert_eq!(problems(&c, &o), ["2 malformed defmt frames on COM2"]);
+        o.hv_log = HvLog::default();
+        assert_eq!(
+            problems(&c, &o),
+            ["the image has no defmt table, so COM2 cannot be decoded"]
+        );
+        o.hv_log.had_table = true;
+        assert_eq!(problems(&c, &o), ["no defmt frame was decoded from COM2"]);
+    }
+
+    #[test]
+    fn a_timeout_is_a_failure() {
+        let fatal = Expect::Fatal("xenolith: fatal: not enough usable memory");
+        let c = case(Emulator::Qemu, Boot::Pvh, Cpu::Epyc, fatal, &[]);
+        let mut o = outcome(&[], None);
+        o.timed_out = true;
+        let problems = problems(&c, &o);
+        assert!(problems[0].contains("timed out"), "{problems:?}");
+    }
+}

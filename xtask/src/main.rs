@@ -1,0 +1,201 @@
+//! `cargo xtask`: build, pack, boot and test the Xenolith hypervisor image.
+
+mod bochs;
+mod build;
+mod checks;
+mod console;
+mod defmt_log;
+mod expect;
+mod fifo;
+mod iso;
+mod judge;
+mod modules;
+mod qemu;
+mod run;
+mod serial;
+mod session;
+mod setup;
+mod smoke;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Developer tasks for the Xenolith hypervisor.
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the hypervisor image and print its path.
+    Build(ImageArgs),
+    /// Build the image, pack its modules, boot it in an emulator and report its exit status.
+    Run(RunArgs),
+    /// Build a GRUB multiboot2 boot ISO and print its path.
+    Iso(IsoArgs),
+    /// Run formatting, lint and unit checks, then the boot smoke tests.
+    Test(TestArgs),
+}
+
+/// How to get the hypervisor image.
+#[derive(Args, Clone)]
+pub struct ImageArgs {
+    /// Build the debug profile instead of release.
+    #[arg(long)]
+    pub debug: bool,
+    /// Hypervisor log level (compiled in through DEFMT_LOG).
+    #[arg(long, value_enum, default_value_t = LogLevel::Info)]
+    pub log: LogLevel,
+    /// Use this prebuilt ELF instead of building one.
+    #[arg(long, value_name = "ELF")]
+    pub image: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub image: ImageArgs,
+    /// Which emulator boots the image.
+    #[arg(long, value_enum, default_value_t = Emulator::Qemu)]
+    pub emulator: Emulator,
+    /// CPU model [default: epyc on QEMU, skylake on Bochs].
+    #[arg(long, value_enum)]
+    pub cpu: Option<Cpu>,
+    /// Boot path [default: pvh on QEMU; Bochs always boots through GRUB].
+    #[arg(long, value_enum)]
+    pub boot: Option<Boot>,
+    /// QEMU accelerator; kvm needs /dev/kvm with nested virtualization.
+    #[arg(long, value_enum, default_value_t = Accel::Tcg)]
+    pub accel: Accel,
+    /// A file to hand to the hypervisor as a module, named by its file name.
+    #[arg(long = "module", value_name = "FILE")]
+    pub modules: Vec<PathBuf>,
+    /// Hypervisor command line, e.g. "mem=64M".
+    #[arg(long, default_value = "")]
+    pub cmdline: String,
+    /// Kill the emulator after this many seconds (default: no limit).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// Boot a guest: `test` is the in-tree test guest (kernel/tests/guest).
+    #[arg(long, value_enum)]
+    pub guest: Option<Guest>,
+}
+
+/// A guest `cargo xtask run` can add.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Guest {
+    /// The check list of kernel/tests/guest; it powers off when done.
+    Test,
+}
+
+#[derive(Args)]
+pub struct IsoArgs {
+    #[command(flatten)]
+    pub image: ImageArgs,
+    /// A file to hand to the hypervisor as a module, named by its file name.
+    #[arg(long = "module", value_name = "FILE")]
+    pub modules: Vec<PathBuf>,
+    /// Hypervisor command line written into grub.cfg.
+    #[arg(long, default_value = "")]
+    pub cmdline: String,
+}
+
+#[derive(Args)]
+pub struct TestArgs {
+    /// Skip fmt, clippy and unit tests; run only the boot smoke tests.
+    #[arg(long)]
+    pub smoke_only: bool,
+    /// Run only the smoke tests whose name contains this text.
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Option<String>,
+    /// Boot this prebuilt ELF instead of building the image.
+    #[arg(long, value_name = "ELF")]
+    pub image: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    /// The value DEFMT_LOG expects.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum Emulator {
+    Qemu,
+    Bochs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum Cpu {
+    /// AMD EPYC (QEMU).
+    Epyc,
+    /// Intel Skylake-X with VMX and EPT (Bochs).
+    Skylake,
+    /// AMD Ryzen with SVM and NPT (Bochs).
+    Ryzen,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum Boot {
+    /// QEMU -kernel through the Xen PVH ELF note, modules as a cpio initrd.
+    Pvh,
+    /// GRUB multiboot2 from an ISO, one module2 per module.
+    Grub,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum Accel {
+    Tcg,
+    Kvm,
+}
+
+/// The name a value has on the command line, for messages.
+pub fn label<T: ValueEnum>(value: T) -> String {
+    value
+        .to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Build(args) => build::image(&args).map(|path| {
+            println!("{}", path.display());
+            ExitCode::SUCCESS
+        }),
+        Command::Run(args) => run::run(&args),
+        Command::Iso(args) => iso::command(&args).map(|path| {
+            println!("{}", path.display());
+            ExitCode::SUCCESS
+        }),
+        Command::Test(args) => smoke::test_command(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

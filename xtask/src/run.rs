@@ -1,0 +1,305 @@
+//! `cargo xtask run`, and the boot preparation it shares with the smoke tests.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::modules::{self, Module};
+use crate::serial::{self, HvExit};
+use crate::session::{self, Com1, Launch, Outcome, Paths};
+use crate::setup::{self, Need};
+use crate::{bochs, build, iso, label, qemu, Accel, Boot, Cpu, Emulator, Guest, RunArgs};
+
+/// What the hypervisor receives besides its command line.
+pub enum Payload {
+    /// Modules, packed as the boot path wants them.
+    Modules(Vec<Module>),
+    /// Bytes passed as the PVH initrd unchanged (to test archive checking).
+    RawInitrd(Vec<u8>),
+}
+
+/// A fully resolved boot configuration.
+pub struct BootSpec {
+    pub emulator: Emulator,
+    pub cpu: Cpu,
+    pub boot: Boot,
+    pub accel: Accel,
+    pub payload: Payload,
+    pub cmdline: String,
+}
+
+/// Fills in defaults and rejects combinations no emulator offers.
+pub fn resolve(
+    emulator: Emulator,
+    cpu: Option<Cpu>,
+    boot: Option<Boot>,
+    accel: Accel,
+) -> Result<(Cpu, Boot)> {
+    match emulator {
+        Emulator::Qemu => {
+            let cpu = cpu.unwrap_or(Cpu::Epyc);
+            if cpu != Cpu::Epyc {
+                bail!("QEMU runs --cpu epyc (TCG cannot emulate VMX); use --emulator bochs for {cpu:?}");
+            }
+            Ok((cpu, boot.unwrap_or(Boot::Pvh)))
+        }
+        Emulator::Bochs => {
+            if boot == Some(Boot::Pvh) {
+                bail!("Bochs has no PVH loader; it always boots through GRUB (--boot grub)");
+            }
+            if accel != Accel::Tcg {
+                bail!("--accel kvm applies to QEMU only");
+            }
+            Ok((cpu.unwrap_or(Cpu::Skylake), Boot::Grub))
+        }
+    }
+}
+
+/// The host tools a boot needs.
+pub fn needs(spec: &BootSpec) -> Vec<Need> {
+    let mut out = Vec::new();
+    match spec.emulator {
+        Emulator::Qemu => out.push(Need::Qemu),
+        Emulator::Bochs => out.push(Need::Bochs),
+    }
+    if spec.boot == Boot::Grub {
+        out.push(Need::Grub);
+    }
+    out
+}
+
+/// Puts the image and its payload into `dir` and returns the emulator command.
+pub fn prepare(
+    spec: &BootSpec,
+    dir: &Path,
+    image: &Path,
+    com1: &Com1,
+    paths: &Paths,
+) -> Result<Command> {
+    setup::ensure(&needs(spec))?;
+    // Keep the exact ELF that ran next to its logs: defmt decoding needs it.
+    let kernel = dir.join("xenolith");
+    fs::copy(image, &kernel).with_context(|| format!("copying {}", image.display()))?;
+    match (spec.boot, &spec.payload) {
+        (Boot::Pvh, payload) => {
+            let initrd = dir.join("modules.cpio");
+            match payload {
+                Payload::Modules(mods) => modules::write_cpio(mods, &initrd)?,
+                Payload::RawInitrd(bytes) => fs::write(&initrd, bytes)?,
+            }
+            let boot = qemu::Boot::Pvh {
+                kernel,
+                initrd,
+                cmdline: spec.cmdline.clone(),
+            };
+            qemu::command(&boot, spec.accel, com1, paths, dir)
+        }
+        (Boot::Grub, Payload::RawInitrd(_)) => bail!("a raw initrd needs the PVH boot path"),
+        (Boot::Grub, Payload::Modules(mods)) => {
+            let iso = iso::make(dir, &kernel, mods, &spec.cmdline)?;
+            match spec.emulator {
+                Emulator::Qemu => {
+                    qemu::command(&qemu::Boot::Iso(iso), spec.accel, com1, paths, dir)
+                }
+                Emulator::Bochs => bochs::command(spec.cpu, dir, "xenolith.iso"),
+            }
+        }
+    }
+}
+
+/// How COM1 reaches the user in `run`: QEMU hands it the terminal directly;
+/// Bochs can only write it to a file, which xtask streams to stdout.
+fn run_console(emulator: Emulator) -> Com1 {
+    match emulator {
+        Emulator::Qemu => Com1::Terminal,
+        Emulator::Bochs => Com1::Fifo { echo: true },
+    }
+}
+
+/// The hypervisor's verdict: its last COM1 line, confirmed by QEMU's status
+/// where QEMU reports one (Bochs' exit status carries none).
+pub fn verdict(emulator: Emulator, outcome: &Outcome) -> Option<HvExit> {
+    let said = serial::final_exit(&outcome.lines);
+    match emulator {
+        Emulator::Qemu => {
+            let status = serial::qemu_exit(outcome.status.and_then(|s| s.code()));
+            if said == status {
+                said
+            } else {
+                // Disagreement (or a missing half) is not a clean success.
+                said.and(Some(HvExit::Failure))
+            }
+        }
+        Emulator::Bochs => said,
+    }
+}
+
+/// What the emulator itself said that may explain a failure: QEMU's output
+/// without its routine TCG feature warnings, or Bochs' errors and panics.
+pub fn emulator_notes(emulator: Emulator, dir: &Path) -> (&'static str, Vec<String>) {
+    let read = |name: &str| -> Vec<String> {
+        let bytes = std::fs::read(dir.join(name)).unwrap_or_default();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(String::from)
+            .collect()
+    };
+    match emulator {
+        Emulator::Qemu => {
+            let notes = read("qemu.out")
+                .into_iter()
+                .filter(|l| !l.contains("TCG doesn't support requested feature"))
+                .collect();
+            ("qemu.out", notes)
+        }
+        Emulator::Bochs => {
+            // Bochs log lines start with an 11-digit tick count and a level letter.
+            let notes = read("bochs.log")
+                .into_iter()
+                .filter(|l| matches!(l.as_bytes().get(11), Some(b'e' | b'p')))
+                .collect();
+            ("bochs.log", notes)
+        }
+    }
+}
+
+/// `cargo xtask run`.
+pub fn run(args: &RunArgs) -> Result<ExitCode> {
+    let (cpu, boot) = resolve(args.emulator, args.cpu, args.boot, args.accel)?;
+    let mut payload = modules::load(&args.modules)?;
+    let mut cmdline = args.cmdline.clone();
+    if args.guest == Some(Guest::Test) {
+        payload.push(build::test_guest_module()?);
+        cmdline = format!("{cmdline} guest={}", build::TEST_GUEST_MODULE)
+            .trim()
+            .to_string();
+    }
+    let spec = BootSpec {
+        emulator: args.emulator,
+        cpu,
+        boot,
+        accel: args.accel,
+        payload: Payload::Modules(payload),
+        cmdline,
+    };
+    if args.accel == Accel::Kvm {
+        qemu::check_kvm()?;
+    }
+    setup::ensure(&needs(&spec))?;
+    let image = build::image(&args.image)?;
+    let dir: PathBuf = build::run_dir("run")?;
+    let paths = Paths::in_dir(&dir);
+    let com1 = run_console(args.emulator);
+    let command = prepare(&spec, &dir, &image, &com1, &paths)?;
+    eprintln!(
+        "xtask: booting {} on {} {} via {}; artifacts in {}",
+        image.display(),
+        label(args.emulator),
+        label(cpu),
+        label(boot),
+        dir.display()
+    );
+    let outcome = session::run(Launch {
+        command,
+        paths: &paths,
+        com1,
+        elf: &dir.join("xenolith"),
+        echo_hv: true,
+        timeout: args.timeout.map(Duration::from_secs),
+    })?;
+    let verdict = verdict(args.emulator, &outcome);
+    let status = match outcome.status {
+        Some(status) => status.to_string(),
+        None if outcome.lingered => "killed: still running 10 s after the exit line".to_string(),
+        None => "killed".to_string(),
+    };
+    eprintln!(
+        "xtask: {} after {:.2} s ({}{}); hypervisor said: {}",
+        match args.emulator {
+            Emulator::Qemu => "QEMU finished",
+            Emulator::Bochs => "Bochs finished",
+        },
+        outcome.wall.as_secs_f64(),
+        status,
+        if outcome.timed_out { ", timed out" } else { "" },
+        match serial::final_exit(&outcome.lines) {
+            Some(HvExit::Success) => "exit success",
+            Some(HvExit::Failure) => "exit failure",
+            None => "no exit line",
+        }
+    );
+    if verdict.is_none() {
+        // Say why, if the emulator said anything (QEMU's own errors are in qemu.out).
+        let (name, notes) = emulator_notes(args.emulator, &dir);
+        for line in notes.iter().rev().take(20).rev() {
+            eprintln!("xtask: {name}: {line}");
+        }
+    }
+    Ok(match verdict {
+        Some(HvExit::Success) => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(last: &str, code: Option<i32>) -> Outcome {
+        use std::os::unix::process::ExitStatusExt;
+        Outcome {
+            lines: vec!["Xenolith 0.1.0 booted via pvh".into(), last.into()],
+            hv_log: Default::default(),
+            // A wait status keeps the exit code in bits 8..16.
+            status: code.map(|c| std::process::ExitStatus::from_raw(c << 8)),
+            timed_out: false,
+            lingered: false,
+            caps_after: None,
+            wall: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn verdict_needs_line_and_qemu_status_to_agree() {
+        let ok = "xenolith: exit success";
+        let bad = "xenolith: exit failure";
+        let q = Emulator::Qemu;
+        assert_eq!(verdict(q, &outcome(ok, Some(33))), Some(HvExit::Success));
+        assert_eq!(verdict(q, &outcome(bad, Some(35))), Some(HvExit::Failure));
+        assert_eq!(verdict(q, &outcome(ok, Some(35))), Some(HvExit::Failure));
+        assert_eq!(verdict(q, &outcome(ok, None)), Some(HvExit::Failure));
+        assert_eq!(verdict(q, &outcome("hang", None)), None);
+        // Bochs' own status says nothing about the hypervisor.
+        let b = Emulator::Bochs;
+        assert_eq!(verdict(b, &outcome(ok, Some(1))), Some(HvExit::Success));
+        assert_eq!(verdict(b, &outcome(bad, Some(1))), Some(HvExit::Failure));
+    }
+
+    #[test]
+    fn defaults_and_rejections() {
+        assert_eq!(
+            resolve(Emulator::Qemu, None, None, Accel::Tcg).unwrap(),
+            (Cpu::Epyc, Boot::Pvh)
+        );
+        assert_eq!(
+            resolve(Emulator::Bochs, None, None, Accel::Tcg).unwrap(),
+            (Cpu::Skylake, Boot::Grub)
+        );
+        assert_eq!(
+            resolve(
+                Emulator::Bochs,
+                Some(Cpu::Ryzen),
+                Some(Boot::Grub),
+                Accel::Tcg
+            )
+            .unwrap(),
+            (Cpu::Ryzen, Boot::Grub)
+        );
+        assert!(resolve(Emulator::Qemu, Some(Cpu::Skylake), None, Accel::Tcg).is_err());
+        assert!(resolve(Emulator::Bochs, None, Some(Boot::Pvh), Accel::Tcg).is_err());
+        assert!(resolve(Emulator::Bochs, None, None, Accel::Kvm).is_err());
+    }
+}

@@ -1,0 +1,246 @@
+//! One emulator run: start it with both serial ports wired up, follow COM1, enforce the timeout.
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use wait_timeout::ChildExt;
+
+use crate::console::{self, Event};
+use crate::defmt_log;
+use crate::fifo::{self, Stop};
+use crate::serial::{self, clean_line};
+
+/// How long an emulator may linger after the hypervisor printed its exit line
+/// (it should shut the machine down right after).
+const EXIT_GRACE: Duration = Duration::from_secs(10);
+
+/// How COM1 reaches us.
+pub enum Com1 {
+    /// Through the FIFO at [`Paths::com1_fifo`], read live; `echo` copies it to stdout.
+    Fifo { echo: bool },
+    /// The emulator owns the terminal and logs COM1 to [`Paths::com1_log`] itself.
+    Terminal,
+}
+
+/// The files of one run directory.
+pub struct Paths {
+    pub com1_fifo: PathBuf,
+    pub com1_log: PathBuf,
+    pub com2_fifo: PathBuf,
+    pub com2_raw: PathBuf,
+    pub com2_log: PathBuf,
+}
+
+impl Paths {
+    pub fn in_dir(dir: &Path) -> Paths {
+        Paths {
+            com1_fifo: dir.join("com1.fifo"),
+            com1_log: dir.join("com1.log"),
+            com2_fifo: dir.join("com2.fifo"),
+            com2_raw: dir.join("com2.defmt"),
+            com2_log: dir.join("com2.log"),
+        }
+    }
+}
+
+/// What to run and how.
+pub struct Launch<'a> {
+    pub command: Command,
+    pub paths: &'a Paths,
+    pub com1: Com1,
+    /// The ELF that runs, for its defmt table.
+    pub elf: &'a Path,
+    /// Echo decoded hypervisor log lines to stderr as they arrive.
+    pub echo_hv: bool,
+    pub timeout: Option<Duration>,
+}
+
+/// What happened.
+pub struct Outcome {
+    /// COM1, cleaned, one entry per line.
+    pub lines: Vec<String>,
+    /// The decoded COM2 log.
+    pub hv_log: defmt_log::HvLog,
+    /// None when xtask had to kill the emulator.
+    pub status: Option<ExitStatus>,
+    pub timed_out: bool,
+    /// The hypervisor printed its exit line but the emulator did not stop.
+    pub lingered: bool,
+    /// From emulator start until the capability line arrived on COM1.
+    pub caps_after: Option<Duration>,
+    pub wall: Duration,
+}
+
+/// Kills the emulator if xtask leaves early (error or panic), so none is left running.
+struct Reaper(Option<Child>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs the emulator to completion (or timeout) and collects its output.
+pub fn run(mut launch: Launch<'_>) -> Result<Outcome> {
+    let paths = launch.paths;
+    let stop = Stop::default();
+    let (tx, rx) = mpsc::channel();
+
+    let com2 = fifo::create(&paths.com2_fifo, &stop)?;
+    let decoder = match defmt_log::load(launch.elf) {
+        Ok(decoder) => decoder,
+        Err(err) => {
+            eprintln!("xtask: warning: COM2 will be kept raw only: {err:#}");
+            None
+        }
+    };
+    let outputs = defmt_log::Outputs {
+        raw: &paths.com2_raw,
+        decoded: &paths.com2_log,
+    };
+    let com2_thread = defmt_log::spawn(com2, decoder, outputs, launch.echo_hv)?;
+    let com1_thread = match launch.com1 {
+        Com1::Fifo { echo } => {
+            let com1 = fifo::create(&paths.com1_fifo, &stop)?;
+            Some(console::spawn(com1, &paths.com1_log, echo, tx)?)
+        }
+        Com1::Terminal => {
+            drop(tx);
+            None
+        }
+    };
+
+    // If xtask itself dies (even by SIGKILL), take the emulator with it.
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    unsafe {
+        launch.command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let start = Instant::now();
+    let child = match launch.command.spawn() {
+        Ok(child) => child,
+        Err(err) => {
+            // No writer will ever come: let the reader threads finish.
+            stop.set();
+            return Err(err)
+                .with_context(|| format!("starting {:?}", launch.command.get_program()));
+        }
+    };
+    let mut reaper = Reaper(Some(child));
+    let child = reaper.0.as_mut().expect("just stored");
+
+    let deadline = launch.timeout.map(|t| start + t);
+    let mut follow = Follow::new(start);
+    let mut status = None;
+    let mut timed_out = false;
+    let mut lingered = false;
+    if com1_thread.is_some() {
+        let mut com1_open = true;
+        let mut killed = false;
+        // Runs until the emulator is gone and COM1 is drained: the reader
+        // sees end-of-file once the emulator's end closes, however it ended.
+        while com1_open || (status.is_none() && !killed) {
+            if status.is_none() && !killed {
+                if let Some(st) = child.try_wait()? {
+                    status = Some(st);
+                    stop.set();
+                } else {
+                    let now = Instant::now();
+                    lingered = follow.grace_until.is_some_and(|g| now >= g);
+                    timed_out = !lingered && deadline.is_some_and(|d| now >= d);
+                    if lingered || timed_out {
+                        let _ = child.kill();
+                        child.wait()?;
+                        killed = true;
+                        stop.set();
+                    }
+                }
+            }
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(Event::Line(line, at)) => follow.line(line, at),
+                Ok(Event::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) => com1_open = false,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+    } else {
+        // COM1 is on the terminal: all there is to do is wait.
+        status = match deadline {
+            Some(d) => child.wait_timeout(d.saturating_duration_since(Instant::now()))?,
+            None => Some(child.wait()?),
+        };
+        if status.is_none() {
+            timed_out = true;
+            let _ = child.kill();
+            child.wait()?;
+        }
+        stop.set();
+        follow.lines = read_log_lines(&paths.com1_log);
+    }
+    let wall = start.elapsed();
+    // The child has been reaped; nothing is left for the reaper to kill.
+    reaper.0 = None;
+    stop.set();
+    if let Some(handle) = com1_thread {
+        let _ = handle.join();
+    }
+    let hv_log = com2_thread.join().unwrap_or_default();
+    Ok(Outcome {
+        lines: follow.lines,
+        hv_log,
+        status,
+        timed_out,
+        lingered,
+        caps_after: follow.caps_after,
+        wall,
+    })
+}
+
+/// What the session learns from COM1 lines as they arrive.
+struct Follow {
+    start: Instant,
+    lines: Vec<String>,
+    caps_after: Option<Duration>,
+    grace_until: Option<Instant>,
+}
+
+impl Follow {
+    fn new(start: Instant) -> Self {
+        Follow {
+            start,
+            lines: Vec::new(),
+            caps_after: None,
+            grace_until: None,
+        }
+    }
+
+    fn line(&mut self, line: String, at: Instant) {
+        if self.caps_after.is_none() && serial::is_caps_line(&line) {
+            self.caps_after = Some(at.saturating_duration_since(self.start));
+        }
+        if self.grace_until.is_none() && serial::parse_exit(&line).is_some() {
+            self.grace_until = Some(Instant::now() + EXIT_GRACE);
+        }
+        self.lines.push(line);
+    }
+}
+
+/// Reads a COM1 log the emulator wrote itself.
+fn read_log_lines(path: &Path) -> Vec<String> {
+    let bytes = fs::read(path).unwrap_or_default();
+    String::from_utf8_lossy(&bytes)
+        .split('\n')
+        .map(clean_line)
+        .collect()
+}

@@ -1,0 +1,376 @@
+//! `cargo xtask test`: the workspace checks, then boot smoke tests judged from COM1.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use crate::judge::{self, Case, Expect, TEST_GUEST_CMDLINE};
+use crate::modules;
+use crate::run::{self, BootSpec, Payload};
+use crate::session::{self, Com1, Launch, Outcome, Paths};
+use crate::{
+    build, checks, label, setup, Accel, Boot, Cpu, Emulator, ImageArgs, LogLevel, TestArgs,
+};
+
+/// QEMU boots in about a second; a minute means something is stuck.
+const QEMU_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bochs interprets every instruction, BIOS and GRUB included.
+const BOCHS_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How many log lines to show for a failed boot.
+const SHOW_LINES: usize = 80;
+
+/// What a smoke test hands over.
+#[derive(Clone, Copy)]
+enum Load {
+    TestModules,
+    /// A 4 KiB initrd of 0x5a bytes: not a cpio archive.
+    NotAnArchive,
+    /// The in-tree test guest as the only module.
+    TestGuest,
+}
+
+struct Smoke {
+    name: &'static str,
+    emulator: Emulator,
+    cpu: Cpu,
+    boot: Boot,
+    load: Load,
+    cmdline: &'static str,
+    expect: Expect,
+}
+
+const SMOKES: &[Smoke] = &[
+    Smoke {
+        name: "qemu-pvh",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        load: Load::TestModules,
+        cmdline: "",
+        expect: Expect::Boots,
+    },
+    Smoke {
+        name: "qemu-grub",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Grub,
+        load: Load::TestModules,
+        cmdline: "",
+        expect: Expect::Boots,
+    },
+    Smoke {
+        name: "bochs-skylake",
+        emulator: Emulator::Bochs,
+        cpu: Cpu::Skylake,
+        boot: Boot::Grub,
+        load: Load::TestModules,
+        cmdline: "",
+        expect: Expect::Boots,
+    },
+    Smoke {
+        name: "bochs-ryzen",
+        emulator: Emulator::Bochs,
+        cpu: Cpu::Ryzen,
+        boot: Boot::Grub,
+        load: Load::TestModules,
+        cmdline: "",
+        expect: Expect::Boots,
+    },
+    Smoke {
+        name: "qemu-bad-archive",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        load: Load::NotAnArchive,
+        cmdline: "",
+        expect: Expect::Fatal("xenolith: fatal: bad module archive"),
+    },
+    Smoke {
+        name: "qemu-no-memory",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        load: Load::TestModules,
+        cmdline: "mem=4M",
+        expect: Expect::Fatal("xenolith: fatal: not enough usable memory"),
+    },
+    Smoke {
+        name: "qemu-selftest-write-text",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        load: Load::TestModules,
+        cmdline: "selftest=write-text",
+        // A write to a present, read-only page: error code P|W (SDM Vol. 3A 4.7).
+        expect: Expect::Exception("xenolith: EXCEPTION vector 14 #PF error=0x3"),
+    },
+    Smoke {
+        name: "qemu-selftest-null",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        load: Load::TestModules,
+        cmdline: "selftest=null",
+        expect: Expect::Exception("xenolith: EXCEPTION vector 14 #PF error=0x0"),
+    },
+    Smoke {
+        name: "qemu-selftest-stack-overflow",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        load: Load::TestModules,
+        cmdline: "selftest=stack-overflow",
+        // The #PF on the guard page cannot push its frame: #DF on the IST stack.
+        expect: Expect::Exception("xenolith: EXCEPTION vector 8 #DF"),
+    },
+    Smoke {
+        name: "qemu-epyc-test-guest",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        load: Load::TestGuest,
+        cmdline: TEST_GUEST_CMDLINE,
+        expect: Expect::TestGuest,
+    },
+    Smoke {
+        name: "bochs-ryzen-test-guest",
+        emulator: Emulator::Bochs,
+        cpu: Cpu::Ryzen,
+        boot: Boot::Grub,
+        load: Load::TestGuest,
+        cmdline: TEST_GUEST_CMDLINE,
+        expect: Expect::TestGuest,
+    },
+    Smoke {
+        name: "bochs-skylake-test-guest",
+        emulator: Emulator::Bochs,
+        cpu: Cpu::Skylake,
+        boot: Boot::Grub,
+        load: Load::TestGuest,
+        cmdline: TEST_GUEST_CMDLINE,
+        expect: Expect::TestGuest,
+    },
+];
+
+/// One reported test: a workspace check or a boot.
+pub struct TestResult {
+    pub name: String,
+    pub passed: bool,
+    pub wall: Duration,
+    /// Boots only: emulator start until the capability line appeared.
+    pub caps_after: Option<Duration>,
+}
+
+impl TestResult {
+    pub fn print(&self) {
+        let caps = match self.caps_after {
+            Some(t) => format!("; capability line {:.2} s after start", t.as_secs_f64()),
+            None => String::new(),
+        };
+        println!(
+            "{} {} ({:.2} s{caps})",
+            if self.passed { "PASS" } else { "FAIL" },
+            self.name,
+            self.wall.as_secs_f64()
+        );
+    }
+}
+
+/// `cargo xtask test`.
+pub fn test_command(args: &TestArgs) -> Result<ExitCode> {
+    let smokes: Vec<&Smoke> = SMOKES
+        .iter()
+        .filter(|s| {
+            args.filter
+                .as_ref()
+                .is_none_or(|f| s.name.contains(f.as_str()))
+        })
+        .collect();
+    if let (Some(filter), true) = (&args.filter, smokes.is_empty()) {
+        let names: Vec<&str> = SMOKES.iter().map(|s| s.name).collect();
+        bail!(
+            "no smoke test name contains {filter:?}; they are {}",
+            names.join(", ")
+        );
+    }
+    let mut results = Vec::new();
+    if !args.smoke_only {
+        setup::ensure_rust_components()?;
+        // clippy-image checks the bare-metal target before any image build would add it.
+        setup::ensure_rust_target()?;
+        for check in checks::ALL {
+            results.push(checks::run(check));
+        }
+    }
+    if !smokes.is_empty() {
+        println!("==> building the image for the boot smoke tests");
+        let image = build::image(&ImageArgs {
+            debug: false,
+            log: LogLevel::Info,
+            image: args.image.clone(),
+        });
+        if let Err(err) = &image {
+            println!("    {err:#}");
+        }
+        for smoke in smokes {
+            let result = match &image {
+                Ok(image) => run_smoke(smoke, image),
+                Err(_) => {
+                    let result = TestResult {
+                        name: smoke.name.to_string(),
+                        passed: false,
+                        wall: Duration::ZERO,
+                        caps_after: None,
+                    };
+                    println!("    not booted: the image did not build");
+                    result.print();
+                    result
+                }
+            };
+            results.push(result);
+        }
+    }
+    print_timings(&results);
+    let passed = results.iter().filter(|r| r.passed).count();
+    let failed = results.len() - passed;
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_timings(results: &[TestResult]) {
+    let boots: Vec<&TestResult> = results.iter().filter(|r| r.caps_after.is_some()).collect();
+    if boots.is_empty() {
+        return;
+    }
+    println!("boot timings (emulator start -> capability line on COM1):");
+    for r in boots {
+        let t = r.caps_after.expect("filtered on is_some");
+        println!("  {:<28} {:>7.2} s", r.name, t.as_secs_f64());
+    }
+}
+
+fn run_smoke(smoke: &Smoke, image: &Path) -> TestResult {
+    println!(
+        "==> smoke {}: {} {} via {}{}",
+        smoke.name,
+        label(smoke.emulator),
+        label(smoke.cpu),
+        label(smoke.boot),
+        if smoke.cmdline.is_empty() {
+            String::new()
+        } else {
+            format!(", cmdline {:?}", smoke.cmdline)
+        }
+    );
+    let start = Instant::now();
+    let (problems, outcome, dir) = match boot(smoke, image) {
+        Ok((problems, outcome, dir)) => (problems, Some(outcome), Some(dir)),
+        Err(err) => (vec![format!("{err:#}")], None, None),
+    };
+    let result = TestResult {
+        name: smoke.name.to_string(),
+        passed: problems.is_empty(),
+        wall: outcome.as_ref().map_or(start.elapsed(), |o| o.wall),
+        caps_after: outcome.as_ref().and_then(|o| o.caps_after),
+    };
+    result.print();
+    if !problems.is_empty() {
+        for p in &problems {
+            println!("    - {p}");
+        }
+        if let (Some(outcome), Some(dir)) = (&outcome, &dir) {
+            show_tail("COM1", &dir.join("com1.log"), &outcome.lines);
+            show_tail(
+                "hypervisor log (COM2)",
+                &dir.join("com2.log"),
+                &outcome.hv_log.lines,
+            );
+            let (name, lines) = run::emulator_notes(smoke.emulator, dir);
+            show_tail(name, &dir.join(name), &lines);
+        }
+    }
+    result
+}
+
+fn show_tail(what: &str, path: &Path, lines: &[String]) {
+    let skip = lines.len().saturating_sub(SHOW_LINES);
+    println!(
+        "    --- {what}: {} ({} lines{}) ---",
+        path.display(),
+        lines.len(),
+        if skip > 0 {
+            ", showing the last ones"
+        } else {
+            ""
+        }
+    );
+    for line in &lines[skip..] {
+        println!("    | {line}");
+    }
+    println!("    --- end of {what} ---");
+}
+
+fn boot(smoke: &Smoke, image: &Path) -> Result<(Vec<String>, Outcome, PathBuf)> {
+    let modules = match smoke.load {
+        Load::TestModules => modules::test_set(),
+        Load::TestGuest => vec![build::test_guest_module()?],
+        Load::NotAnArchive => Vec::new(),
+    };
+    let payload = match smoke.load {
+        Load::NotAnArchive => Payload::RawInitrd(vec![0x5a; 4096]),
+        _ => Payload::Modules(modules.clone()),
+    };
+    let spec = BootSpec {
+        emulator: smoke.emulator,
+        cpu: smoke.cpu,
+        boot: smoke.boot,
+        accel: Accel::Tcg,
+        payload,
+        cmdline: smoke.cmdline.to_string(),
+    };
+    let dir = build::run_dir(&format!("smoke-{}", smoke.name))?;
+    let paths = Paths::in_dir(&dir);
+    let com1 = Com1::Fifo { echo: false };
+    let command = run::prepare(&spec, &dir, image, &com1, &paths)?;
+    let timeout = match smoke.emulator {
+        Emulator::Qemu => QEMU_TIMEOUT,
+        Emulator::Bochs => BOCHS_TIMEOUT,
+    };
+    let outcome = session::run(Launch {
+        command,
+        paths: &paths,
+        com1,
+        elf: &dir.join("xenolith"),
+        echo_hv: false,
+        timeout: Some(timeout),
+    })?;
+    let case = Case {
+        emulator: smoke.emulator,
+        cpu: smoke.cpu,
+        boot: smoke.boot,
+        expect: smoke.expect,
+        modules: &modules,
+        timeout,
+    };
+    let problems = judge::problems(&case, &outcome);
+    Ok((problems, outcome, dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique() {
+        for (i, a) in SMOKES.iter().enumerate() {
+            assert!(SMOKES[i + 1..].iter().all(|b| b.name != a.name));
+        }
+    }
+}
