@@ -1,5 +1,6 @@
 //! The boot CPU's local APIC: x2APIC mode where the CPU has it, and its timer calibrated against the TSC.
 
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use x2apic::lapic::{xapic_base, LocalApicBuilder, TimerDivide, TimerMode};
 
 // Vectors at the top of the range, above any the guests' devices will use.
@@ -8,6 +9,40 @@ pub const ERROR_VECTOR: usize = 0xfe;
 pub const SPURIOUS_VECTOR: usize = 0xff;
 
 const CALIBRATION_MS: u64 = 10;
+
+// Register access after start of day: in x2APIC mode the MSRs 0x800 + offset/16,
+// in xAPIC mode the identity-mapped page at the APIC base (SDM Vol. 3A 12.12.1.2).
+static X2APIC_MODE: AtomicBool = AtomicBool::new(false);
+static XAPIC_BASE: AtomicU64 = AtomicU64::new(0);
+static TIMER_KHZ: AtomicU64 = AtomicU64::new(0);
+const REG_EOI: u32 = 0x0b0;
+const REG_TIMER_INITIAL: u32 = 0x380;
+
+fn write_register(offset: u32, value: u32) {
+    if X2APIC_MODE.load(Ordering::Relaxed) {
+        // SAFETY: x2APIC mode is on; the register exists and is writable.
+        unsafe { x86::msr::wrmsr(0x800 + offset / 16, u64::from(value)) };
+    } else {
+        let address = XAPIC_BASE.load(Ordering::Relaxed) + u64::from(offset);
+        // SAFETY: the xAPIC page is identity-mapped (uncached by the MTRRs).
+        unsafe { core::ptr::write_volatile(address as *mut u32, value) };
+    }
+}
+
+/// Signals the end of the interrupt being handled.
+pub fn end_of_interrupt() {
+    write_register(REG_EOI, 0);
+}
+
+/// Starts the one-shot timer with `count` ticks (0 stops it).
+pub fn start_one_shot(count: u32) {
+    write_register(REG_TIMER_INITIAL, count);
+}
+
+/// APIC timer ticks per millisecond at divide-by-1.
+pub fn timer_khz() -> u64 {
+    TIMER_KHZ.load(Ordering::Relaxed)
+}
 
 pub struct Apic {
     pub id: u32,
@@ -38,8 +73,20 @@ pub fn init() -> Result<Apic, &'static str> {
         crate::time::spin_ms(CALIBRATION_MS);
         let left = lapic.timer_current();
         lapic.set_timer_initial(0);
+        // From here on the timer is the host's one-shot deadline timer (timer.rs):
+        // unmasked, so its interrupt can end a guest's run.
+        lapic.enable_timer();
         u64::from(u32::MAX - left) / CALIBRATION_MS
     };
+    TIMER_KHZ.store(timer_khz, Ordering::Relaxed);
+    X2APIC_MODE.store(
+        raw_cpuid::CpuId::new()
+            .get_feature_info()
+            .is_some_and(|f| f.has_x2apic()),
+        Ordering::Relaxed,
+    );
+    // SAFETY: reading IA32_APIC_BASE has no side effects.
+    XAPIC_BASE.store(unsafe { xapic_base() }, Ordering::Relaxed);
     // SAFETY: reading the APIC ID register has no side effects.
     let id = unsafe { lapic.id() };
     Ok(Apic { id, timer_khz })

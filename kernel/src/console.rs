@@ -29,6 +29,11 @@ pub fn print(args: fmt::Arguments) {
     let _ = Lines(&port).write_fmt(args);
 }
 
+/// A byte typed on the console, if any.
+pub fn try_read() -> Option<u8> {
+    PORT.lock().try_read_byte()
+}
+
 /// Waits until everything printed has been sent.
 pub fn drain() {
     PORT.lock().drain();

@@ -53,3 +53,36 @@ pub fn features() -> Features {
         virt: vmx::caps::probe().or_else(svm::caps::probe),
     }
 }
+
+/// CR4.OSXSAVE (bit 18), so that XSETBV works on the host (SDM Vol. 3A 2.5).
+const CR4_OSXSAVE: usize = 1 << 18;
+
+/// Turns on CR4.OSXSAVE where the CPU has XSAVE, so guests' XSETBV can be
+/// carried out here. The hypervisor itself is soft-float and saves no state.
+pub fn enable_xsave() {
+    if raw_cpuid::CpuId::new()
+        .get_feature_info()
+        .is_some_and(|f| f.has_xsave())
+    {
+        // SAFETY: setting OSXSAVE on a CPU with XSAVE only enables instructions.
+        unsafe {
+            x86::controlregs::cr4_write(x86::controlregs::Cr4::from_bits_truncate(
+                x86::controlregs::cr4().bits() | CR4_OSXSAVE,
+            ))
+        };
+    }
+}
+
+/// Loads XCR0; false if the host has no XSAVE enabled.
+pub fn set_xcr0(value: u64) -> bool {
+    // SAFETY: reading CR4 has no side effects.
+    if unsafe { x86::controlregs::cr4().bits() } & CR4_OSXSAVE == 0 {
+        return false;
+    }
+    // SAFETY: the value passed the architectural checks in vmexit.rs, so
+    // XSETBV cannot fault; the host uses no extended state.
+    unsafe {
+        core::arch::asm!("xsetbv", in("ecx") 0u32, in("eax") value as u32, in("edx") (value >> 32) as u32)
+    };
+    true
+}

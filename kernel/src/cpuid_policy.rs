@@ -12,12 +12,47 @@ const XEN_LAST: u32 = XEN_BASE + 5;
 /// The hypercall-page MSR Xen advertises in leaf base+2 EBX.
 pub const HYPERCALL_PAGE_MSR: u32 = 0x4000_0000;
 
-// Leaf 1 ECX (Intel SDM Vol. 2A, CPUID table 3-10).
+// Leaf 1 ECX (Intel SDM Vol. 2A, CPUID tables 3-10 and 3-11).
 const L1_ECX_MONITOR: u32 = 1 << 3;
+const L1_ECX_DS_CPL: u32 = 1 << 4;
 const L1_ECX_VMX: u32 = 1 << 5;
+const L1_ECX_SMX: u32 = 1 << 6;
+const L1_ECX_EST: u32 = 1 << 7;
+const L1_ECX_TM2: u32 = 1 << 8;
+const L1_ECX_PDCM: u32 = 1 << 15;
+const L1_ECX_X2APIC: u32 = 1 << 21;
+const L1_ECX_TSC_DEADLINE: u32 = 1 << 24;
 const L1_ECX_HYPERVISOR: u32 = 1 << 31;
+/// Leaf 1 ECX features with host MSRs or devices behind them that the guest does not get.
+const L1_ECX_HIDDEN: u32 = L1_ECX_MONITOR
+    | L1_ECX_DS_CPL
+    | L1_ECX_VMX
+    | L1_ECX_SMX
+    | L1_ECX_EST
+    | L1_ECX_TM2
+    | L1_ECX_PDCM
+    | L1_ECX_TSC_DEADLINE;
+/// Leaf 1 EDX: MCE (7), MCA (14), DS (21), ACPI thermal (22), TM (29), PBE (31):
+/// their MSRs are not emulated.
+const L1_EDX_HIDDEN: u32 = (1 << 7) | (1 << 14) | (1 << 21) | (1 << 22) | (1 << 29) | (1 << 31);
+/// Leaf 7.0 ECX: WAITPKG (5), CET_SS (7).
+const L7_ECX_HIDDEN: u32 = (1 << 5) | (1 << 7);
+/// Leaf 7.0 EDX: TSX_FORCE_ABORT (13), PCONFIG (18), CET_IBT (20), IBRS/IBPB (26),
+/// STIBP (27), L1D_FLUSH (28), ARCH_CAPABILITIES (29), CORE_CAPABILITIES (30),
+/// SSBD (31): speculation-control and other MSR-backed features.
+const L7_EDX_HIDDEN: u32 = (1 << 13) | (1 << 18) | (1 << 20) | (0b11_1111 << 26);
+/// Leaf 7.0 EBX: SGX (2), Intel PT (25).
+const L7_EBX_HIDDEN: u32 = (1 << 2) | (1 << 25);
 // Leaf 8000_0001h ECX (AMD APM Vol. 3 E.4.2).
 const E1_ECX_SVM: u32 = 1 << 2;
+/// SVM (2), IBS (10), SKINIT (12), WDT (13), LWP (15), the performance
+/// counter extensions (23, 24, 28): host facilities the guest does not get.
+const E1_ECX_HIDDEN: u32 =
+    E1_ECX_SVM | (1 << 10) | (1 << 12) | (1 << 13) | (1 << 15) | (1 << 23) | (1 << 24) | (1 << 28);
+/// Leaf 8000_0008h EBX: IBPB (12), IBRS (14), STIBP (15), SSBD (24), VIRT_SSBD (25).
+const E8_EBX_HIDDEN: u32 = (1 << 12) | (1 << 14) | (1 << 15) | (1 << 24) | (1 << 25);
+/// Leaf 8000_0007h EDX: only the invariant TSC (bit 8) is meaningful to a guest.
+const E7_EDX_KEPT: u32 = 1 << 8;
 
 /// Xen leaf base+4 EAX: vCPU id present (bit 3) and domain id present (bit 4).
 const XEN_HVM_VCPU_ID_PRESENT: u32 = 1 << 3;
@@ -28,20 +63,37 @@ const XEN_HVM_DOMID_PRESENT: u32 = 1 << 4;
 /// Passed through: everything that describes the CPU the guest really runs
 /// on (vendor, families, ISA extensions), so a guest picks VMCALL or VMMCALL
 /// to match the hardware. Hidden: VMX, SVM and its leaf (no nested
-/// virtualization), MONITOR/MWAIT (the guest idles with HLT). Added: the
-/// hypervisor bit and the Xen leaves.
+/// virtualization), MONITOR/MWAIT (the guest idles with HLT), the TSC-deadline
+/// timer, and every feature whose MSRs are not emulated (machine check,
+/// speculation control, performance monitoring, CET, SME/SEV, PT, SGX):
+/// Linux accesses several of those MSRs without a fault handler. Added: the
+/// hypervisor bit, x2APIC (emulated, ../shared/spec/xen-pvh-abi.md 4.6) and
+/// the Xen leaves.
 pub fn guest_view(leaf: u32, subleaf: u32, host: Regs, vcpu_id: u32, domid: u32) -> Regs {
-    let _ = subleaf;
     match leaf {
         1 => {
             let [eax, ebx, ecx, edx] = host;
             // EBX[31:24] is the initial APIC ID: the vCPU's.
             let ebx = (ebx & 0x00ff_ffff) | (vcpu_id << 24);
-            let ecx = (ecx & !(L1_ECX_VMX | L1_ECX_MONITOR)) | L1_ECX_HYPERVISOR;
-            [eax, ebx, ecx, edx]
+            let ecx = (ecx & !L1_ECX_HIDDEN) | L1_ECX_HYPERVISOR | L1_ECX_X2APIC;
+            [eax, ebx, ecx, edx & !L1_EDX_HIDDEN]
         }
-        // MONITOR/MWAIT parameters: meaningless without MONITOR.
-        5 => [0; 4],
+        // MONITOR/MWAIT, thermal and power, PMU, SGX, PT: not offered.
+        5 | 6 | 0xa | 0x12 | 0x14 => [0; 4],
+        7 if subleaf == 0 => {
+            let [eax, ebx, ecx, edx] = host;
+            [
+                eax,
+                ebx & !L7_EBX_HIDDEN,
+                ecx & !L7_ECX_HIDDEN,
+                edx & !L7_EDX_HIDDEN,
+            ]
+        }
+        // x2APIC topology: EDX is the x2APIC ID.
+        0xb | 0x1f => {
+            let [eax, ebx, ecx, _] = host;
+            [eax, ebx, ecx, vcpu_id]
+        }
         XEN_BASE => [XEN_LAST, 0x566e_6558, 0x6558_4d4d, 0x4d4d_566e], // "XenVMMXenVMM"
         0x4000_0001 => [(VERSION_MAJOR << 16) | VERSION_MINOR, 0, 0, 0],
         0x4000_0002 => [1, HYPERCALL_PAGE_MSR, 0, 0],
@@ -54,10 +106,15 @@ pub fn guest_view(leaf: u32, subleaf: u32, host: Regs, vcpu_id: u32, domid: u32)
         0x4000_0003 | 0x4000_0005..=0x4fff_ffff => [0; 4],
         0x8000_0001 => {
             let [eax, ebx, ecx, edx] = host;
-            [eax, ebx, ecx & !E1_ECX_SVM, edx]
+            [eax, ebx, ecx & !E1_ECX_HIDDEN, edx]
         }
-        // SVM features: no SVM.
-        0x8000_000a => [0; 4],
+        0x8000_0007 => [0, 0, 0, host[3] & E7_EDX_KEPT],
+        0x8000_0008 => {
+            let [eax, ebx, ecx, edx] = host;
+            [eax, ebx & !E8_EBX_HIDDEN, ecx, edx]
+        }
+        // SVM features (no SVM), SME/SEV, AMD PMU v2: not offered.
+        0x8000_000a | 0x8000_001f | 0x8000_0022 => [0; 4],
         _ => host,
     }
 }
@@ -79,7 +136,15 @@ mod tests {
         assert_eq!(ecx & L1_ECX_VMX, 0);
         assert_eq!(ecx & L1_ECX_MONITOR, 0);
         assert_ne!(ecx & L1_ECX_HYPERVISOR, 0);
-        assert_eq!(edx, 0x178b_fbff);
+        assert_ne!(ecx & L1_ECX_X2APIC, 0);
+        assert_eq!(ecx & L1_ECX_TSC_DEADLINE, 0);
+        assert_eq!(edx, 0x178b_fbff & !L1_EDX_HIDDEN);
+        let [_, _, _, edx7] = guest_view(7, 0, [0, 0, 0, u32::MAX], 0, 0);
+        assert_eq!(edx7 & (1 << 29), 0, "ARCH_CAPABILITIES must be hidden");
+        assert_eq!(guest_view(7, 1, [1, 2, 3, 4], 0, 0), [1, 2, 3, 4]);
+        assert_eq!(guest_view(0xb, 0, [1, 2, 3, 0], 5, 0), [1, 2, 3, 5]);
+        let [_, ebx8, _, _] = guest_view(0x8000_0008, 0, [0, u32::MAX, 0, 0], 0, 0);
+        assert_eq!(ebx8 & (1 << 24), 0, "SSBD must be hidden");
         let [_, _, ecx, _] = guest_view(0x8000_0001, 0, [0, 0, 0xffff_ffff, 0], 0, 0);
         assert_eq!(ecx & E1_ECX_SVM, 0);
         assert_eq!(guest_view(0x8000_000a, 0, [1, 16, 0, 0xf], 0, 0), [0; 4]);

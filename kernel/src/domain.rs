@@ -34,8 +34,12 @@ pub struct Domain {
     pub unknown_hypercalls: u64,
     /// An interrupt vector waiting to be injected (test operation).
     pub pending_irq: Option<u8>,
-    /// The guest's IA32_PAT (kept, not yet applied to its memory types).
-    pub pat: u64,
+    /// The guest's local APIC (x2APIC mode).
+    pub vlapic: xenolith::vlapic::VLapic,
+    /// When the guest's APIC timer expires, in host TSC.
+    pub lapic_timer_deadline: Option<u64>,
+    /// The guest's view of IA32_MTRR_DEF_TYPE.
+    pub mtrr_def_type: u64,
     /// The POST-code latch at port 0x80.
     pub port80: u8,
     /// Console output not yet ended by a newline.
@@ -92,11 +96,32 @@ pub fn create(
         exits: [0; Exit::REASONS.len()],
         unknown_hypercalls: 0,
         pending_irq: None,
-        pat: xenolith::msr_policy::PAT_RESET,
+        vlapic: xenolith::vlapic::VLapic::new(0),
+        lapic_timer_deadline: None,
+        mtrr_def_type: xenolith::msr_policy::MTRR_DEF_TYPE_RESET,
         port80: 0,
         console_line: String::new(),
     })
 }
+
+/// MSRs a guest owns outright: the segment bases and system-call MSRs Linux
+/// rewrites on every context switch (VMLOAD/VMSAVE or the VMCS switch
+/// them, or the hypervisor never uses them), and PAT, which both backends
+/// keep per guest (SVM's G_PAT under NPT, VMX's load/save IA32_PAT).
+const PASSTHROUGH_MSRS: &[u32] = &[
+    0x174,       // IA32_SYSENTER_CS
+    0x175,       // IA32_SYSENTER_ESP
+    0x176,       // IA32_SYSENTER_EIP
+    0x277,       // IA32_PAT
+    0xc000_0081, // STAR
+    0xc000_0082, // LSTAR
+    0xc000_0083, // CSTAR
+    0xc000_0084, // SFMASK
+    0xc000_0100, // FS_BASE
+    0xc000_0101, // GS_BASE
+    0xc000_0102, // KERNEL_GS_BASE
+    0xc000_0103, // TSC_AUX
+];
 
 /// A domain's address space and its vCPU.
 type Machine = (Box<dyn AddressSpace>, Box<dyn Vcpu>);
@@ -144,6 +169,7 @@ fn build(
         second_level_root: space.root(),
         tag: id,
         passthrough_ports: &[],
+        passthrough_msrs: PASSTHROUGH_MSRS,
     };
     let vcpu = backend
         .create_vcpu(&mut HostFrames, &config, &initial)

@@ -6,8 +6,13 @@ use spin::Once;
 
 global_asm!(include_str!("exceptions.S"), options(att_syntax));
 
+global_asm!(include_str!("irq.S"), options(att_syntax));
+
 extern "C" {
     static isr_table: [u64; 32];
+    fn irq_stub_0xf0();
+    fn irq_stub_0xfe();
+    fn irq_stub_0xff();
 }
 
 /// A 64-bit interrupt gate (SDM Vol. 3A 6.14.1, figure 6-8).
@@ -64,6 +69,17 @@ pub fn init() {
             // A double fault may come from a stack overflow: give it its own stack.
             let ist = if vector == 8 { DOUBLE_FAULT_IST } else { 0 };
             idt[vector] = Gate::interrupt(stub, ist);
+        }
+        // The local APIC's own vectors (kernel/src/apic.rs); nothing else is unmasked.
+        for (vector, stub) in [
+            (
+                crate::apic::TIMER_VECTOR,
+                irq_stub_0xf0 as unsafe extern "C" fn(),
+            ),
+            (crate::apic::ERROR_VECTOR, irq_stub_0xfe),
+            (crate::apic::SPURIOUS_VECTOR, irq_stub_0xff),
+        ] {
+            idt[vector] = Gate::interrupt(stub as usize as u64, 0);
         }
         idt
     });

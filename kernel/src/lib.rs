@@ -11,3 +11,4 @@ pub mod msr_policy;
 pub mod newc;
 pub mod page_policy;
 pub mod rsdp;
+pub mod vlapic;

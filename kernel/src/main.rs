@@ -49,6 +49,8 @@ mod start;
 #[cfg(target_os = "none")]
 mod time;
 #[cfg(target_os = "none")]
+mod timer;
+#[cfg(target_os = "none")]
 mod uart;
 #[cfg(target_os = "none")]
 mod vmexit;

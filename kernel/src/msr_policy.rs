@@ -2,19 +2,27 @@
 
 /// IA32_EFER (Intel SDM Vol. 4 table 2-2).
 pub const IA32_EFER: u32 = 0xc000_0080;
-pub const IA32_PAT: u32 = 0x277;
 pub const IA32_APIC_BASE: u32 = 0x1b;
+pub const IA32_TSC: u32 = 0x10;
+pub const IA32_MTRRCAP: u32 = 0xfe;
+pub const IA32_MISC_ENABLE: u32 = 0x1a0;
+pub const IA32_MTRR_DEF_TYPE: u32 = 0x2ff;
+/// The x2APIC register MSRs (SDM Vol. 3A 12.12.1.2).
+pub const X2APIC_FIRST: u32 = 0x800;
+pub const X2APIC_LAST: u32 = 0x8ff;
+
+/// MTRRs as a Xen PVH guest sees them: WC supported, no fixed or variable
+/// ranges (VCNT 0), default type WB with MTRRs enabled (SDM 13.11.1, 13.11.2.1).
+pub const MTRRCAP_VALUE: u64 = 1 << 10;
+pub const MTRR_DEF_TYPE_RESET: u64 = (1 << 11) | 6;
+/// MISC_ENABLE: fast strings on, nothing else (Linux reads it on Intel
+/// without a fault handler; SDM Vol. 4 table 2-2).
+pub const MISC_ENABLE_VALUE: u64 = 1;
 
 /// EFER bits a guest may set: SCE, LME, LMA (ignored on write), NXE, FFXSR.
 /// SVME is the host's; LMSLE and TCE are not offered (AMD APM Vol. 2 3.1.7).
 const EFER_WRITABLE: u64 = 1 | (1 << 8) | (1 << 10) | (1 << 11) | (1 << 14);
 const EFER_LMA: u64 = 1 << 10;
-
-/// The architectural reset value of IA32_PAT (SDM Vol. 3A 13.12.4).
-pub const PAT_RESET: u64 = 0x0007_0406_0007_0406;
-
-/// The xAPIC default base, BSP and enable bits (SDM Vol. 3A 12.4.4).
-pub const APIC_BASE_BSP: u64 = 0xfee0_0000 | (1 << 8) | (1 << 11);
 
 /// The EFER to load for a guest WRMSR, or `None` for #GP. LMA is not
 /// writable: it keeps its current value (the CPU sets it when paging turns on).
@@ -25,13 +33,11 @@ pub fn efer_write(current: u64, value: u64) -> Option<u64> {
     Some((value & !EFER_LMA) | (current & EFER_LMA))
 }
 
-/// A PAT value is valid when every entry is a defined memory type
-/// (0 UC, 1 WC, 4 WT, 5 WP, 6 WB, 7 UC-); others raise #GP (SDM 13.12.2).
-pub fn pat_valid(value: u64) -> bool {
-    value
-        .to_le_bytes()
-        .iter()
-        .all(|t| matches!(t, 0 | 1 | 4 | 5 | 6 | 7))
+/// A write to MTRR_DEF_TYPE is accepted when it keeps the MTRRs enabled
+/// with a defined default type and touches no reserved bit; it changes
+/// nothing (guest memory types come from the second-level tables and PAT).
+pub fn mtrr_def_type_valid(value: u64) -> bool {
+    value & !0xcff == 0 && matches!(value & 0xff, 0 | 1 | 4 | 5 | 6)
 }
 
 #[cfg(test)]
@@ -48,9 +54,10 @@ mod tests {
     }
 
     #[test]
-    fn pat() {
-        assert!(pat_valid(PAT_RESET));
-        assert!(!pat_valid(0x0007_0406_0007_0402));
-        assert!(!pat_valid(0x0807_0406_0007_0406));
+    fn mtrr_def_type() {
+        assert!(mtrr_def_type_valid(MTRR_DEF_TYPE_RESET));
+        assert!(mtrr_def_type_valid(0));
+        assert!(!mtrr_def_type_valid(0x802));
+        assert!(!mtrr_def_type_valid(1 << 12));
     }
 }

@@ -63,6 +63,7 @@ extern "C" fn kernel_entry(kind: u32, info: u64) -> ! {
     }
 
     let tsc_khz = time::calibrate();
+    cpu::enable_xsave();
     let features = cpu::features();
     let apic = apic::init().unwrap_or_else(|e| fatal(format_args!("local APIC: {e}")));
     let summary = CpuSummary {

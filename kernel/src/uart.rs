@@ -12,6 +12,7 @@ const FCR: u16 = 2;
 const LCR: u16 = 3;
 const MCR: u16 = 4;
 const LSR: u16 = 5;
+const LSR_DATA_READY: u8 = 1 << 0;
 const LSR_THR_EMPTY: u8 = 1 << 5;
 const LSR_TRANSMITTER_EMPTY: u8 = 1 << 6;
 /// Bound on the drain wait: at 115200 baud a 16-byte FIFO empties in under
@@ -49,6 +50,14 @@ impl Uart {
             core::hint::spin_loop();
         }
         self.out(DATA, byte);
+    }
+
+    /// A received byte, if one is waiting. An absent UART reads LSR as 0xff,
+    /// which would look like endless input: its data register reads 0xff too,
+    /// and such bytes are dropped by the caller's filter.
+    pub fn try_read_byte(&self) -> Option<u8> {
+        let lsr = self.inp(LSR);
+        (lsr != 0xff && lsr & LSR_DATA_READY != 0).then(|| self.inp(DATA))
     }
 
     /// Waits until the last byte has left the shift register (LSR.TEMT), so a

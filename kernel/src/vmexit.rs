@@ -5,7 +5,7 @@ use crate::guest_memory::GuestMemory;
 use crate::hypercall;
 use alloc::format;
 use vcpu::{Access, Event, Exit, Gpr, IoAccess};
-use xenolith::{cpuid_policy, msr_policy};
+use xenolith::{cpuid_policy, msr_policy, vlapic};
 
 /// #GP, with error code 0 (SDM Vol. 3A 6.15).
 const GP: Event = Event::Exception {
@@ -31,18 +31,30 @@ pub fn run(dom: &mut Domain) {
     }
 }
 
-/// Injects a pending interrupt if the guest can take it now, else asks for
-/// an interrupt-window exit.
+/// Injects the highest-priority pending interrupt if the guest can take it
+/// now, else asks for an interrupt-window exit.
 fn deliver_interrupt(dom: &mut Domain) {
-    let Some(vector) = dom.pending_irq else {
-        return;
-    };
-    if dom.vcpu.interruptible() {
-        dom.vcpu.inject(Event::Interrupt(vector));
+    if let Some(deadline) = dom.lapic_timer_deadline {
+        if crate::time::rdtsc() >= deadline {
+            dom.lapic_timer_deadline = None;
+            dom.vlapic.timer_expired();
+        }
+    }
+    let apic = dom.vlapic.deliverable();
+    if dom.pending_irq.is_none() && apic.is_none() {
         dom.vcpu.set_interrupt_window(false);
-        dom.pending_irq = None;
-    } else {
+        return;
+    }
+    if !dom.vcpu.interruptible() {
         dom.vcpu.set_interrupt_window(true);
+        return;
+    }
+    dom.vcpu.set_interrupt_window(false);
+    if let Some(vector) = dom.pending_irq.take() {
+        dom.vcpu.inject(Event::Interrupt(vector));
+    } else if let Some(vector) = apic {
+        dom.vlapic.take(vector);
+        dom.vcpu.inject(Event::Interrupt(vector));
     }
 }
 
@@ -79,14 +91,16 @@ fn handle(dom: &mut Domain, exit: Exit) {
             };
             dom.crash(format!("{kind} access {what} at GPA {gpa:#x}"));
         }
-        // The host's own interrupt: nothing to do for the guest.
-        Exit::ExternalInterrupt | Exit::InterruptWindow => {}
+        // A host interrupt ended the run; it is still pending: take it now.
+        Exit::ExternalInterrupt => crate::timer::take_pending_interrupts(),
+        Exit::InterruptWindow => {}
         Exit::Exception { vector, .. } => {
             dom.crash(format!("unexpected intercepted exception {vector}"))
         }
         Exit::Shutdown => dom.crash(format!("triple fault at rip {:#x}", dom.vcpu.rip())),
         Exit::Init | Exit::Sipi { .. } => dom.crash(format!("{exit:?} on a single-vCPU domain")),
         Exit::Invalid(why) => dom.crash(format!("invalid guest state: {why}")),
+        Exit::Xsetbv { xcr, value } => xsetbv(dom, xcr, value),
     }
 }
 
@@ -105,7 +119,7 @@ fn skip(dom: &mut Domain) {
 /// HLT: wakes on a pending interrupt; with interrupts off nothing can wake
 /// it, and with no event source yet (timers come with the Xen ABI) neither.
 fn halt(dom: &mut Domain) {
-    if dom.pending_irq.is_some() {
+    if dom.pending_irq.is_some() || dom.vlapic.deliverable().is_some() {
         return;
     }
     if dom.vcpu.interruptible() {
@@ -115,6 +129,21 @@ fn halt(dom: &mut Domain) {
         ));
     } else {
         dom.ending = Some(Ending::Halted);
+    }
+}
+
+/// XSETBV, checked as the CPU checks it (SDM Vol. 2C, XSETBV: #GP for an
+/// XCR other than 0, x87 off, AVX without SSE, or bits the CPU lacks), then
+/// done on the host: XCR0 is not switched on VM entry or exit, so the value
+/// stays the guest's, and the hypervisor itself never uses extended state.
+fn xsetbv(dom: &mut Domain, xcr: u32, value: u64) {
+    let leaf = core::arch::x86_64::__cpuid_count(0xd, 0);
+    let supported = u64::from(leaf.eax) | (u64::from(leaf.edx) << 32);
+    let valid = xcr == 0 && value & 1 != 0 && value & !supported == 0 && (value & 0b110 != 0b100);
+    if valid && crate::cpu::set_xcr0(value) {
+        skip(dom);
+    } else {
+        dom.vcpu.inject(GP);
     }
 }
 
@@ -145,17 +174,25 @@ fn cpuid(dom: &mut Domain) {
 
 fn msr_read(dom: &mut Domain, msr: u32) {
     let value = match msr {
-        msr_policy::IA32_EFER => dom.vcpu.paging().efer,
-        msr_policy::IA32_PAT => dom.pat,
-        msr_policy::IA32_APIC_BASE => msr_policy::APIC_BASE_BSP,
-        _ => {
+        msr_policy::IA32_EFER => Ok(dom.vcpu.paging().efer),
+        msr_policy::IA32_APIC_BASE => Ok(vlapic::APIC_BASE_VALUE),
+        msr_policy::X2APIC_FIRST..=msr_policy::X2APIC_LAST => dom.vlapic.read(msr).map_err(|_| ()),
+        msr_policy::IA32_TSC => Ok(crate::time::rdtsc()),
+        msr_policy::IA32_MTRRCAP => Ok(msr_policy::MTRRCAP_VALUE),
+        msr_policy::IA32_MTRR_DEF_TYPE => Ok(dom.mtrr_def_type),
+        msr_policy::IA32_MISC_ENABLE => Ok(msr_policy::MISC_ENABLE_VALUE),
+        _ => Err(()),
+    };
+    match value {
+        Ok(value) => {
+            set_edx_eax(dom, value);
+            skip(dom);
+        }
+        Err(()) => {
             defmt::debug!("d{=u16}: rdmsr {=u32:#x} -> #GP", dom.id, msr);
             dom.vcpu.inject(GP);
-            return;
         }
-    };
-    set_edx_eax(dom, value);
-    skip(dom);
+    }
 }
 
 fn msr_write(dom: &mut Domain, msr: u32, value: u64) {
@@ -163,10 +200,20 @@ fn msr_write(dom: &mut Domain, msr: u32, value: u64) {
         msr_policy::IA32_EFER => msr_policy::efer_write(dom.vcpu.paging().efer, value)
             .map(|efer| dom.vcpu.set_efer(efer))
             .is_some(),
-        msr_policy::IA32_PAT if msr_policy::pat_valid(value) => {
-            dom.pat = value;
+        // x2APIC mode cannot be left (SDM 12.12.5): only the same value is taken.
+        msr_policy::IA32_APIC_BASE => value == vlapic::APIC_BASE_VALUE,
+        msr_policy::X2APIC_FIRST..=msr_policy::X2APIC_LAST => match dom.vlapic.write(msr, value) {
+            Ok(effect) => {
+                apic_effect(dom, effect);
+                true
+            }
+            Err(_) => false,
+        },
+        msr_policy::IA32_MTRR_DEF_TYPE if msr_policy::mtrr_def_type_valid(value) => {
+            dom.mtrr_def_type = value;
             true
         }
+        msr_policy::IA32_MISC_ENABLE => value == msr_policy::MISC_ENABLE_VALUE,
         _ => false,
     };
     if ok {
@@ -179,6 +226,19 @@ fn msr_write(dom: &mut Domain, msr: u32, value: u64) {
             value
         );
         dom.vcpu.inject(GP);
+    }
+}
+
+/// What a local APIC register write sets in motion.
+fn apic_effect(dom: &mut Domain, effect: vlapic::Effect) {
+    match effect {
+        vlapic::Effect::None => {}
+        vlapic::Effect::Timer(ns) => {
+            dom.lapic_timer_deadline =
+                ns.map(|ns| crate::time::rdtsc() + ns * crate::time::tsc_khz() / 1_000_000);
+        }
+        // A single-vCPU domain has no one else to interrupt.
+        vlapic::Effect::IpiToOthers => {}
     }
 }
 

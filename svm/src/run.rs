@@ -8,6 +8,9 @@ pub type Gprs = [u64; 16];
 
 // svm_world_switch(gprs: *mut Gprs, guest_vmcb_pa: u64, host_vmcb_pa: u64)
 //
+// Host interrupts stay pending after the exit: the core takes them with IF
+// set at a point of its choosing.
+//
 // GIF is cleared around the switch so no interrupt, NMI or SMI lands between
 // loading guest state and VMRUN, or between #VMEXIT and restoring the host's
 // (APM 15.17). VMRUN saves and restores the host's RAX/RSP/RIP/control state
@@ -44,7 +47,11 @@ global_asm!(
     "mov r15, [rdi + 120]",
     "mov rdi, [rdi + 56]",
     "vmload rax",
+    // With V_INTR_MASKING the host's IF at VMRUN decides whether physical
+    // interrupts end the guest's run (APM 15.21.1); GIF keeps them out here.
+    "sti",
     "vmrun rax",
+    "cli",
     "vmsave rax",
     // RAX is the guest VMCB address again (restored from the host save area).
     "push rdi",

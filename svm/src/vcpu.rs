@@ -35,6 +35,20 @@ pub struct SvmVcpu {
     pending: Option<Event>,
 }
 
+/// Clears both intercept bits of `msr` in the MSR permission map: two bits
+/// per MSR (read, then write) in three 2 KiB ranges (APM 15.11, table 15-7).
+pub fn msrpm_pass(map: &mut [u8; MSRPM_PAGES * PAGE], msr: u32) -> Result<(), &'static str> {
+    let (range, base) = match msr {
+        0..=0x1fff => (0, 0),
+        0xc000_0000..=0xc000_1fff => (1, 0xc000_0000),
+        0xc001_0000..=0xc001_1fff => (2, 0xc001_0000),
+        _ => return Err("MSR outside the MSR permission map's ranges"),
+    };
+    let bit = (msr - base) as usize * 2;
+    map[range * 0x800 + bit / 8] &= !(0b11 << (bit % 8));
+    Ok(())
+}
+
 fn fill(pa: u64, pages: usize, byte: u8) {
     // SAFETY: a fresh, identity-mapped allocation of `pages` frames owned by the vCPU.
     unsafe { core::ptr::write_bytes(pa as *mut u8, byte, pages * PAGE) }
@@ -66,6 +80,11 @@ impl SvmVcpu {
             .ok_or("no memory for an MSRPM")?;
         fill(iopm, IOPM_PAGES, 0xff);
         fill(msrpm, MSRPM_PAGES, 0xff);
+        for &msr in config.passthrough_msrs {
+            // SAFETY: the MSRPM was just allocated, MSRPM_PAGES frames long.
+            let map = unsafe { &mut *(msrpm as *mut [u8; MSRPM_PAGES * PAGE]) };
+            msrpm_pass(map, msr)?;
+        }
         for &port in config.passthrough_ports {
             // SAFETY: the byte lies inside the IOPM just allocated.
             unsafe { *((iopm + u64::from(port / 8)) as *mut u8) &= !(1 << (port % 8)) };
@@ -305,5 +324,23 @@ impl Vcpu for SvmVcpu {
         frames.free(iopm, IOPM_PAGES);
         frames.free(msrpm, MSRPM_PAGES);
         frames.free(self.vmcb_pa, 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn msrpm_bits() {
+        let mut map = [0xffu8; MSRPM_PAGES * PAGE];
+        msrpm_pass(&mut map, 0x277).unwrap(); // PAT: byte 0x9d, bits 6-7
+        assert_eq!(map[0x9d], 0b0011_1111);
+        msrpm_pass(&mut map, 0xc000_0100).unwrap(); // FS_BASE: 0x800 + 0x40
+        assert_eq!(map[0x840], 0b1111_1100);
+        msrpm_pass(&mut map, 0xc001_0117).unwrap();
+        assert_eq!(map[0x1000 + 0x45], 0b1100_1111);
+        assert!(msrpm_pass(&mut map, 0x4000_0000).is_err());
+        assert_eq!(map.iter().filter(|&&b| b != 0xff).count(), 3);
     }
 }

@@ -54,6 +54,12 @@ pub enum Exit {
     ExternalInterrupt,
     /// The guest can now take an interrupt (requested by `set_interrupt_window`).
     InterruptWindow,
+    /// XSETBV of `value` (EDX:EAX) to extended control register `xcr` (ECX).
+    /// VMX always exits on it (SDM Vol. 3C 26.1.2); SVM runs it natively.
+    Xsetbv {
+        xcr: u32,
+        value: u64,
+    },
     /// An intercepted guest exception.
     Exception {
         vector: u8,
@@ -86,7 +92,7 @@ pub enum Event {
 
 impl Exit {
     /// Names of the exit reasons, indexed by `Exit::reason`, for per-reason counts.
-    pub const REASONS: [&'static str; 14] = [
+    pub const REASONS: [&'static str; 15] = [
         "cpuid",
         "msr-read",
         "msr-write",
@@ -101,6 +107,7 @@ impl Exit {
         "init",
         "sipi",
         "invalid",
+        "xsetbv",
     ];
 
     /// This exit's index into `REASONS`.
@@ -120,6 +127,7 @@ impl Exit {
             Exit::Init => 11,
             Exit::Sipi { .. } => 12,
             Exit::Invalid(_) => 13,
+            Exit::Xsetbv { .. } => 14,
         }
     }
 }

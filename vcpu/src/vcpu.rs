@@ -31,6 +31,10 @@ pub struct VcpuConfig {
     pub tag: u16,
     /// Ports the guest may access directly; every other port exits.
     pub passthrough_ports: &'static [u16],
+    /// MSRs the guest reads and writes directly (both directions); every
+    /// other MSR exits. Only MSRs whose guest value the hardware switches,
+    /// or that the hypervisor itself never uses, belong here.
+    pub passthrough_msrs: &'static [u32],
 }
 
 /// The register state a vCPU starts in.

@@ -445,6 +445,22 @@ pub const IO_BITMAPS_BYTES: usize = 8192;
 
 /// Lets `port` through without an exit: clears its bit in the 8 KiB formed
 /// by bitmap A (ports 0-7FFFh) followed by bitmap B (8000h-FFFFh).
+/// Clears the read and write exiting bits of `msr` in the 4 KiB MSR bitmap:
+/// read-low at 0, read-high at 1 KiB, write-low at 2 KiB, write-high at 3 KiB,
+/// one bit per MSR 0-0x1FFF and 0xC0000000-0xC0001FFF (SDM 25.6.9).
+pub fn msr_bitmap_pass(bitmap: &mut [u8; 4096], msr: u32) -> Result<(), &'static str> {
+    let high = match msr {
+        0..=0x1fff => 0,
+        0xc000_0000..=0xc000_1fff => 0x400,
+        _ => return Err("MSR outside the MSR bitmap's ranges"),
+    };
+    let bit = (msr & 0x1fff) as usize;
+    for area in [0, 0x800] {
+        bitmap[area + high + bit / 8] &= !(1 << (bit % 8));
+    }
+    Ok(())
+}
+
 pub fn io_bitmap_pass(bitmaps: &mut [u8; IO_BITMAPS_BYTES], port: u16) {
     bitmaps[usize::from(port / 8)] &= !(1 << (port % 8));
 }
@@ -598,6 +614,19 @@ mod tests {
     #[test]
     fn eptp_layout() {
         assert_eq!(eptp(0x12_3000), 0x12_301e);
+    }
+
+    #[test]
+    fn msr_bitmap_pass_clears_read_and_write() {
+        let mut b = [0xffu8; 4096];
+        msr_bitmap_pass(&mut b, 0x277).unwrap();
+        assert_eq!(b[0x277 / 8], !(1 << 7));
+        assert_eq!(b[0x800 + 0x277 / 8], !(1 << 7));
+        msr_bitmap_pass(&mut b, 0xc000_0102).unwrap();
+        assert_eq!(b[0x400 + 0x20], !(1 << 2));
+        assert_eq!(b[0xc00 + 0x20], !(1 << 2));
+        assert!(msr_bitmap_pass(&mut b, 0xc001_0000).is_err());
+        assert_eq!(b.iter().filter(|&&x| x != 0xff).count(), 4);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod reason {
     pub const IO_INSTRUCTION: u16 = 30;
     pub const RDMSR: u16 = 31;
     pub const WRMSR: u16 = 32;
+    pub const XSETBV: u16 = 55;
     pub const INVALID_GUEST_STATE: u16 = 33;
     pub const MSR_LOADING: u16 = 34;
     pub const MACHINE_CHECK_DURING_ENTRY: u16 = 41;

@@ -1,7 +1,7 @@
 //! `VmxVcpu`: one VMCS, its bitmaps and the guest registers it does not hold, behind the `Vcpu` trait.
 
 use crate::controls::{
-    eptp, io_bitmap_pass, primary, vm_entry, ControlSet, VmxMsrs, IO_BITMAPS_BYTES,
+    eptp, io_bitmap_pass, msr_bitmap_pass, primary, vm_entry, ControlSet, VmxMsrs, IO_BITMAPS_BYTES,
 };
 use crate::decode::{self, reason};
 use crate::entry::{self, Gprs};
@@ -103,8 +103,12 @@ impl VmxVcpu {
             for &port in config.passthrough_ports {
                 io_bitmap_pass(io, port);
             }
-            // Every RDMSR and WRMSR exits (SDM Vol. 3C 25.6.9).
-            bytes::<PAGE_SIZE>(msr_bitmap).fill(0xff);
+            // Every RDMSR and WRMSR exits but the pass-through ones (SDM Vol. 3C 25.6.9).
+            let bitmap = bytes::<PAGE_SIZE>(msr_bitmap);
+            bitmap.fill(0xff);
+            for &msr in config.passthrough_msrs {
+                msr_bitmap_pass(bitmap, msr)?;
+            }
         }
         let vcpu = VmxVcpu {
             gprs: initial.gprs,
@@ -308,6 +312,11 @@ impl VmxVcpu {
                     present,
                 }
             }
+            reason::XSETBV => Exit::Xsetbv {
+                xcr: self.gprs[Gpr::Rcx as usize] as u32,
+                value: (self.gprs[Gpr::Rdx as usize] << 32)
+                    | (self.gprs[Gpr::Rax as usize] & 0xffff_ffff),
+            },
             other => Exit::Invalid(decode::exit_reason_name(other)),
         })
     }
