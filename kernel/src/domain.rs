@@ -4,9 +4,8 @@ use crate::memory::{self, HostFrames};
 use alloc::boxed::Box;
 use alloc::string::String;
 use ept::{Gpa, Hpa, MemType, PageSize, Perms};
-use pvh_boot::KernelImage;
+use pvh_boot::{BootPlan, KernelImage, LinuxBoot};
 use vcpu::{AddressSpace, Backend, Exit, Gpr, InitialState, Paging, Vcpu, VcpuConfig};
-use xen_abi::start_info::{HvmMemmapTableEntry, MEMMAP_TYPE_RAM};
 use xenolith::memory_map::PAGE_SIZE;
 
 /// How a domain stopped running.
@@ -25,6 +24,8 @@ pub struct Domain {
     pub name: String,
     ram_hpa: u64,
     ram_frames: usize,
+    /// Where start of day put things in the guest (special pages, memory map).
+    pub plan: BootPlan,
     pub space: Box<dyn AddressSpace>,
     pub vcpu: Box<dyn Vcpu>,
     pub ending: Option<Ending>,
@@ -51,7 +52,7 @@ pub struct Domain {
 pub enum CreateError {
     NoMemory,
     Image(pvh_boot::LoadError),
-    StartInfo(pvh_boot::StartInfoError),
+    Layout(pvh_boot::LayoutError),
     Backend(&'static str),
 }
 
@@ -60,7 +61,7 @@ impl core::fmt::Display for CreateError {
         match self {
             CreateError::NoMemory => write!(f, "not enough free memory"),
             CreateError::Image(e) => write!(f, "kernel image: {e}"),
-            CreateError::StartInfo(e) => write!(f, "start info: {e:?}"),
+            CreateError::Layout(e) => write!(f, "guest layout: {e}"),
             CreateError::Backend(e) => write!(f, "{e}"),
         }
     }
@@ -75,6 +76,7 @@ pub fn create(
     name: &str,
     image: &[u8],
     cmdline: &str,
+    initrd: Option<&[u8]>,
     ram_bytes: u64,
 ) -> Result<Domain, CreateError> {
     let kernel = KernelImage::parse(image).map_err(CreateError::Image)?;
@@ -83,13 +85,14 @@ pub fn create(
     // SAFETY: fresh frames owned by this domain from now on, identity-mapped.
     let ram = unsafe { core::slice::from_raw_parts_mut(ram_hpa as *mut u8, ram_bytes as usize) };
     ram.fill(0);
-    let (space, vcpu) = build(backend, &kernel, ram, ram_hpa, id, cmdline)
+    let (space, vcpu, plan) = build(backend, &kernel, ram, ram_hpa, id, cmdline, initrd)
         .inspect_err(|_| memory::free_frames(ram_hpa, frames))?;
     Ok(Domain {
         id,
         name: String::from(name),
         ram_hpa,
         ram_frames: frames,
+        plan,
         space,
         vcpu,
         ending: None,
@@ -123,11 +126,14 @@ const PASSTHROUGH_MSRS: &[u32] = &[
     0xc000_0103, // TSC_AUX
 ];
 
-/// A domain's address space and its vCPU.
-type Machine = (Box<dyn AddressSpace>, Box<dyn Vcpu>);
+/// A domain's address space, its vCPU and where start of day put things.
+type Machine = (Box<dyn AddressSpace>, Box<dyn Vcpu>, BootPlan);
 
-/// Loads the image and start info into `ram` (at host `ram_hpa`), maps it,
-/// and creates the vCPU at the PVH entry.
+/// Writes the PVH start of day into `ram` (at host `ram_hpa`): the image at
+/// its physical addresses, the initrd, `hvm_start_info`, the memory map, ACPI
+/// tables and the special pages (`pvh_boot::prepare`); maps the RAM; creates
+/// the vCPU in 32-bit flat protected mode with paging off and EBX = start
+/// info (xen docs/misc/pvh.pandoc).
 fn build(
     backend: &mut dyn Backend,
     kernel: &KernelImage,
@@ -135,26 +141,28 @@ fn build(
     ram_hpa: u64,
     id: u16,
     cmdline: &str,
+    initrd: Option<&[u8]>,
 ) -> Result<Machine, CreateError> {
     let ram_bytes = ram.len() as u64;
-    let end = kernel.load(ram).map_err(CreateError::Image)?;
-    let map = [HvmMemmapTableEntry {
-        addr: 0,
-        size: ram_bytes,
-        kind: MEMMAP_TYPE_RAM,
-        reserved: 0,
-    }];
-    let (start_info, _) =
-        pvh_boot::place_start_info(ram, end, cmdline, &map).map_err(CreateError::StartInfo)?;
+    let plan = pvh_boot::prepare(
+        ram,
+        &LinuxBoot {
+            kernel,
+            cmdline,
+            initrd,
+            vcpus: 1,
+        },
+    )
+    .map_err(CreateError::Layout)?;
     let mut space = backend
         .new_address_space(&mut HostFrames)
         .map_err(CreateError::Backend)?;
     map_ram(space.as_mut(), ram_hpa, ram_bytes)?;
     let mut gprs = [0u64; 16];
-    gprs[Gpr::Rbx as usize] = start_info;
+    gprs[Gpr::Rbx as usize] = plan.start_info;
     let initial = InitialState {
         gprs,
-        rip: u64::from(kernel.entry),
+        rip: u64::from(plan.entry),
         rflags: 0x2,
         long_mode: false,
         // CR0.PE | CR0.ET: protected mode, paging off (pvh.pandoc).
@@ -174,7 +182,7 @@ fn build(
     let vcpu = backend
         .create_vcpu(&mut HostFrames, &config, &initial)
         .map_err(CreateError::Backend)?;
-    Ok((space, vcpu))
+    Ok((space, vcpu, plan))
 }
 
 /// Guest-physical 0 .. size onto the domain's frames, 2 MiB pages where aligned.

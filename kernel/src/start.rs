@@ -89,8 +89,14 @@ extern "C" fn kernel_entry(kind: u32, info: u64) -> ! {
     exit(status)
 }
 
-/// RAM each guest gets until domains are configured (issue: domain configuration).
-const GUEST_RAM: u64 = 8 << 20;
+/// RAM a guest gets unless `guest_mem=` says otherwise.
+const DEFAULT_GUEST_RAM: u64 = 8 << 20;
+
+/// The text of module `name`, if there is one and it is UTF-8.
+fn module_text<'a>(boot: &BootInfo<'a>, name: &str) -> Option<&'a str> {
+    let m = boot.modules.iter().find(|m| m.name == name)?;
+    core::str::from_utf8(m.data).ok().map(str::trim)
+}
 
 /// Builds and runs every `guest=<module>[:<args>]` domain in turn. Success
 /// when every domain powered off (or halted for good).
@@ -107,11 +113,28 @@ fn run_guests(boot: &BootInfo) -> ExitStatus {
         Some(Err(why)) => fatal(format_args!("hardware virtualization: {why}")),
         Some(Ok(backend)) => backend,
     };
+    let ram = match cmdline::option(boot.cmdline, "guest_mem") {
+        None => DEFAULT_GUEST_RAM,
+        Some(text) => cmdline::parse_size(text)
+            .filter(|s| s % xenolith::memory_map::PAGE_SIZE == 0 && *s > 0)
+            .unwrap_or_else(|| fatal(format_args!("bad guest_mem= value {text:?}"))),
+    };
     let mut status = ExitStatus::Success;
     for (index, spec) in guests.enumerate() {
         let id = index as u16 + 1;
         let (module, args) = cmdline::guest_spec(spec);
-        let guest_cmdline: String = args.collect::<Vec<_>>().join(" ");
+        // `<module>.cmdline` and `<module>.initrd` travel as modules of their own.
+        let mut words: Vec<&str> = module_text(boot, &format!("{module}.cmdline"))
+            .into_iter()
+            .collect();
+        words.extend(args);
+        let guest_cmdline = words.join(" ");
+        let initrd_name = format!("{module}.initrd");
+        let initrd = boot
+            .modules
+            .iter()
+            .find(|m| m.name == initrd_name)
+            .map(|m| m.data);
         let Some(image) = boot.modules.iter().find(|m| m.name == module) else {
             println!("domain {id}: no boot module named {module:?}");
             status = ExitStatus::Failure;
@@ -123,7 +146,8 @@ fn run_guests(boot: &BootInfo) -> ExitStatus {
             module,
             image.data,
             &guest_cmdline,
-            GUEST_RAM,
+            initrd,
+            ram,
         ) {
             Ok(dom) => dom,
             Err(e) => {
@@ -132,7 +156,7 @@ fn run_guests(boot: &BootInfo) -> ExitStatus {
                 continue;
             }
         };
-        println!("domain {id} ({module}): started, {} KiB", GUEST_RAM >> 10);
+        println!("domain {id} ({module}): started, {} KiB", ram >> 10);
         vmexit::run(&mut dom);
         if !report(&dom) {
             status = ExitStatus::Failure;

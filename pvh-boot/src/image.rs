@@ -138,6 +138,17 @@ pub(crate) mod tests {
     /// (memsz = filesz + 16) and, if `entry` is set, one PT_NOTE with a
     /// PHYS32_ENTRY note of `note_size` bytes.
     pub fn tiny_elf(paddr: u64, code: &[u8], entry: Option<u64>, note_size: usize) -> Vec<u8> {
+        sized_elf(paddr, code, code.len() as u64 + 16, entry, note_size)
+    }
+
+    /// As [`tiny_elf`], with the PT_LOAD's memory size `memsz` (≥ the code).
+    pub fn sized_elf(
+        paddr: u64,
+        code: &[u8],
+        memsz: u64,
+        entry: Option<u64>,
+        note_size: usize,
+    ) -> Vec<u8> {
         let phnum: u16 = if entry.is_some() { 2 } else { 1 };
         let mut note = Vec::new();
         if let Some(e) = entry {
@@ -171,14 +182,7 @@ pub(crate) mod tests {
                 f.extend_from_slice(&v.to_le_bytes());
             }
         };
-        phdr(
-            1,
-            code_off,
-            paddr,
-            code.len() as u64,
-            code.len() as u64 + 16,
-            4096,
-        );
+        phdr(1, code_off, paddr, code.len() as u64, memsz, 4096);
         if entry.is_some() {
             phdr(4, note_off, 0, note.len() as u64, note.len() as u64, 4);
         }
