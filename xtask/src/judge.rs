@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::defmt_log::HvLog;
 use crate::expect;
+use crate::linux_judge;
 use crate::modules::Module;
 use crate::serial::{self, BootPath, HvExit};
 use crate::session::Outcome;
@@ -22,6 +23,9 @@ pub enum Expect {
     /// domain 2 passes them too, then reads outside its RAM and is crashed,
     /// which makes the run's status failure.
     TestGuest,
+    /// Boot the guest kit's Linux with xenolith.test=1: /init passes every
+    /// check and the guest powers off (see `linux_judge`); exit success.
+    LinuxGuest,
 }
 
 /// The test guest's checks (kernel/tests/guest/src/checks.rs), in order.
@@ -98,7 +102,7 @@ pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
     let lines = &outcome.lines;
     let qemu_status = outcome.status.and_then(|s| s.code());
     let want_exit = match case.expect {
-        Expect::Boots => HvExit::Success,
+        Expect::Boots | Expect::LinuxGuest => HvExit::Success,
         Expect::Fatal(_) | Expect::Exception(_) | Expect::TestGuest => HvExit::Failure,
     };
     match case.expect {
@@ -124,6 +128,15 @@ pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
             check_caps(lines, case.cpu, &mut problems);
             check_hv_log(&outcome.hv_log, &mut problems);
             check_test_guest(lines, &mut problems);
+            for line in lines.iter().filter(|l| serial::is_fatal(l)).take(5) {
+                problems.push(format!("unexpected error line: {line}"));
+            }
+        }
+        Expect::LinuxGuest => {
+            check_modules(lines, case.modules, &mut problems);
+            check_caps(lines, case.cpu, &mut problems);
+            check_hv_log(&outcome.hv_log, &mut problems);
+            problems.extend(linux_judge::problems(lines));
             for line in lines.iter().filter(|l| serial::is_fatal(l)).take(5) {
                 problems.push(format!("unexpected error line: {line}"));
             }
@@ -256,6 +269,7 @@ mod tests {
     fn outcome(lines: &[String], code: Option<i32>) -> Outcome {
         Outcome {
             lines: lines.to_vec(),
+            line_times: Vec::new(),
             hv_log: HvLog {
                 lines: vec!["INFO booted".into()],
                 had_table: true,
@@ -364,6 +378,66 @@ mod tests {
         );
         o.hv_log.had_table = true;
         assert_eq!(problems(&c, &o), ["no defmt frame was decoded from COM2"]);
+    }
+
+    #[test]
+    fn a_linux_boot_needs_modules_caps_and_the_guest_lines() {
+        let mods = vec![Module {
+            name: "linux".into(),
+            data: b"elf".to_vec(),
+        }];
+        let c = case(
+            Emulator::Qemu,
+            Boot::Pvh,
+            Cpu::Epyc,
+            Expect::LinuxGuest,
+            &mods,
+        );
+        let m = &mods[0];
+        let mut lines = vec![
+            format!("module: name=linux size=3 fnv1a={:016x}", m.fnv1a()),
+            EPYC.to_string(),
+            "(d1) XENOLITH-INIT-OK".to_string(),
+            format!("(d1) {}", crate::kit::KERNEL_RELEASE),
+        ];
+        for check in linux_judge::CHECKS {
+            lines.push(format!("(d1) CHECK {check}: ok"));
+        }
+        lines.extend(
+            [
+                "(d1) CHECKS DONE 4 passed, 0 failed",
+                "domain 1 (linux): poweroff",
+                "domain 1 exits: cpuid=1 total=1 unknown-hypercalls=0",
+                "xenolith: exit success",
+            ]
+            .map(String::from),
+        );
+        let ok = problems(&c, &outcome(&lines, Some(33)));
+        assert!(ok.is_empty(), "{ok:?}");
+        // The hypervisor as it is before it takes Linux guests.
+        let early = [
+            EPYC,
+            "domain 1 (linux): not created: bad ELF",
+            "xenolith: exit failure",
+        ]
+        .map(String::from);
+        let bad = problems(&c, &outcome(&early, Some(35)));
+        assert!(
+            bad.iter().any(|p| p.contains("no module line for linux")),
+            "{bad:?}"
+        );
+        assert!(
+            bad.iter().any(|p| p.contains("XENOLITH-INIT-OK")),
+            "{bad:?}"
+        );
+        assert!(
+            bad.iter().any(|p| p.contains("not created: bad ELF")),
+            "{bad:?}"
+        );
+        assert!(
+            bad.iter().any(|p| p.contains("QEMU exited with 35")),
+            "{bad:?}"
+        );
     }
 
     #[test]

@@ -1,14 +1,25 @@
 //! `cargo xtask`: build, pack, boot and test the Xenolith hypervisor image.
 
+mod bench;
+mod bench_report;
 mod bochs;
 mod build;
+mod bzimage;
 mod checks;
 mod console;
+mod deb;
 mod defmt_log;
+mod elf_check;
 mod expect;
 mod fifo;
+mod guest_init;
+mod initramfs;
 mod iso;
 mod judge;
+mod kit;
+mod linux;
+mod linux_guest;
+mod linux_judge;
 mod modules;
 mod qemu;
 mod run;
@@ -16,6 +27,7 @@ mod serial;
 mod session;
 mod setup;
 mod smoke;
+mod xz;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +52,26 @@ enum Command {
     Iso(IsoArgs),
     /// Run formatting, lint and unit checks, then the boot smoke tests.
     Test(TestArgs),
+    /// Benchmarks: `bench boot` times Linux booting directly and under Xenolith.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Time the guest kit's Linux to its /init marker, booted directly by QEMU
+    /// and under Xenolith in QEMU (TCG), alternating, and compare the medians.
+    Boot(BenchBootArgs),
+}
+
+#[derive(Args)]
+pub struct BenchBootArgs {
+    /// How many boots of each kind.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+    /// Boot this prebuilt hypervisor ELF instead of building the image.
+    #[arg(long, value_name = "ELF")]
+    pub image: Option<PathBuf>,
 }
 
 /// How to get the hypervisor image.
@@ -81,9 +113,25 @@ pub struct RunArgs {
     /// Kill the emulator after this many seconds (default: no limit).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
-    /// Boot a guest: `test` is the in-tree test guest (kernel/tests/guest).
+    /// Boot a guest: `test` is the in-tree test guest (kernel/tests/guest),
+    /// `linux` Debian's 6.1 kernel with the guest kit's busybox initramfs.
     #[arg(long, value_enum)]
     pub guest: Option<Guest>,
+    /// Linux guest kernel: a vmlinux ELF, or a bzImage/vmlinuz to unpack it
+    /// from [default: the guest kit's]. Implies --guest linux.
+    #[arg(long, value_name = "FILE")]
+    pub kernel: Option<PathBuf>,
+    /// Linux guest initramfs [default: the guest kit's]. Implies --guest linux.
+    #[arg(long, value_name = "FILE")]
+    pub initrd: Option<PathBuf>,
+    /// Linux guest kernel command line [default: "console=hvc0 earlyprintk=xen"];
+    /// add xenolith.test=1 for the kit's check list. Implies --guest linux.
+    #[arg(long, value_name = "STR")]
+    pub guest_cmdline: Option<String>,
+    /// Linux guest RAM, e.g. 512M or 1G [default: 256M]; the emulated machine
+    /// gets 768M more. Implies --guest linux.
+    #[arg(long, value_name = "SIZE")]
+    pub guest_mem: Option<linux::GuestMem>,
 }
 
 /// A guest `cargo xtask run` can add.
@@ -91,6 +139,8 @@ pub struct RunArgs {
 pub enum Guest {
     /// The check list of kernel/tests/guest; it powers off when done.
     Test,
+    /// Linux from the guest kit (`<target>/guest-kit/`), or --kernel/--initrd.
+    Linux,
 }
 
 #[derive(Args)]
@@ -110,7 +160,8 @@ pub struct TestArgs {
     /// Skip fmt, clippy and unit tests; run only the boot smoke tests.
     #[arg(long)]
     pub smoke_only: bool,
-    /// Run only the smoke tests whose name contains this text.
+    /// Run only the smoke tests whose name contains this text
+    /// (e.g. "linux" for the Linux guest boots, "bochs", "test-guest").
     #[arg(long, value_name = "TEXT")]
     pub filter: Option<String>,
     /// Boot this prebuilt ELF instead of building the image.
@@ -190,6 +241,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }),
         Command::Test(args) => smoke::test_command(&args),
+        Command::Bench(BenchCommand::Boot(args)) => bench::boot(&args),
     };
     match result {
         Ok(code) => code,

@@ -27,8 +27,8 @@ fn escape(path: &Path) -> String {
     path.display().to_string().replace(',', ",,")
 }
 
-/// The full QEMU argument list.
-pub fn args(boot: &Boot, accel: Accel, com1: &Com1, paths: &Paths) -> Vec<OsString> {
+/// The full QEMU argument list, for a machine with `mem_mib` MiB of RAM.
+pub fn args(boot: &Boot, accel: Accel, mem_mib: u64, com1: &Com1, paths: &Paths) -> Vec<OsString> {
     let cpu = match accel {
         Accel::Tcg => "EPYC",
         Accel::Kvm => "host",
@@ -37,6 +37,7 @@ pub fn args(boot: &Boot, accel: Accel, com1: &Com1, paths: &Paths) -> Vec<OsStri
         Accel::Tcg => "tcg",
         Accel::Kvm => "kvm",
     };
+    let mem = format!("{mem_mib}M");
     let mut out: Vec<String> = [
         "-machine",
         "pc",
@@ -45,7 +46,7 @@ pub fn args(boot: &Boot, accel: Accel, com1: &Com1, paths: &Paths) -> Vec<OsStri
         "-accel",
         accel,
         "-m",
-        "512M",
+        &mem,
         "-smp",
         "1",
         "-display",
@@ -98,12 +99,13 @@ pub fn args(boot: &Boot, accel: Accel, com1: &Com1, paths: &Paths) -> Vec<OsStri
 pub fn command(
     boot: &Boot,
     accel: Accel,
+    mem_mib: u64,
     com1: &Com1,
     paths: &Paths,
     dir: &Path,
 ) -> Result<Command> {
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(args(boot, accel, com1, paths));
+    cmd.args(args(boot, accel, mem_mib, com1, paths));
     let chatter = fs::File::create(dir.join("qemu.out"))?;
     match com1 {
         Com1::Terminal => {
@@ -163,7 +165,13 @@ mod tests {
             initrd: "/i.cpio".into(),
             cmdline: "mem=4M".into(),
         };
-        let args = strings(args(&boot, Accel::Tcg, &Com1::Fifo { echo: false }, &paths));
+        let args = strings(args(
+            &boot,
+            Accel::Tcg,
+            512,
+            &Com1::Fifo { echo: false },
+            &paths,
+        ));
         assert_eq!(after(&args, "-cpu"), ["EPYC"]);
         assert_eq!(after(&args, "-accel"), ["tcg"]);
         assert_eq!(after(&args, "-m"), ["512M"]);
@@ -189,9 +197,10 @@ mod tests {
     fn grub_kvm_terminal() {
         let paths = Paths::in_dir(Path::new("/d"));
         let boot = Boot::Iso("/d/x.iso".into());
-        let args = strings(args(&boot, Accel::Kvm, &Com1::Terminal, &paths));
+        let args = strings(args(&boot, Accel::Kvm, 1024, &Com1::Terminal, &paths));
         assert_eq!(after(&args, "-cpu"), ["host"]);
         assert_eq!(after(&args, "-accel"), ["kvm"]);
+        assert_eq!(after(&args, "-m"), ["1024M"]);
         assert_eq!(after(&args, "-cdrom"), ["/d/x.iso"]);
         assert_eq!(after(&args, "-boot"), ["d"]);
         assert_eq!(

@@ -7,11 +7,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::linux::{self, GuestMem};
 use crate::modules::{self, Module};
 use crate::serial::{self, HvExit};
 use crate::session::{self, Com1, Launch, Outcome, Paths};
 use crate::setup::{self, Need};
-use crate::{bochs, build, iso, label, qemu, Accel, Boot, Cpu, Emulator, Guest, RunArgs};
+use crate::{
+    bochs, build, iso, label, linux_guest, qemu, Accel, Boot, Cpu, Emulator, Guest, RunArgs,
+};
 
 /// What the hypervisor receives besides its command line.
 pub enum Payload {
@@ -29,6 +32,8 @@ pub struct BootSpec {
     pub accel: Accel,
     pub payload: Payload,
     pub cmdline: String,
+    /// The emulated machine's RAM ([`linux::machine_mib`]).
+    pub mem_mib: u64,
 }
 
 /// Fills in defaults and rejects combinations no emulator offers.
@@ -95,16 +100,21 @@ pub fn prepare(
                 initrd,
                 cmdline: spec.cmdline.clone(),
             };
-            qemu::command(&boot, spec.accel, com1, paths, dir)
+            qemu::command(&boot, spec.accel, spec.mem_mib, com1, paths, dir)
         }
         (Boot::Grub, Payload::RawInitrd(_)) => bail!("a raw initrd needs the PVH boot path"),
         (Boot::Grub, Payload::Modules(mods)) => {
             let iso = iso::make(dir, &kernel, mods, &spec.cmdline)?;
             match spec.emulator {
-                Emulator::Qemu => {
-                    qemu::command(&qemu::Boot::Iso(iso), spec.accel, com1, paths, dir)
-                }
-                Emulator::Bochs => bochs::command(spec.cpu, dir, "xenolith.iso"),
+                Emulator::Qemu => qemu::command(
+                    &qemu::Boot::Iso(iso),
+                    spec.accel,
+                    spec.mem_mib,
+                    com1,
+                    paths,
+                    dir,
+                ),
+                Emulator::Bochs => bochs::command(spec.cpu, spec.mem_mib, dir, "xenolith.iso"),
             }
         }
     }
@@ -166,16 +176,59 @@ pub fn emulator_notes(emulator: Emulator, dir: &Path) -> (&'static str, Vec<Stri
     }
 }
 
+/// Which guest a run boots: the Linux options imply `--guest linux`.
+pub fn guest_kind(guest: Option<Guest>, linux_options: bool) -> Result<Option<Guest>> {
+    match (guest, linux_options) {
+        (Some(Guest::Test), true) => {
+            bail!("--kernel, --initrd, --guest-cmdline and --guest-mem are for --guest linux")
+        }
+        (None, true) => Ok(Some(Guest::Linux)),
+        (guest, _) => Ok(guest),
+    }
+}
+
+/// Adds `more` to the payload, refusing a name given twice.
+fn add_modules(payload: &mut Vec<Module>, more: Vec<Module>) -> Result<()> {
+    for m in more {
+        if payload.iter().any(|p| p.name == m.name) {
+            bail!("two modules are named {}", m.name);
+        }
+        payload.push(m);
+    }
+    Ok(())
+}
+
 /// `cargo xtask run`.
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let (cpu, boot) = resolve(args.emulator, args.cpu, args.boot, args.accel)?;
     let mut payload = modules::load(&args.modules)?;
     let mut cmdline = args.cmdline.clone();
-    if args.guest == Some(Guest::Test) {
-        payload.push(build::test_guest_module()?);
-        cmdline = format!("{cmdline} guest={}", build::TEST_GUEST_MODULE)
-            .trim()
-            .to_string();
+    let mut mem_mib = linux::MACHINE_MIB;
+    let linux_options = args.kernel.is_some()
+        || args.initrd.is_some()
+        || args.guest_cmdline.is_some()
+        || args.guest_mem.is_some();
+    match guest_kind(args.guest, linux_options)? {
+        None => {}
+        Some(Guest::Test) => {
+            add_modules(&mut payload, vec![build::test_guest_module()?])?;
+            cmdline = format!("{cmdline} guest={}", build::TEST_GUEST_MODULE)
+                .trim()
+                .to_string();
+        }
+        Some(Guest::Linux) => {
+            let mem = args.guest_mem.unwrap_or(GuestMem::DEFAULT);
+            let guest = linux_guest::assemble(
+                args.kernel.as_deref(),
+                args.initrd.as_deref(),
+                args.guest_cmdline
+                    .as_deref()
+                    .unwrap_or(linux::DEFAULT_CMDLINE),
+            )?;
+            cmdline = linux::hv_cmdline(&cmdline, mem);
+            mem_mib = linux::machine_mib(Some(mem));
+            add_modules(&mut payload, guest.modules())?;
+        }
     }
     let spec = BootSpec {
         emulator: args.emulator,
@@ -184,6 +237,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         accel: args.accel,
         payload: Payload::Modules(payload),
         cmdline,
+        mem_mib,
     };
     if args.accel == Accel::Kvm {
         qemu::check_kvm()?;
@@ -206,7 +260,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         command,
         paths: &paths,
         com1,
-        elf: &dir.join("xenolith"),
+        elf: Some(&dir.join("xenolith")),
         echo_hv: true,
         timeout: args.timeout.map(Duration::from_secs),
     })?;
@@ -252,6 +306,7 @@ mod tests {
         use std::os::unix::process::ExitStatusExt;
         Outcome {
             lines: vec!["Xenolith 0.1.0 booted via pvh".into(), last.into()],
+            line_times: Vec::new(),
             hv_log: Default::default(),
             // A wait status keeps the exit code in bits 8..16.
             status: code.map(|c| std::process::ExitStatus::from_raw(c << 8)),
@@ -276,6 +331,27 @@ mod tests {
         let b = Emulator::Bochs;
         assert_eq!(verdict(b, &outcome(ok, Some(1))), Some(HvExit::Success));
         assert_eq!(verdict(b, &outcome(bad, Some(1))), Some(HvExit::Failure));
+    }
+
+    #[test]
+    fn linux_options_imply_the_linux_guest() {
+        assert!(guest_kind(None, false).unwrap().is_none());
+        assert!(guest_kind(None, true).unwrap() == Some(Guest::Linux));
+        assert!(guest_kind(Some(Guest::Linux), false).unwrap() == Some(Guest::Linux));
+        assert!(guest_kind(Some(Guest::Test), false).unwrap() == Some(Guest::Test));
+        assert!(guest_kind(Some(Guest::Test), true).is_err());
+    }
+
+    #[test]
+    fn module_names_stay_unique() {
+        let mut payload = modules::test_set();
+        let more = vec![Module {
+            name: "linux".into(),
+            data: vec![1],
+        }];
+        add_modules(&mut payload, more.clone()).unwrap();
+        assert_eq!(payload.len(), 3);
+        assert!(add_modules(&mut payload, more).is_err());
     }
 
     #[test]

@@ -53,8 +53,9 @@ pub struct Launch<'a> {
     pub command: Command,
     pub paths: &'a Paths,
     pub com1: Com1,
-    /// The ELF that runs, for its defmt table.
-    pub elf: &'a Path,
+    /// The ELF that runs, for its defmt table; None when no hypervisor runs
+    /// (a kernel booted directly), so COM2 carries nothing to decode.
+    pub elf: Option<&'a Path>,
     /// Echo decoded hypervisor log lines to stderr as they arrive.
     pub echo_hv: bool,
     pub timeout: Option<Duration>,
@@ -64,6 +65,9 @@ pub struct Launch<'a> {
 pub struct Outcome {
     /// COM1, cleaned, one entry per line.
     pub lines: Vec<String>,
+    /// When each of `lines` arrived, from emulator start; empty when the
+    /// emulator owned the terminal and COM1 was only read back afterwards.
+    pub line_times: Vec<Duration>,
     /// The decoded COM2 log.
     pub hv_log: defmt_log::HvLog,
     /// None when xtask had to kill the emulator.
@@ -95,8 +99,8 @@ pub fn run(mut launch: Launch<'_>) -> Result<Outcome> {
     let (tx, rx) = mpsc::channel();
 
     let com2 = fifo::create(&paths.com2_fifo, &stop)?;
-    let decoder = match defmt_log::load(launch.elf) {
-        Ok(decoder) => decoder,
+    let decoder = match launch.elf.map(defmt_log::load).transpose() {
+        Ok(decoder) => decoder.flatten(),
         Err(err) => {
             eprintln!("xtask: warning: COM2 will be kept raw only: {err:#}");
             None
@@ -198,6 +202,7 @@ pub fn run(mut launch: Launch<'_>) -> Result<Outcome> {
     let hv_log = com2_thread.join().unwrap_or_default();
     Ok(Outcome {
         lines: follow.lines,
+        line_times: follow.times,
         hv_log,
         status,
         timed_out,
@@ -207,10 +212,22 @@ pub fn run(mut launch: Launch<'_>) -> Result<Outcome> {
     })
 }
 
+impl Outcome {
+    /// When the first COM1 line satisfying `pred` arrived, from emulator start.
+    pub fn first_line_at(&self, pred: impl Fn(&str) -> bool) -> Option<Duration> {
+        self.lines
+            .iter()
+            .zip(&self.line_times)
+            .find(|(line, _)| pred(line))
+            .map(|(_, &at)| at)
+    }
+}
+
 /// What the session learns from COM1 lines as they arrive.
 struct Follow {
     start: Instant,
     lines: Vec<String>,
+    times: Vec<Duration>,
     caps_after: Option<Duration>,
     grace_until: Option<Instant>,
 }
@@ -220,19 +237,22 @@ impl Follow {
         Follow {
             start,
             lines: Vec::new(),
+            times: Vec::new(),
             caps_after: None,
             grace_until: None,
         }
     }
 
     fn line(&mut self, line: String, at: Instant) {
+        let after = at.saturating_duration_since(self.start);
         if self.caps_after.is_none() && serial::is_caps_line(&line) {
-            self.caps_after = Some(at.saturating_duration_since(self.start));
+            self.caps_after = Some(after);
         }
         if self.grace_until.is_none() && serial::parse_exit(&line).is_some() {
             self.grace_until = Some(Instant::now() + EXIT_GRACE);
         }
         self.lines.push(line);
+        self.times.push(after);
     }
 }
 

@@ -74,7 +74,7 @@ fn missing(needs: &[Need]) -> Vec<&'static str> {
     out
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
@@ -101,15 +101,21 @@ pub fn ensure(needs: &[Need]) -> Result<()> {
         absent.join(", "),
         APT_PACKAGES.join(" ")
     );
-    if !APT_UPDATED.swap(true, Ordering::SeqCst) {
-        run_apt(&["update"])?;
-    }
+    apt_update_once()?;
     let mut args = vec!["install", "-y"];
     args.extend_from_slice(APT_PACKAGES);
     run_apt(&args)?;
     let still = missing(needs);
     if !still.is_empty() {
         bail!("still missing after apt-get install: {}", still.join(", "));
+    }
+    Ok(())
+}
+
+/// Runs `apt-get update` unless this process already did.
+pub fn apt_update_once() -> Result<()> {
+    if !APT_UPDATED.swap(true, Ordering::SeqCst) {
+        run_apt(&["update"])?;
     }
     Ok(())
 }

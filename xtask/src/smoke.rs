@@ -7,17 +7,29 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use crate::judge::{self, Case, Expect, TEST_GUEST_CMDLINE};
+use crate::linux::{self, GuestMem};
 use crate::modules;
 use crate::run::{self, BootSpec, Payload};
 use crate::session::{self, Com1, Launch, Outcome, Paths};
 use crate::{
-    build, checks, label, setup, Accel, Boot, Cpu, Emulator, ImageArgs, LogLevel, TestArgs,
+    build, checks, label, linux_guest, setup, Accel, Boot, Cpu, Emulator, ImageArgs, LogLevel,
+    TestArgs,
 };
 
 /// QEMU boots in about a second; a minute means something is stuck.
 const QEMU_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bochs interprets every instruction, BIOS and GRUB included.
 const BOCHS_TIMEOUT: Duration = Duration::from_secs(300);
+/// A Linux boot to its check list runs millions of guest instructions
+/// through nested paging in software.
+const QEMU_LINUX_TIMEOUT: Duration = Duration::from_secs(300);
+/// Bochs interprets all of that one instruction at a time (GRUB reading the
+/// ~67 MiB of modules from the ISO takes only about 15 s of it).
+const BOCHS_LINUX_TIMEOUT: Duration = Duration::from_secs(1200);
+
+/// The guest command line of the Linux smoke tests: hvc0 console plus the
+/// kit's check list.
+const LINUX_SMOKE_CMDLINE: &str = "console=hvc0 earlyprintk=xen xenolith.test=1";
 
 /// How many log lines to show for a failed boot.
 const SHOW_LINES: usize = 80;
@@ -30,6 +42,9 @@ enum Load {
     NotAnArchive,
     /// The in-tree test guest as the only module.
     TestGuest,
+    /// The guest kit's Linux as `linux`, `linux.initrd` and `linux.cmdline`
+    /// (with [`LINUX_SMOKE_CMDLINE`]), and `guest=linux guest_mem=256M`.
+    LinuxKit,
 }
 
 struct Smoke {
@@ -153,7 +168,53 @@ const SMOKES: &[Smoke] = &[
         cmdline: TEST_GUEST_CMDLINE,
         expect: Expect::TestGuest,
     },
+    Smoke {
+        name: "qemu-epyc-linux",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        load: Load::LinuxKit,
+        cmdline: "",
+        expect: Expect::LinuxGuest,
+    },
+    Smoke {
+        name: "bochs-skylake-linux",
+        emulator: Emulator::Bochs,
+        cpu: Cpu::Skylake,
+        boot: Boot::Grub,
+        load: Load::LinuxKit,
+        cmdline: "",
+        expect: Expect::LinuxGuest,
+    },
+    Smoke {
+        name: "bochs-ryzen-linux",
+        emulator: Emulator::Bochs,
+        cpu: Cpu::Ryzen,
+        boot: Boot::Grub,
+        load: Load::LinuxKit,
+        cmdline: "",
+        expect: Expect::LinuxGuest,
+    },
 ];
+
+impl Smoke {
+    /// The hypervisor command line, with the Linux guest's part added.
+    fn hv_cmdline(&self) -> String {
+        match self.load {
+            Load::LinuxKit => linux::hv_cmdline(self.cmdline, GuestMem::DEFAULT),
+            _ => self.cmdline.to_string(),
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        match (self.load, self.emulator) {
+            (Load::LinuxKit, Emulator::Qemu) => QEMU_LINUX_TIMEOUT,
+            (Load::LinuxKit, Emulator::Bochs) => BOCHS_LINUX_TIMEOUT,
+            (_, Emulator::Qemu) => QEMU_TIMEOUT,
+            (_, Emulator::Bochs) => BOCHS_TIMEOUT,
+        }
+    }
+}
 
 /// One reported test: a workspace check or a boot.
 pub struct TestResult {
@@ -257,16 +318,21 @@ fn print_timings(results: &[TestResult]) {
 }
 
 fn run_smoke(smoke: &Smoke, image: &Path) -> TestResult {
+    let cmdline = smoke.hv_cmdline();
     println!(
-        "==> smoke {}: {} {} via {}{}",
+        "==> smoke {}: {} {} via {}{}{}",
         smoke.name,
         label(smoke.emulator),
         label(smoke.cpu),
         label(smoke.boot),
-        if smoke.cmdline.is_empty() {
+        if cmdline.is_empty() {
             String::new()
         } else {
-            format!(", cmdline {:?}", smoke.cmdline)
+            format!(", cmdline {cmdline:?}")
+        },
+        match smoke.load {
+            Load::LinuxKit => format!(", guest cmdline {LINUX_SMOKE_CMDLINE:?}"),
+            _ => String::new(),
         }
     );
     let start = Instant::now();
@@ -322,6 +388,12 @@ fn boot(smoke: &Smoke, image: &Path) -> Result<(Vec<String>, Outcome, PathBuf)> 
         Load::TestModules => modules::test_set(),
         Load::TestGuest => vec![build::test_guest_module()?],
         Load::NotAnArchive => Vec::new(),
+        // Fetched here, not before: a filtered run without Linux smokes downloads nothing.
+        Load::LinuxKit => linux_guest::from_kit(LINUX_SMOKE_CMDLINE)?.modules(),
+    };
+    let mem_mib = match smoke.load {
+        Load::LinuxKit => linux::machine_mib(Some(GuestMem::DEFAULT)),
+        _ => linux::MACHINE_MIB,
     };
     let payload = match smoke.load {
         Load::NotAnArchive => Payload::RawInitrd(vec![0x5a; 4096]),
@@ -333,21 +405,19 @@ fn boot(smoke: &Smoke, image: &Path) -> Result<(Vec<String>, Outcome, PathBuf)> 
         boot: smoke.boot,
         accel: Accel::Tcg,
         payload,
-        cmdline: smoke.cmdline.to_string(),
+        cmdline: smoke.hv_cmdline(),
+        mem_mib,
     };
     let dir = build::run_dir(&format!("smoke-{}", smoke.name))?;
     let paths = Paths::in_dir(&dir);
     let com1 = Com1::Fifo { echo: false };
     let command = run::prepare(&spec, &dir, image, &com1, &paths)?;
-    let timeout = match smoke.emulator {
-        Emulator::Qemu => QEMU_TIMEOUT,
-        Emulator::Bochs => BOCHS_TIMEOUT,
-    };
+    let timeout = smoke.timeout();
     let outcome = session::run(Launch {
         command,
         paths: &paths,
         com1,
-        elf: &dir.join("xenolith"),
+        elf: Some(&dir.join("xenolith")),
         echo_hv: false,
         timeout: Some(timeout),
     })?;
@@ -372,5 +442,45 @@ mod tests {
         for (i, a) in SMOKES.iter().enumerate() {
             assert!(SMOKES[i + 1..].iter().all(|b| b.name != a.name));
         }
+    }
+
+    #[test]
+    fn linux_smokes_come_last_and_filter_as_linux() {
+        let linux: Vec<&str> = SMOKES
+            .iter()
+            .filter(|s| matches!(s.load, Load::LinuxKit))
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(
+            linux,
+            [
+                "qemu-epyc-linux",
+                "bochs-skylake-linux",
+                "bochs-ryzen-linux"
+            ]
+        );
+        let by_filter: Vec<&str> = SMOKES
+            .iter()
+            .filter(|s| s.name.contains("linux"))
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(by_filter, linux);
+        assert!(SMOKES[SMOKES.len() - 3..]
+            .iter()
+            .all(|s| matches!(s.load, Load::LinuxKit)));
+    }
+
+    #[test]
+    fn linux_smokes_pass_the_contract() {
+        let smoke = SMOKES.iter().find(|s| s.name == "qemu-epyc-linux").unwrap();
+        assert_eq!(smoke.hv_cmdline(), "guest=linux guest_mem=256M");
+        assert_eq!(smoke.timeout(), Duration::from_secs(300));
+        assert!(LINUX_SMOKE_CMDLINE.ends_with(" xenolith.test=1"));
+        assert!(LINUX_SMOKE_CMDLINE.starts_with(linux::DEFAULT_CMDLINE));
+        let bochs = SMOKES
+            .iter()
+            .find(|s| s.name == "bochs-ryzen-linux")
+            .unwrap();
+        assert_eq!(bochs.timeout(), Duration::from_secs(1200));
     }
 }

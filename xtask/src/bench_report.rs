@@ -1,0 +1,122 @@
+//! The arithmetic and tables of `cargo xtask bench boot`: medians, the ratio, the exit-count table.
+
+use std::time::Duration;
+
+/// The median; for an even count, the mean of the middle two.
+pub fn median(samples: &[Duration]) -> Option<Duration> {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2),
+    }
+}
+
+/// Parses `domain 1 exits: cpuid=3 io=4 total=7 unknown-hypercalls=0` into
+/// its counters, in the order printed.
+pub fn parse_exits(line: &str, domain: u16) -> Option<Vec<(String, u64)>> {
+    let rest = line.strip_prefix(&format!("domain {domain} exits:"))?;
+    rest.split_whitespace()
+        .map(|field| {
+            let (name, count) = field.split_once('=')?;
+            Some((name.to_string(), count.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A table with one row per counter and one column per run; counters a run
+/// did not print count 0 there (the hypervisor leaves zero reasons out).
+pub fn exit_table(runs: &[(u32, Vec<(String, u64)>)]) -> Vec<String> {
+    let mut names: Vec<&str> = Vec::new();
+    for (_, counts) in runs {
+        for (name, _) in counts {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+    }
+    // Per-reason counters first, then the two summaries, as the hypervisor prints them.
+    let summary = |n: &&str| matches!(*n, "total" | "unknown-hypercalls");
+    let (tail, mut names): (Vec<&str>, Vec<&str>) = names.into_iter().partition(summary);
+    names.extend(tail);
+    let width = names.iter().map(|n| n.len()).max().unwrap_or(0).max(6);
+    let mut out = Vec::new();
+    let mut header = format!("{:<width$}", "reason");
+    for (run, _) in runs {
+        header.push_str(&format!(" {:>12}", format!("run {run}")));
+    }
+    out.push(header);
+    for name in names {
+        let mut row = format!("{name:<width$}");
+        for (_, counts) in runs {
+            let count = counts
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0, |(_, c)| *c);
+            row.push_str(&format!(" {count:>12}"));
+        }
+        out.push(row);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: &[f64]) -> Vec<Duration> {
+        s.iter().map(|&s| Duration::from_secs_f64(s)).collect()
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(
+            median(&secs(&[3.0, 1.0, 2.0])),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            median(&secs(&[4.0, 1.0, 2.0, 3.0])),
+            Some(Duration::from_millis(2500))
+        );
+    }
+
+    #[test]
+    fn exit_lines_parse() {
+        let line = "domain 1 exits: cpuid=12 hypercall=7 total=19 unknown-hypercalls=2";
+        assert_eq!(
+            parse_exits(line, 1).unwrap(),
+            [
+                ("cpuid", 12),
+                ("hypercall", 7),
+                ("total", 19),
+                ("unknown-hypercalls", 2)
+            ]
+            .map(|(n, c)| (n.to_string(), c))
+        );
+        assert_eq!(parse_exits(line, 2), None);
+        assert_eq!(parse_exits("domain 1 exits: cpuid=x", 1), None);
+        assert_eq!(parse_exits("domain 1 exits: total=0", 1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn table_aligns_runs_and_fills_gaps() {
+        let a = parse_exits("domain 1 exits: cpuid=12 total=12 unknown-hypercalls=0", 1).unwrap();
+        let b = parse_exits(
+            "domain 1 exits: cpuid=10 hlt=5 total=15 unknown-hypercalls=1",
+            1,
+        )
+        .unwrap();
+        let table = exit_table(&[(1, a), (3, b)]);
+        assert_eq!(table.len(), 5);
+        assert!(table[0].starts_with("reason"));
+        assert!(table[0].ends_with("run 3"));
+        assert!(table[1].starts_with("cpuid") && table[1].ends_with("10"));
+        let hlt: Vec<&str> = table[2].split_whitespace().collect();
+        assert_eq!(hlt, ["hlt", "0", "5"]);
+        assert!(table[3].starts_with("total"));
+        assert!(table[4].starts_with("unknown-hypercalls"));
+    }
+}
