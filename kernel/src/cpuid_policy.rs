@@ -22,7 +22,17 @@ const L1_ECX_TM2: u32 = 1 << 8;
 const L1_ECX_PDCM: u32 = 1 << 15;
 const L1_ECX_X2APIC: u32 = 1 << 21;
 const L1_ECX_TSC_DEADLINE: u32 = 1 << 24;
+const L1_ECX_OSXSAVE: u32 = 1 << 27;
 const L1_ECX_HYPERVISOR: u32 = 1 << 31;
+/// Leaf 7.0 ECX OSPKE: mirrors CR4.PKE.
+const L7_ECX_OSPKE: u32 = 1 << 4;
+/// Leaf 0xD.1 EAX: XSAVEC (1) and XSAVES (3). XSAVES needs IA32_XSS, which
+/// is not emulated, and the compacted size Bochs reports for AVX-512 does not
+/// match its own component sizes; guests use the standard XSAVE format.
+const LD1_EAX_HIDDEN: u32 = (1 << 1) | (1 << 3);
+/// CR4.OSXSAVE and CR4.PKE (SDM Vol. 3A 2.5).
+const CR4_OSXSAVE: u64 = 1 << 18;
+const CR4_PKE: u64 = 1 << 22;
 /// Leaf 1 ECX features with host MSRs or devices behind them that the guest does not get.
 const L1_ECX_HIDDEN: u32 = L1_ECX_MONITOR
     | L1_ECX_DS_CPL
@@ -41,14 +51,23 @@ const L7_ECX_HIDDEN: u32 = (1 << 5) | (1 << 7);
 /// STIBP (27), L1D_FLUSH (28), ARCH_CAPABILITIES (29), CORE_CAPABILITIES (30),
 /// SSBD (31): speculation-control and other MSR-backed features.
 const L7_EDX_HIDDEN: u32 = (1 << 13) | (1 << 18) | (1 << 20) | (0b11_1111 << 26);
-/// Leaf 7.0 EBX: SGX (2), Intel PT (25).
-const L7_EBX_HIDDEN: u32 = (1 << 2) | (1 << 25);
+/// Leaf 7.0 EBX: TSC_ADJUST (1; its MSR is read without a fault handler),
+/// SGX (2), Intel PT (25).
+const L7_EBX_HIDDEN: u32 = (1 << 1) | (1 << 2) | (1 << 25);
 // Leaf 8000_0001h ECX (AMD APM Vol. 3 E.4.2).
 const E1_ECX_SVM: u32 = 1 << 2;
-/// SVM (2), IBS (10), SKINIT (12), WDT (13), LWP (15), the performance
-/// counter extensions (23, 24, 28): host facilities the guest does not get.
-const E1_ECX_HIDDEN: u32 =
-    E1_ECX_SVM | (1 << 10) | (1 << 12) | (1 << 13) | (1 << 15) | (1 << 23) | (1 << 24) | (1 << 28);
+/// SVM (2), OSVW (9; its MSRs are read without a fault handler), IBS (10),
+/// SKINIT (12), WDT (13), LWP (15), the performance counter extensions
+/// (23, 24, 28): host facilities the guest does not get.
+const E1_ECX_HIDDEN: u32 = E1_ECX_SVM
+    | (1 << 9)
+    | (1 << 10)
+    | (1 << 12)
+    | (1 << 13)
+    | (1 << 15)
+    | (1 << 23)
+    | (1 << 24)
+    | (1 << 28);
 /// Leaf 8000_0008h EBX: IBPB (12), IBRS (14), STIBP (15), SSBD (24), VIRT_SSBD (25).
 const E8_EBX_HIDDEN: u32 = (1 << 12) | (1 << 14) | (1 << 15) | (1 << 24) | (1 << 25);
 /// Leaf 8000_0007h EDX: only the invariant TSC (bit 8) is meaningful to a guest.
@@ -69,25 +88,38 @@ const XEN_HVM_DOMID_PRESENT: u32 = 1 << 4;
 /// Linux accesses several of those MSRs without a fault handler. Added: the
 /// hypervisor bit, x2APIC (emulated, ../shared/spec/xen-pvh-abi.md 4.6) and
 /// the Xen leaves.
-pub fn guest_view(leaf: u32, subleaf: u32, host: Regs, vcpu_id: u32, domid: u32) -> Regs {
+/// `guest_cr4` is the guest's own CR4: CPUID reports the OS-enable bits
+/// (OSXSAVE, OSPKE) of the CR4 of the software asking, not the host's.
+pub fn guest_view(
+    leaf: u32,
+    subleaf: u32,
+    host: Regs,
+    vcpu_id: u32,
+    domid: u32,
+    guest_cr4: u64,
+) -> Regs {
+    let os_bit = |cr4_bit: u64, bit: u32| if guest_cr4 & cr4_bit != 0 { bit } else { 0 };
     match leaf {
         1 => {
             let [eax, ebx, ecx, edx] = host;
             // EBX[31:24] is the initial APIC ID: the vCPU's.
             let ebx = (ebx & 0x00ff_ffff) | (vcpu_id << 24);
-            let ecx = (ecx & !L1_ECX_HIDDEN) | L1_ECX_HYPERVISOR | L1_ECX_X2APIC;
+            let ecx = (ecx & !(L1_ECX_HIDDEN | L1_ECX_OSXSAVE))
+                | L1_ECX_HYPERVISOR
+                | L1_ECX_X2APIC
+                | os_bit(CR4_OSXSAVE, L1_ECX_OSXSAVE);
             [eax, ebx, ecx, edx & !L1_EDX_HIDDEN]
         }
         // MONITOR/MWAIT, thermal and power, PMU, SGX, PT: not offered.
         5 | 6 | 0xa | 0x12 | 0x14 => [0; 4],
         7 if subleaf == 0 => {
             let [eax, ebx, ecx, edx] = host;
-            [
-                eax,
-                ebx & !L7_EBX_HIDDEN,
-                ecx & !L7_ECX_HIDDEN,
-                edx & !L7_EDX_HIDDEN,
-            ]
+            let ecx = (ecx & !(L7_ECX_HIDDEN | L7_ECX_OSPKE)) | os_bit(CR4_PKE, L7_ECX_OSPKE);
+            [eax, ebx & !L7_EBX_HIDDEN, ecx, edx & !L7_EDX_HIDDEN]
+        }
+        0xd if subleaf == 1 => {
+            let [eax, ebx, ecx, edx] = host;
+            [eax & !LD1_EAX_HIDDEN, ebx, ecx, edx]
         }
         // x2APIC topology: EDX is the x2APIC ID.
         0xb | 0x1f => {
@@ -131,7 +163,7 @@ mod tests {
             0x7ed8_320b | L1_ECX_VMX,
             0x178b_fbff,
         ];
-        let [_, ebx, ecx, edx] = guest_view(1, 0, host, 3, 7);
+        let [_, ebx, ecx, edx] = guest_view(1, 0, host, 3, 7, 0);
         assert_eq!(ebx >> 24, 3);
         assert_eq!(ecx & L1_ECX_VMX, 0);
         assert_eq!(ecx & L1_ECX_MONITOR, 0);
@@ -139,30 +171,41 @@ mod tests {
         assert_ne!(ecx & L1_ECX_X2APIC, 0);
         assert_eq!(ecx & L1_ECX_TSC_DEADLINE, 0);
         assert_eq!(edx, 0x178b_fbff & !L1_EDX_HIDDEN);
-        let [_, _, _, edx7] = guest_view(7, 0, [0, 0, 0, u32::MAX], 0, 0);
+        let [_, _, _, edx7] = guest_view(7, 0, [0, 0, 0, u32::MAX], 0, 0, 0);
         assert_eq!(edx7 & (1 << 29), 0, "ARCH_CAPABILITIES must be hidden");
-        assert_eq!(guest_view(7, 1, [1, 2, 3, 4], 0, 0), [1, 2, 3, 4]);
-        assert_eq!(guest_view(0xb, 0, [1, 2, 3, 0], 5, 0), [1, 2, 3, 5]);
-        let [_, ebx8, _, _] = guest_view(0x8000_0008, 0, [0, u32::MAX, 0, 0], 0, 0);
+        assert_eq!(guest_view(7, 1, [1, 2, 3, 4], 0, 0, 0), [1, 2, 3, 4]);
+        // OS-enable bits follow the guest's CR4, not the host's.
+        let host1 = [0, 0, L1_ECX_OSXSAVE, 0];
+        assert_eq!(guest_view(1, 0, host1, 0, 0, 0)[2] & L1_ECX_OSXSAVE, 0);
+        assert_ne!(
+            guest_view(1, 0, [0; 4], 0, 0, CR4_OSXSAVE)[2] & L1_ECX_OSXSAVE,
+            0
+        );
+        assert_eq!(guest_view(0xd, 1, [0xf, 0, 0, 0], 0, 0, 0)[0], 0b0101);
+        assert_eq!(guest_view(0xb, 0, [1, 2, 3, 0], 5, 0, 0), [1, 2, 3, 5]);
+        let [_, ebx8, _, _] = guest_view(0x8000_0008, 0, [0, u32::MAX, 0, 0], 0, 0, 0);
         assert_eq!(ebx8 & (1 << 24), 0, "SSBD must be hidden");
-        let [_, _, ecx, _] = guest_view(0x8000_0001, 0, [0, 0, 0xffff_ffff, 0], 0, 0);
+        let [_, _, ecx, _] = guest_view(0x8000_0001, 0, [0, 0, 0xffff_ffff, 0], 0, 0, 0);
         assert_eq!(ecx & E1_ECX_SVM, 0);
-        assert_eq!(guest_view(0x8000_000a, 0, [1, 16, 0, 0xf], 0, 0), [0; 4]);
+        assert_eq!(guest_view(0x8000_000a, 0, [1, 16, 0, 0xf], 0, 0, 0), [0; 4]);
     }
 
     #[test]
     fn xen_leaves() {
-        let base = guest_view(XEN_BASE, 0, [0; 4], 0, 1);
+        let base = guest_view(XEN_BASE, 0, [0; 4], 0, 1, 0);
         assert_eq!(base[0], XEN_BASE + 5);
         let sig: Vec<u8> = base[1..].iter().flat_map(|r| r.to_le_bytes()).collect();
         assert_eq!(&sig, b"XenVMMXenVMM");
-        assert_eq!(guest_view(XEN_BASE + 1, 0, [0; 4], 0, 1)[0], 0x0004_0011);
+        assert_eq!(guest_view(XEN_BASE + 1, 0, [0; 4], 0, 1, 0)[0], 0x0004_0011);
         assert_eq!(
-            guest_view(XEN_BASE + 2, 0, [0; 4], 0, 1),
+            guest_view(XEN_BASE + 2, 0, [0; 4], 0, 1, 0),
             [1, 0x4000_0000, 0, 0]
         );
-        assert_eq!(guest_view(XEN_BASE + 4, 0, [0; 4], 2, 5), [0x18, 2, 5, 0]);
-        assert_eq!(guest_view(0x4000_0100, 0, [9; 4], 0, 1), [0; 4]);
-        assert_eq!(guest_view(0, 0, [0xd, 1, 2, 3], 0, 1), [0xd, 1, 2, 3]);
+        assert_eq!(
+            guest_view(XEN_BASE + 4, 0, [0; 4], 2, 5, 0),
+            [0x18, 2, 5, 0]
+        );
+        assert_eq!(guest_view(0x4000_0100, 0, [9; 4], 0, 1, 0), [0; 4]);
+        assert_eq!(guest_view(0, 0, [0xd, 1, 2, 3], 0, 1, 0), [0xd, 1, 2, 3]);
     }
 }

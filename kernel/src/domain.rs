@@ -1,12 +1,26 @@
 //! A domain: its RAM (host frames), its second-level address space, its vCPU, and how it ended.
 
 use crate::memory::{self, HostFrames};
+use crate::xen::XenState;
 use alloc::boxed::Box;
 use alloc::string::String;
+use arrayvec::ArrayVec;
 use ept::{Gpa, Hpa, MemType, PageSize, Perms};
 use pvh_boot::{BootPlan, KernelImage, LinuxBoot};
 use vcpu::{AddressSpace, Backend, Exit, Gpr, InitialState, Paging, Vcpu, VcpuConfig};
 use xenolith::memory_map::PAGE_SIZE;
+
+/// Why a vCPU is not running until something happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Block {
+    /// HLT with interrupts on: until an interrupt or upcall can be delivered.
+    Halt,
+    /// SCHEDOP_block: until an event is pending.
+    Events,
+    /// SCHEDOP_poll: until one of `Domain::poll_ports` is pending, an upcall
+    /// is due, or the timeout (system time, ns).
+    Poll { timeout_ns: Option<u64> },
+}
 
 /// How a domain stopped running.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +59,14 @@ pub struct Domain {
     pub port80: u8,
     /// Console output not yet ended by a newline.
     pub console_line: String,
+    /// The Xen ABI state: shared_info, event channels, params, grant frames, timer.
+    pub xen: XenState,
+    /// Set while the vCPU waits (HLT, SCHEDOP_block/poll).
+    pub blocked: Option<Block>,
+    /// The ports of a SCHEDOP_poll in progress.
+    pub poll_ports: ArrayVec<u32, { xenolith::evtchn::POLL_MAX_PORTS }>,
+    /// The ports with the most I/O exits: (port, count), for the end-of-run report.
+    pub io_ports: ArrayVec<(u16, u64), 16>,
 }
 
 /// Why a domain could not be built.
@@ -87,6 +109,12 @@ pub fn create(
     ram.fill(0);
     let (space, vcpu, plan) = build(backend, &kernel, ram, ram_hpa, id, cmdline, initrd)
         .inspect_err(|_| memory::free_frames(ram_hpa, frames))?;
+    let Some(xen) = XenState::new(id, plan.console_gfn, plan.xenstore_gfn) else {
+        vcpu.destroy(&mut HostFrames);
+        space.destroy(&mut HostFrames);
+        memory::free_frames(ram_hpa, frames);
+        return Err(CreateError::NoMemory);
+    };
     Ok(Domain {
         id,
         name: String::from(name),
@@ -104,6 +132,10 @@ pub fn create(
         mtrr_def_type: xenolith::msr_policy::MTRR_DEF_TYPE_RESET,
         port80: 0,
         console_line: String::new(),
+        xen,
+        blocked: None,
+        poll_ports: ArrayVec::new(),
+        io_ports: ArrayVec::new(),
     })
 }
 
@@ -214,6 +246,16 @@ fn map_ram(space: &mut dyn AddressSpace, hpa: u64, size: u64) -> Result<(), Crea
 }
 
 impl Domain {
+    /// Counts an I/O exit on `port`; once 16 ports are tracked, new ones are not.
+    pub fn count_port(&mut self, port: u16) {
+        match self.io_ports.iter_mut().find(|(p, _)| *p == port) {
+            Some((_, n)) => *n += 1,
+            None => {
+                let _ = self.io_ports.try_push((port, 1));
+            }
+        }
+    }
+
     pub fn crash(&mut self, why: String) {
         if self.ending.is_none() {
             self.ending = Some(Ending::Crashed(why));
@@ -224,6 +266,7 @@ impl Domain {
     pub fn destroy(self) {
         self.vcpu.destroy(&mut HostFrames);
         self.space.destroy(&mut HostFrames);
+        self.xen.destroy();
         memory::free_frames(self.ram_hpa, self.ram_frames);
     }
 }

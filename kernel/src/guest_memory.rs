@@ -86,6 +86,19 @@ impl<'a> GuestMemory<'a> {
         Ok(t.gpa.0)
     }
 
+    /// The guest-physical address behind `gva` for a write, if mapped.
+    pub fn gpa_of(&self, paging: &Paging, gva: u64) -> Option<u64> {
+        self.walk(
+            paging,
+            gva,
+            Access {
+                write: true,
+                ..Access::default()
+            },
+        )
+        .ok()
+    }
+
     /// Copies from guest-virtual memory, walking the guest's page tables page by page.
     pub fn read_gva(
         &self,

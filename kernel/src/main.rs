@@ -43,6 +43,8 @@ mod pic;
 #[cfg(target_os = "none")]
 mod power;
 #[cfg(target_os = "none")]
+mod rtc;
+#[cfg(target_os = "none")]
 mod selftest;
 #[cfg(target_os = "none")]
 mod start;
@@ -54,3 +56,5 @@ mod timer;
 mod uart;
 #[cfg(target_os = "none")]
 mod vmexit;
+#[cfg(target_os = "none")]
+mod xen;

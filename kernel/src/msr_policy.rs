@@ -7,6 +7,18 @@ pub const IA32_TSC: u32 = 0x10;
 pub const IA32_MTRRCAP: u32 = 0xfe;
 pub const IA32_MISC_ENABLE: u32 = 0x1a0;
 pub const IA32_MTRR_DEF_TYPE: u32 = 0x2ff;
+/// IA32_BIOS_SIGN_ID: Linux on Intel writes 0 and reads back the microcode
+/// revision without a fault handler; it reads as 0 and writes are ignored.
+pub const IA32_BIOS_SIGN_ID: u32 = 0x8b;
+/// AMD HWCR (APM Vol. 2 A.8): Linux reads it without a fault handler when
+/// the TSC is invariant, to check TscFreqSel (bit 24): the TSC counts at the
+/// P0 frequency. Read-only here.
+pub const AMD_HWCR: u32 = 0xc001_0015;
+pub const AMD_HWCR_VALUE: u64 = 1 << 24;
+/// AMD NB_CFG (BKDG for family 10h, MSRC001_001F). Linux's amd_bus code
+/// reads and writes it without a fault handler on AMD CPUs; as in Xen it
+/// reads as 0 and writes are ignored.
+pub const AMD_NB_CFG: u32 = 0xc001_001f;
 /// The x2APIC register MSRs (SDM Vol. 3A 12.12.1.2).
 pub const X2APIC_FIRST: u32 = 0x800;
 pub const X2APIC_LAST: u32 = 0x8ff;

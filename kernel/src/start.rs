@@ -189,6 +189,16 @@ fn report(dom: &domain::Domain) -> bool {
         "domain {} exits:{line} total={total} unknown-hypercalls={}",
         dom.id, dom.unknown_hypercalls
     );
+    let mut ports = dom.io_ports.clone();
+    ports.sort_unstable_by_key(|(_, n)| core::cmp::Reverse(*n));
+    for (port, count) in ports.iter().take(4) {
+        defmt::info!(
+            "d{=u16} I/O exits on port {=u16:#x}: {=u64}",
+            dom.id,
+            port,
+            count
+        );
+    }
     clean
 }
 

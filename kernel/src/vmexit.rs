@@ -1,10 +1,13 @@
 //! The exit handler: runs a domain's vCPU and answers each exit through the vendor-neutral interface.
 
-use crate::domain::{Domain, Ending};
+use crate::domain::{Block, Domain, Ending};
 use crate::guest_memory::GuestMemory;
 use crate::hypercall;
+use crate::xen::console_ring;
+use crate::xen::time as xen_time;
 use alloc::format;
 use vcpu::{Access, Event, Exit, Gpr, IoAccess};
+use xen_abi::event_channel::VIRQ_TIMER;
 use xenolith::{cpuid_policy, msr_policy, vlapic};
 
 /// #GP, with error code 0 (SDM Vol. 3A 6.15).
@@ -14,11 +17,36 @@ const GP: Event = Event::Exception {
 };
 /// Port 0x80: the POST-code latch, readable back.
 const POST_PORT: u16 = 0x80;
+/// The 8254 PIT's counter ports. There is no PIT (as in a Xen PVH domain),
+/// but where other absent ports read as all ones, these read as 0: Linux's
+/// quick PIT calibration (arch/x86/kernel/tsc.c, pit_expect_msb) waits for
+/// the counter's MSB to leave 0xff and would spin 50,000 times reading
+/// 0xff, two exits each, before giving up; 0 makes it give up at once.
+const PIT_COUNTERS: core::ops::RangeInclusive<u16> = 0x40..=0x42;
+
+/// While blocked and the console is attached, look for typed input this often:
+/// COM1's interrupt is not routed (the PICs are masked, no IOAPIC driver).
+const CONSOLE_POLL_NS: u64 = 10_000_000;
 
 /// Runs the domain until it ends.
 pub fn run(dom: &mut Domain) {
     while dom.ending.is_none() {
+        service_timers(dom);
+        service_console_input(dom);
+        if dom.blocked.is_some() {
+            if can_wake(dom) {
+                dom.blocked = None;
+            } else {
+                sleep(dom);
+                continue;
+            }
+        }
         deliver_interrupt(dom);
+        // A guest deadline that passes while the guest runs must end its run.
+        match next_deadline(dom) {
+            Some(tsc) => crate::timer::arm(tsc),
+            None => crate::timer::disarm(),
+        }
         let exit = dom.vcpu.run();
         dom.exits[exit.reason()] += 1;
         defmt::trace!(
@@ -29,19 +57,117 @@ pub fn run(dom: &mut Domain) {
         );
         handle(dom, exit);
     }
+    crate::timer::disarm();
 }
 
-/// Injects the highest-priority pending interrupt if the guest can take it
-/// now, else asks for an interrupt-window exit.
-fn deliver_interrupt(dom: &mut Domain) {
+/// The earliest host TSC at which something is due for the guest.
+fn next_deadline(dom: &Domain) -> Option<u64> {
+    let xen_timer = dom.xen.timer_deadline_ns.map(xen_time::tsc_at);
+    let poll = match dom.blocked {
+        Some(Block::Poll {
+            timeout_ns: Some(ns),
+            ..
+        }) => Some(xen_time::tsc_at(ns)),
+        _ => None,
+    };
+    [xen_timer, dom.lapic_timer_deadline, poll]
+        .into_iter()
+        .flatten()
+        .min()
+}
+
+/// Fires the timers whose time has come.
+fn service_timers(dom: &mut Domain) {
+    if crate::timer::take_fired() {
+        defmt::trace!("d{=u16}: host timer", dom.id);
+    }
+    if let Some(deadline) = dom.xen.timer_deadline_ns {
+        if xen_time::now_ns() >= deadline {
+            dom.xen.timer_deadline_ns = None;
+            dom.xen.raise_virq(dom.space.as_ref(), VIRQ_TIMER);
+        }
+    }
     if let Some(deadline) = dom.lapic_timer_deadline {
         if crate::time::rdtsc() >= deadline {
             dom.lapic_timer_deadline = None;
             dom.vlapic.timer_expired();
         }
     }
+}
+
+/// Whether the callback vector can be injected: configured and
+/// `evtchn_upcall_pending` set in vCPU 0's vcpu_info.
+fn upcall_due(dom: &Domain) -> bool {
+    dom.xen.callback_vector.is_some() && dom.xen.upcall_pending(dom.space.as_ref())
+}
+
+fn can_wake(dom: &Domain) -> bool {
+    let interrupt =
+        upcall_due(dom) || dom.vlapic.deliverable().is_some() || dom.pending_irq.is_some();
+    match dom.blocked {
+        None => true,
+        Some(Block::Halt) | Some(Block::Events) => interrupt,
+        Some(Block::Poll { timeout_ns }) => {
+            let bits = dom.xen.bits(dom.space.as_ref());
+            interrupt
+                || dom.xen.evtchn.poll(&bits, &dom.poll_ports).unwrap_or(true)
+                || timeout_ns.is_some_and(|t| xen_time::now_ns() >= t)
+        }
+    }
+}
+
+/// Waits for the next host interrupt: the guest's next deadline, or the
+/// console poll tick when that comes first.
+fn sleep(dom: &Domain) {
+    let tick = crate::time::rdtsc() + xen_time::tsc_at(CONSOLE_POLL_NS);
+    let until = next_deadline(dom).map_or(tick, |d| d.min(tick));
+    crate::timer::arm(until);
+    crate::timer::wait_for_interrupt();
+}
+
+/// Typed input goes to the guest's console ring, and its console port is raised.
+fn service_console_input(dom: &mut Domain) {
+    let page = dom.xen.console_gfn * 4096;
+    let mut any = false;
+    while let Some(byte) = crate::console::try_read() {
+        let memory = GuestMemory::new(dom.space.as_ref());
+        match console_ring::push_input(&memory, page, byte) {
+            Ok(true) => any = true,
+            _ => break,
+        }
+    }
+    if any {
+        let mut bits = dom.xen.bits(dom.space.as_ref());
+        dom.xen.evtchn.raise(&mut bits, dom.xen.console_port);
+    }
+}
+
+/// The guest sent on its console port: print what it wrote (as `(dN) line`).
+pub fn serve_console(dom: &mut Domain) {
+    let page = dom.xen.console_gfn * 4096;
+    let mut out = alloc::vec::Vec::new();
+    let memory = GuestMemory::new(dom.space.as_ref());
+    if console_ring::drain_output(&memory, page, |b| out.push(b)).is_err() {
+        dom.crash(format!(
+            "console ring at GFN {:#x} is broken",
+            dom.xen.console_gfn
+        ));
+        return;
+    }
+    for b in out {
+        crate::hypercall::console_byte(dom, b);
+    }
+    // Tell the guest there is room again.
+    let mut bits = dom.xen.bits(dom.space.as_ref());
+    dom.xen.evtchn.raise(&mut bits, dom.xen.console_port);
+}
+
+/// Injects the highest-priority pending interrupt if the guest can take it
+/// now, else asks for an interrupt-window exit.
+fn deliver_interrupt(dom: &mut Domain) {
     let apic = dom.vlapic.deliverable();
-    if dom.pending_irq.is_none() && apic.is_none() {
+    let upcall = upcall_due(dom);
+    if dom.pending_irq.is_none() && apic.is_none() && !upcall {
         dom.vcpu.set_interrupt_window(false);
         return;
     }
@@ -50,7 +176,10 @@ fn deliver_interrupt(dom: &mut Domain) {
         return;
     }
     dom.vcpu.set_interrupt_window(false);
-    if let Some(vector) = dom.pending_irq.take() {
+    if let (true, Some(vector)) = (upcall, dom.xen.callback_vector) {
+        // The Xen callback bypasses the local APIC and is never EOI'd (spec 10, item 10).
+        dom.vcpu.inject(Event::Interrupt(vector));
+    } else if let Some(vector) = dom.pending_irq.take() {
         dom.vcpu.inject(Event::Interrupt(vector));
     } else if let Some(vector) = apic {
         dom.vlapic.take(vector);
@@ -116,20 +245,27 @@ fn skip(dom: &mut Domain) {
     }
 }
 
-/// HLT: wakes on a pending interrupt; with interrupts off nothing can wake
-/// it, and with no event source yet (timers come with the Xen ABI) neither.
+/// HLT: with interrupts on, the vCPU blocks until something can be
+/// delivered; with interrupts off nothing can wake it: that is how Linux
+/// powers off a PVH domain (spec 4.8). A halt with nothing that could ever
+/// wake it (no timer armed, no callback) would hang: the domain is crashed.
 fn halt(dom: &mut Domain) {
-    if dom.pending_irq.is_some() || dom.vlapic.deliverable().is_some() {
+    if !dom.vcpu.interruptible() {
+        dom.ending = Some(Ending::Halted);
         return;
     }
-    if dom.vcpu.interruptible() {
+    if dom.pending_irq.is_some() || dom.vlapic.deliverable().is_some() || upcall_due(dom) {
+        return;
+    }
+    let wake_source = next_deadline(dom).is_some() || dom.xen.callback_vector.is_some();
+    if !wake_source {
         dom.crash(format!(
             "halted at rip {:#x} with nothing to wake it",
             dom.vcpu.rip()
         ));
-    } else {
-        dom.ending = Some(Ending::Halted);
+        return;
     }
+    dom.blocked = Some(Block::Halt);
 }
 
 /// XSETBV, checked as the CPU checks it (SDM Vol. 2C, XSETBV: #GP for an
@@ -162,6 +298,7 @@ fn cpuid(dom: &mut Domain) {
         [host.eax, host.ebx, host.ecx, host.edx],
         0,
         u32::from(dom.id),
+        dom.vcpu.paging().cr4,
     );
     for (reg, value) in [Gpr::Rax, Gpr::Rbx, Gpr::Rcx, Gpr::Rdx]
         .into_iter()
@@ -181,6 +318,8 @@ fn msr_read(dom: &mut Domain, msr: u32) {
         msr_policy::IA32_MTRRCAP => Ok(msr_policy::MTRRCAP_VALUE),
         msr_policy::IA32_MTRR_DEF_TYPE => Ok(dom.mtrr_def_type),
         msr_policy::IA32_MISC_ENABLE => Ok(msr_policy::MISC_ENABLE_VALUE),
+        msr_policy::AMD_NB_CFG | msr_policy::IA32_BIOS_SIGN_ID => Ok(0),
+        msr_policy::AMD_HWCR => Ok(msr_policy::AMD_HWCR_VALUE),
         _ => Err(()),
     };
     match value {
@@ -214,6 +353,7 @@ fn msr_write(dom: &mut Domain, msr: u32, value: u64) {
             true
         }
         msr_policy::IA32_MISC_ENABLE => value == msr_policy::MISC_ENABLE_VALUE,
+        msr_policy::AMD_NB_CFG | msr_policy::IA32_BIOS_SIGN_ID => true,
         _ => false,
     };
     if ok {
@@ -245,6 +385,7 @@ fn apic_effect(dom: &mut Domain, effect: vlapic::Effect) {
 /// Port I/O: the POST latch; other ports read as all ones (nothing there)
 /// and drop writes. String I/O is not emulated.
 fn port_io(dom: &mut Domain, io: IoAccess) {
+    dom.count_port(io.port);
     if io.string {
         dom.crash(format!("string I/O on port {:#x} is not emulated", io.port));
         return;
@@ -259,10 +400,10 @@ fn port_io(dom: &mut Domain, io: IoAccess) {
             dom.port80 = dom.vcpu.gpr(Gpr::Rax) as u8;
         }
     } else {
-        let value = if io.port == POST_PORT {
-            u64::from(dom.port80)
-        } else {
-            mask
+        let value = match io.port {
+            POST_PORT => u64::from(dom.port80),
+            p if PIT_COUNTERS.contains(&p) => 0,
+            _ => mask,
         };
         let rax = dom.vcpu.gpr(Gpr::Rax);
         // A 32-bit IN zero-extends into RAX; narrower ones merge (SDM Vol. 1 3.4.1.1).

@@ -80,8 +80,13 @@ pub fn initial_writes(
 
     let mut w: Vec<(u32, u64)> = Vec::with_capacity(64);
     w.extend([
-        (CR0_GUEST_HOST_MASK, 0),
-        (CR0_READ_SHADOW, cr0),
+        // The fixed bits other than PE/PG are the host's; the guest reads
+        // back exactly what it asked for (crate::cr_access).
+        (
+            CR0_GUEST_HOST_MASK,
+            crate::cr_access::cr0_host_owned(msrs.cr0_fixed0, msrs.cr0_fixed1),
+        ),
+        (CR0_READ_SHADOW, p.cr0),
         (CR4_GUEST_HOST_MASK, CR4_HOST_OWNED),
         (CR4_READ_SHADOW, p.cr4 & CR4_HOST_OWNED),
         (GUEST_CR0, cr0),

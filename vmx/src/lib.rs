@@ -11,6 +11,7 @@ extern crate alloc;
 pub mod address_space;
 pub mod caps;
 pub mod controls;
+pub mod cr_access;
 pub mod decode;
 mod entry;
 pub mod fields;

@@ -34,6 +34,23 @@ pub struct VmxVcpu {
     launched: bool,
     /// The basic reason of the last exit, while its instruction may be skipped.
     skippable: Option<u16>,
+    /// IA32_VMX_CR0_FIXED0/1 and CR4_FIXED0/1, for emulated CR writes.
+    cr_fixed: [u64; 4],
+}
+
+/// #GP(0), for emulated instructions that fault.
+const GP0: Event = Event::Exception {
+    vector: 13,
+    error_code: Some(0),
+};
+
+/// VMX reports instruction lengths, so skipping never reads guest code.
+struct NoCode;
+
+impl GuestCode for NoCode {
+    fn fetch(&self, _: &vcpu::Paging, _: u64, _: &mut [u8]) -> bool {
+        false
+    }
 }
 
 /// `count` zeroed, page-aligned frames where the CPU can use them.
@@ -120,6 +137,12 @@ impl VmxVcpu {
             entry: controls.entry,
             launched: false,
             skippable: None,
+            cr_fixed: [
+                msrs.cr0_fixed0,
+                msrs.cr0_fixed1,
+                msrs.cr4_fixed0,
+                msrs.cr4_fixed1,
+            ],
         };
         vcpu.setup(io_bitmaps, msr_bitmap, guest_state)
             .inspect_err(|_| {
@@ -264,6 +287,58 @@ impl VmxVcpu {
         }
     }
 
+    /// A control-register-access exit (reason 28) for CR0/CR4 is emulated
+    /// here (crate::cr_access); `Ok(false)` for every other exit.
+    fn emulated_cr_access(&mut self) -> Result<bool, &'static str> {
+        use crate::cr_access::{clts, decode, lmsw, write_cr0, write_cr4, CrAccess};
+        const CR_ACCESS: u16 = 28;
+        let exit_reason = read(EXIT_REASON)? as u32;
+        if exit_reason & decode::EXIT_REASON_ENTRY_FAILURE != 0 || exit_reason as u16 != CR_ACCESS {
+            return Ok(false);
+        }
+        let [cr0_fixed0, cr0_fixed1, cr4_fixed0, cr4_fixed1] = self.cr_fixed;
+        let shadow = read(CR0_READ_SHADOW)?;
+        let new_cr0 = match decode(read(EXIT_QUALIFICATION)?) {
+            CrAccess::MovTo { cr: 0, gpr } => self.gpr(Gpr::ALL[usize::from(gpr)]),
+            CrAccess::MovTo { cr: 4, gpr } => {
+                let value = self.gpr(Gpr::ALL[usize::from(gpr)]);
+                return match write_cr4(value, cr4_fixed0, cr4_fixed1) {
+                    Ok((actual, seen)) => {
+                        write(GUEST_CR4, actual)?;
+                        write(CR4_READ_SHADOW, seen & CR4_HOST_OWNED)?;
+                        self.step_over(CR_ACCESS).map(|()| true)
+                    }
+                    Err(_) => {
+                        self.inject(GP0);
+                        Ok(true)
+                    }
+                };
+            }
+            CrAccess::Clts => clts(shadow),
+            CrAccess::Lmsw { source } => lmsw(shadow, source),
+            // MOV CR3/CR8 and reads are not emulated here: the core sees them.
+            _ => return Ok(false),
+        };
+        let cr4 = self.paging().cr4;
+        let efer = read(GUEST_IA32_EFER)?;
+        match write_cr0(new_cr0, shadow, cr4, efer, cr0_fixed0, cr0_fixed1) {
+            Ok(w) => {
+                write(GUEST_CR0, w.actual)?;
+                write(CR0_READ_SHADOW, w.shadow)?;
+                write(GUEST_IA32_EFER, w.efer)?;
+                self.step_over(CR_ACCESS)?;
+            }
+            Err(_) => self.inject(GP0),
+        }
+        Ok(true)
+    }
+
+    /// Moves RIP past the instruction of an exit handled inside the backend.
+    fn step_over(&mut self, reason: u16) -> Result<(), &'static str> {
+        self.skippable = Some(reason);
+        self.skip_instruction(&NoCode)
+    }
+
     /// Decodes the exit that just happened (SDM Vol. 3C 28.2).
     fn exit(&mut self) -> Result<Exit, &'static str> {
         let exit_reason = read(EXIT_REASON)? as u32;
@@ -389,9 +464,18 @@ fn host_writes(h: &HostState) -> Result<[(u32, u64); 22], &'static str> {
 
 impl Vcpu for VmxVcpu {
     fn run(&mut self) -> Exit {
-        match self.enter().and_then(|()| self.exit()) {
-            Ok(exit) => exit,
-            Err(why) => Exit::Invalid(why),
+        loop {
+            let result = self.enter().and_then(|()| self.emulated_cr_access());
+            match result {
+                // Handled here, invisible to the core: enter again.
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(why) => return Exit::Invalid(why),
+            }
+            return match self.exit() {
+                Ok(exit) => exit,
+                Err(why) => Exit::Invalid(why),
+            };
         }
     }
 
@@ -420,8 +504,10 @@ impl Vcpu for VmxVcpu {
     fn paging(&self) -> Paging {
         let cr4 = self.get(GUEST_CR4);
         let shadow = self.get(CR4_READ_SHADOW);
+        let owned = crate::cr_access::cr0_host_owned(self.cr_fixed[0], self.cr_fixed[1]);
         Paging {
-            cr0: self.get(GUEST_CR0),
+            // The guest's view: host-owned bits from the read shadow.
+            cr0: (self.get(GUEST_CR0) & !owned) | (self.get(CR0_READ_SHADOW) & owned),
             cr3: self.get(GUEST_CR3),
             // What the guest sees: host-owned bits from the read shadow.
             cr4: (cr4 & !CR4_HOST_OWNED) | (shadow & CR4_HOST_OWNED),

@@ -1,5 +1,14 @@
 //! Xen public ABI structures and constants (xen/include/public), x86-64 layout.
 #![no_std]
 
+pub mod console;
+pub mod event_channel;
+pub mod features;
+pub mod grant_table;
+pub mod hvm;
 pub mod hypercall;
+pub mod memory;
+pub mod sched;
+pub mod shared_info;
 pub mod start_info;
+pub mod vcpu;

@@ -33,7 +33,7 @@ fn write(dom: &mut Domain, count: u64, gva: u64) -> Ret {
             return fault.into();
         }
         for &b in &buf[..n] {
-            emit(dom, b);
+            super::console_byte(dom, b);
         }
         done += n as u64;
     }
@@ -41,7 +41,7 @@ fn write(dom: &mut Domain, count: u64, gva: u64) -> Ret {
 }
 
 /// Collects bytes into lines so each line carries the domain prefix.
-fn emit(dom: &mut Domain, byte: u8) {
+pub fn emit(dom: &mut Domain, byte: u8) {
     if byte == b'\n' || dom.console_line.len() >= MAX_LINE {
         crate::println!("(d{}) {}", dom.id, dom.console_line);
         dom.console_line.clear();

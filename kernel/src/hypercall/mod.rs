@@ -1,8 +1,13 @@
 //! Hypercall dispatch: the Xen calling convention, the CPL check, one module per hypercall family.
 
 mod console_io;
+mod event_channel_op;
+mod grant_table_op;
+mod hvm_op;
+mod memory_op;
 mod sched_op;
 mod test_op;
+mod vcpu_op;
 mod xen_version;
 
 use crate::domain::Domain;
@@ -53,6 +58,11 @@ pub fn dispatch(dom: &mut Domain) {
             XEN_VERSION => xen_version::call(dom, &call),
             CONSOLE_IO => console_io::call(dom, &call),
             SCHED_OP => sched_op::call(dom, &call),
+            MEMORY_OP => memory_op::call(dom, &call),
+            HVM_OP => hvm_op::call(dom, &call),
+            VCPU_OP => vcpu_op::call(dom, &call),
+            EVENT_CHANNEL_OP => event_channel_op::call(dom, &call),
+            GRANT_TABLE_OP => grant_table_op::call(dom, &call),
             ARCH_7 => test_op::call(dom, &call),
             _ => {
                 dom.unknown_hypercalls += 1;
@@ -72,7 +82,83 @@ pub fn dispatch(dom: &mut Domain) {
     dom.vcpu.set_gpr(Gpr::Rax, ret as u64);
 }
 
+/// One byte of a domain's console output (console_io or its ring).
+pub fn console_byte(dom: &mut Domain, byte: u8) {
+    console_io::emit(dom, byte);
+}
+
 /// Guest memory as seen by the calling vCPU (user accesses when at CPL 3).
 pub fn memory(dom: &Domain) -> GuestMemory<'_> {
     GuestMemory::new(dom.space.as_ref())
+}
+
+/// A Xen ABI argument structure (xen-abi): `repr(C)`, integers and explicit
+/// padding fields only, so every bit pattern is a valid value and it has no
+/// implicit padding.
+pub trait Abi: Copy + Default {}
+
+macro_rules! abi {
+    ($($t:ty),* $(,)?) => { $(impl Abi for $t {})* };
+}
+
+abi!(
+    u32,
+    u64,
+    xen_abi::memory::XenAddToPhysmap,
+    xen_abi::memory::XenMemoryMap,
+    xen_abi::hvm::XenHvmParam,
+    xen_abi::vcpu::VcpuRegisterVcpuInfo,
+    xen_abi::vcpu::VcpuRegisterRunstateMemoryArea,
+    xen_abi::vcpu::VcpuSetSingleshotTimer,
+    xen_abi::vcpu::VcpuRunstateInfo,
+    xen_abi::event_channel::EvtchnAllocUnbound,
+    xen_abi::event_channel::EvtchnBindInterdomain,
+    xen_abi::event_channel::EvtchnBindVirq,
+    xen_abi::event_channel::EvtchnBindIpi,
+    xen_abi::event_channel::EvtchnClose,
+    xen_abi::event_channel::EvtchnSend,
+    xen_abi::event_channel::EvtchnStatus,
+    xen_abi::event_channel::EvtchnBindVcpu,
+    xen_abi::event_channel::EvtchnUnmask,
+    xen_abi::grant_table::GnttabQuerySize,
+    xen_abi::grant_table::GnttabSetupTable,
+    xen_abi::grant_table::GnttabSetVersion,
+    xen_abi::grant_table::GnttabGetVersion,
+    xen_abi::sched::SchedPoll,
+    xen_abi::features::XenFeatureInfo,
+);
+
+fn as_bytes_mut<T: Abi>(value: &mut T) -> &mut [u8] {
+    // SAFETY: `T: Abi` is plain data: any bytes make a valid value.
+    unsafe {
+        core::slice::from_raw_parts_mut((value as *mut T).cast::<u8>(), core::mem::size_of::<T>())
+    }
+}
+
+fn as_bytes<T: Abi>(value: &T) -> &[u8] {
+    // SAFETY: `T: Abi` has no implicit padding, so every byte is initialised.
+    unsafe {
+        core::slice::from_raw_parts((value as *const T).cast::<u8>(), core::mem::size_of::<T>())
+    }
+}
+
+/// Copies an argument structure in from guest-virtual `gva`.
+pub fn read_arg<T: Abi>(dom: &Domain, gva: u64) -> Result<T, Fault> {
+    let mut value = T::default();
+    let paging = dom.vcpu.paging();
+    let user = dom.vcpu.cpl() == 3;
+    memory(dom).read_gva(&paging, user, gva, as_bytes_mut(&mut value))?;
+    Ok(value)
+}
+
+/// Copies an argument structure out to guest-virtual `gva`.
+pub fn write_arg<T: Abi>(dom: &Domain, gva: u64, value: &T) -> Result<(), Fault> {
+    let paging = dom.vcpu.paging();
+    let user = dom.vcpu.cpl() == 3;
+    memory(dom).write_gva(&paging, user, gva, as_bytes(value))
+}
+
+/// `DOMID_SELF` or the caller's own id; anything else is not allowed to a domU.
+pub fn is_self(dom: &Domain, domid: u16) -> bool {
+    domid == xen_abi::event_channel::DOMID_SELF || domid == dom.id
 }

@@ -17,6 +17,22 @@ pub fn call(dom: &mut Domain, call: &Call) -> Ret {
                 Err(fault) => fault.into(),
             }
         }
+        XENVER_GET_FEATURES => {
+            match super::read_arg::<xen_abi::features::XenFeatureInfo>(dom, call.args[1]) {
+                Ok(mut fi) => match xen_abi::features::pvh_domu_submap(fi.submap_idx) {
+                    Some(map) => {
+                        fi.submap = map;
+                        match super::write_arg(dom, call.args[1], &fi) {
+                            Ok(()) => 0,
+                            Err(f) => f.into(),
+                        }
+                    }
+                    None => -EINVAL,
+                },
+                Err(f) => f.into(),
+            }
+        }
+        XENVER_PAGESIZE => 4096,
         _ => -ENOSYS,
     }
 }
