@@ -50,6 +50,9 @@ pub fn emergency(args: fmt::Arguments) {
 
 #[macro_export]
 macro_rules! println {
+    () => {
+        $crate::console::print(format_args!("\n"))
+    };
     ($($arg:tt)*) => {
         $crate::console::print(format_args!("{}\n", format_args!($($arg)*)))
     };

@@ -57,8 +57,10 @@ pub struct Domain {
     pub mtrr_def_type: u64,
     /// The POST-code latch at port 0x80.
     pub port80: u8,
-    /// Console output not yet ended by a newline.
-    pub console_line: String,
+    /// VMCALL or VMMCALL, for the hypercall page.
+    pub hypercall_instruction: [u8; 3],
+    /// The domain's console output stopped in the middle of a line.
+    pub console_midline: bool,
     /// The Xen ABI state: shared_info, event channels, params, grant frames, timer.
     pub xen: XenState,
     /// Set while the vCPU waits (HLT, SCHEDOP_block/poll).
@@ -106,7 +108,18 @@ pub fn create(
     let ram_hpa = memory::alloc_frames(frames).ok_or(CreateError::NoMemory)?;
     // SAFETY: fresh frames owned by this domain from now on, identity-mapped.
     let ram = unsafe { core::slice::from_raw_parts_mut(ram_hpa as *mut u8, ram_bytes as usize) };
-    ram.fill(0);
+    // Frames another domain (or the hypervisor) used are scrubbed before reuse;
+    // frames no one has owned since boot are not (memory.rs, `needs_scrub`).
+    let scrub = memory::needs_scrub(ram_hpa, frames);
+    if scrub {
+        ram.fill(0);
+    }
+    defmt::debug!(
+        "d{=u16}: RAM at {=u64:#x}, scrubbed: {=bool}",
+        id,
+        ram_hpa,
+        scrub
+    );
     let (space, vcpu, plan) = build(backend, &kernel, ram, ram_hpa, id, cmdline, initrd)
         .inspect_err(|_| memory::free_frames(ram_hpa, frames))?;
     let Some(xen) = XenState::new(id, plan.console_gfn, plan.xenstore_gfn) else {
@@ -131,7 +144,8 @@ pub fn create(
         lapic_timer_deadline: None,
         mtrr_def_type: xenolith::msr_policy::MTRR_DEF_TYPE_RESET,
         port80: 0,
-        console_line: String::new(),
+        console_midline: false,
+        hypercall_instruction: backend.hypercall_instruction(),
         xen,
         blocked: None,
         poll_ports: ArrayVec::new(),
@@ -176,6 +190,7 @@ fn build(
     initrd: Option<&[u8]>,
 ) -> Result<Machine, CreateError> {
     let ram_bytes = ram.len() as u64;
+    let t0 = crate::time::rdtsc();
     let plan = pvh_boot::prepare(
         ram,
         &LinuxBoot {
@@ -186,6 +201,10 @@ fn build(
         },
     )
     .map_err(CreateError::Layout)?;
+    defmt::debug!(
+        "start of day written in {=u64} us",
+        (crate::time::rdtsc() - t0) * 1000 / crate::time::tsc_khz().max(1)
+    );
     let mut space = backend
         .new_address_space(&mut HostFrames)
         .map_err(CreateError::Backend)?;

@@ -140,6 +140,7 @@ fn run_guests(boot: &BootInfo) -> ExitStatus {
             status = ExitStatus::Failure;
             continue;
         };
+        let created = time::rdtsc();
         let mut dom = match domain::create(
             backend.as_mut(),
             id,
@@ -156,7 +157,13 @@ fn run_guests(boot: &BootInfo) -> ExitStatus {
                 continue;
             }
         };
-        println!("domain {id} ({module}): started, {} KiB", ram >> 10);
+        let build_us = (time::rdtsc() - created) * 1000 / time::tsc_khz().max(1);
+        println!(
+            "domain {id} ({module}): started, {} KiB, built in {} ms",
+            ram >> 10,
+            build_us / 1000
+        );
+        defmt::info!("domain {=u16} built in {=u64} us", id, build_us);
         vmexit::run(&mut dom);
         if !report(&dom) {
             status = ExitStatus::Failure;
@@ -175,6 +182,9 @@ fn report(dom: &domain::Domain) -> bool {
         Some(Ending::Crashed(why)) => (format!("crashed: {why}"), false),
         None => (String::from("still running"), false),
     };
+    if dom.console_midline {
+        println!();
+    }
     println!("domain {} ({}): {text}", dom.id, dom.name);
     let mut line = String::new();
     let mut total = 0;
@@ -232,6 +242,12 @@ fn init_memory(boot: &BootInfo) {
         .max(BOOT_MAPPED);
     paging::init(top).unwrap_or_else(|_| fatal(format_args!("out of frames for page tables")));
     memory::add_above(&usable, BOOT_MAPPED);
+    // Only usable RAM is ever handed out; the map's top may be far above it.
+    let ram_top = usable.iter().map(|r| r.end).max().unwrap_or(0);
+    memory::track_frames(
+        ram_top,
+        cmdline::option(boot.cmdline, "scrub") == Some("always"),
+    );
     println!(
         "memory: {} KiB usable in {} ranges, heap {} KiB",
         total >> 10,

@@ -154,9 +154,7 @@ pub fn serve_console(dom: &mut Domain) {
         ));
         return;
     }
-    for b in out {
-        crate::hypercall::console_byte(dom, b);
-    }
+    crate::hypercall::console_output(dom, &out);
     // Tell the guest there is room again.
     let mut bits = dom.xen.bits(dom.space.as_ref());
     dom.xen.evtchn.raise(&mut bits, dom.xen.console_port);
@@ -320,6 +318,8 @@ fn msr_read(dom: &mut Domain, msr: u32) {
         msr_policy::IA32_MISC_ENABLE => Ok(msr_policy::MISC_ENABLE_VALUE),
         msr_policy::AMD_NB_CFG | msr_policy::IA32_BIOS_SIGN_ID => Ok(0),
         msr_policy::AMD_HWCR => Ok(msr_policy::AMD_HWCR_VALUE),
+        // The hypercall-page MSR reads as 0 (Xen's guest_rdmsr_xen).
+        cpuid_policy::HYPERCALL_PAGE_MSR => Ok(0),
         _ => Err(()),
     };
     match value {
@@ -354,6 +354,7 @@ fn msr_write(dom: &mut Domain, msr: u32, value: u64) {
         }
         msr_policy::IA32_MISC_ENABLE => value == msr_policy::MISC_ENABLE_VALUE,
         msr_policy::AMD_NB_CFG | msr_policy::IA32_BIOS_SIGN_ID => true,
+        cpuid_policy::HYPERCALL_PAGE_MSR => install_hypercall_page(dom, value),
         _ => false,
     };
     if ok {
@@ -367,6 +368,22 @@ fn msr_write(dom: &mut Domain, msr: u32, value: u64) {
         );
         dom.vcpu.inject(GP);
     }
+}
+
+/// Writes the hypercall page into the guest frame the MSR names; false
+/// (#GP) for a non-zero page index or a frame that is not writable guest
+/// memory (spec 2.2).
+fn install_hypercall_page(dom: &mut Domain, value: u64) -> bool {
+    let Some(gfn) = xenolith::hypercall_page::frame(value) else {
+        return false;
+    };
+    let mut page = [0u8; xenolith::hypercall_page::PAGE_SIZE];
+    xenolith::hypercall_page::fill(&mut page, dom.hypercall_instruction);
+    gfn.checked_mul(4096).is_some_and(|gpa| {
+        GuestMemory::new(dom.space.as_ref())
+            .write_gpa(gpa, &page)
+            .is_ok()
+    })
 }
 
 /// What a local APIC register write sets in motion.

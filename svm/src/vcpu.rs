@@ -339,7 +339,7 @@ mod tests {
         msrpm_pass(&mut map, 0xc000_0100).unwrap(); // FS_BASE: 0x800 + 0x40
         assert_eq!(map[0x840], 0b1111_1100);
         msrpm_pass(&mut map, 0xc001_0117).unwrap();
-        assert_eq!(map[0x1000 + 0x45], 0b1100_1111);
+        assert_eq!(map[0x1000 + 0x45], 0b0011_1111); // bit 2 * 0x117 = byte 0x45, bits 6-7
         assert!(msrpm_pass(&mut map, 0x4000_0000).is_err());
         assert_eq!(map.iter().filter(|&&b| b != 0xff).count(), 3);
     }

@@ -29,7 +29,7 @@ pub enum Expect {
 }
 
 /// The test guest's checks (kernel/tests/guest/src/checks.rs), in order.
-pub const TEST_GUEST_CHECKS: [&str; 9] = [
+pub const TEST_GUEST_CHECKS: [&str; 10] = [
     "cpuid",
     "msr-allowed",
     "msr-forbidden",
@@ -37,6 +37,7 @@ pub const TEST_GUEST_CHECKS: [&str; 9] = [
     "hypercall",
     "hypercall-gva",
     "hypercall-efault",
+    "hypercall-page",
     "irq-hlt",
     "irq-window",
 ];

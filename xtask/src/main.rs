@@ -113,8 +113,9 @@ pub struct RunArgs {
     /// Kill the emulator after this many seconds (default: no limit).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
-    /// Boot a guest: `test` is the in-tree test guest (kernel/tests/guest),
-    /// `linux` Debian's 6.1 kernel with the guest kit's busybox initramfs.
+    /// Boot a guest: `linux` (the default) is Debian's 6.1 kernel with the
+    /// guest kit's busybox initramfs, `test` the in-tree test guest
+    /// (kernel/tests/guest), `none` the hypervisor alone.
     #[arg(long, value_enum)]
     pub guest: Option<Guest>,
     /// Linux guest kernel: a vmlinux ELF, or a bzImage/vmlinuz to unpack it
@@ -141,6 +142,8 @@ pub enum Guest {
     Test,
     /// Linux from the guest kit (`<target>/guest-kit/`), or --kernel/--initrd.
     Linux,
+    /// No guest: the hypervisor starts, prints its capability line and exits.
+    None,
 }
 
 #[derive(Args)]

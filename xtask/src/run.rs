@@ -176,14 +176,16 @@ pub fn emulator_notes(emulator: Emulator, dir: &Path) -> (&'static str, Vec<Stri
     }
 }
 
-/// Which guest a run boots: the Linux options imply `--guest linux`.
+/// Which guest a run boots: Linux unless told otherwise; the Linux options
+/// need `--guest linux` (or nothing).
 pub fn guest_kind(guest: Option<Guest>, linux_options: bool) -> Result<Option<Guest>> {
     match (guest, linux_options) {
-        (Some(Guest::Test), true) => {
+        (Some(Guest::Test | Guest::None), true) => {
             bail!("--kernel, --initrd, --guest-cmdline and --guest-mem are for --guest linux")
         }
-        (None, true) => Ok(Some(Guest::Linux)),
-        (guest, _) => Ok(guest),
+        (None | Some(Guest::Linux), _) => Ok(Some(Guest::Linux)),
+        (Some(Guest::None), false) => Ok(None),
+        (guest, false) => Ok(guest),
     }
 }
 
@@ -209,7 +211,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         || args.guest_cmdline.is_some()
         || args.guest_mem.is_some();
     match guest_kind(args.guest, linux_options)? {
-        None => {}
+        None | Some(Guest::None) => {}
         Some(Guest::Test) => {
             add_modules(&mut payload, vec![build::test_guest_module()?])?;
             cmdline = format!("{cmdline} guest={}", build::TEST_GUEST_MODULE)
@@ -335,7 +337,9 @@ mod tests {
 
     #[test]
     fn linux_options_imply_the_linux_guest() {
-        assert!(guest_kind(None, false).unwrap().is_none());
+        assert!(guest_kind(None, false).unwrap() == Some(Guest::Linux));
+        assert!(guest_kind(Some(Guest::None), false).unwrap().is_none());
+        assert!(guest_kind(Some(Guest::None), true).is_err());
         assert!(guest_kind(None, true).unwrap() == Some(Guest::Linux));
         assert!(guest_kind(Some(Guest::Linux), false).unwrap() == Some(Guest::Linux));
         assert!(guest_kind(Some(Guest::Test), false).unwrap() == Some(Guest::Test));

@@ -2,14 +2,14 @@
 
 use super::{memory, Call, Ret};
 use crate::domain::Domain;
+use alloc::format;
+use alloc::string::String;
 use xen_abi::hypercall::*;
 
 /// Longest write accepted in one call; Xen copies in chunks without a limit,
 /// but a guest gains nothing from more and must not hold the CPU for long.
 const MAX_WRITE: u64 = 16 * 1024;
 const CHUNK: usize = 128;
-/// A line longer than this is printed in pieces.
-const MAX_LINE: usize = 512;
 
 pub fn call(dom: &mut Domain, call: &Call) -> Ret {
     match call.args[0] {
@@ -32,24 +32,33 @@ fn write(dom: &mut Domain, count: u64, gva: u64) -> Ret {
         if let Err(fault) = memory(dom).read_gva(&paging, false, gva + done, &mut buf[..n]) {
             return fault.into();
         }
-        for &b in &buf[..n] {
-            super::console_byte(dom, b);
-        }
+        emit(dom, &buf[..n]);
         done += n as u64;
     }
     0
 }
 
-/// Collects bytes into lines so each line carries the domain prefix.
-pub fn emit(dom: &mut Domain, byte: u8) {
-    if byte == b'\n' || dom.console_line.len() >= MAX_LINE {
-        crate::println!("(d{}) {}", dom.id, dom.console_line);
-        dom.console_line.clear();
+/// Prints a domain's console bytes as they come, each line starting with
+/// `(dN) `, so prompts show before the newline arrives.
+pub fn emit(dom: &mut Domain, bytes: &[u8]) {
+    let mut out = String::with_capacity(bytes.len() + 16);
+    for &byte in bytes {
+        if byte == b'\r' {
+            continue;
+        }
+        if !dom.console_midline {
+            out.push_str(&format!("(d{}) ", dom.id));
+            dom.console_midline = true;
+        }
+        match byte {
+            b'\n' => {
+                out.push('\n');
+                dom.console_midline = false;
+            }
+            // Control characters from a guest must not drive the user's terminal.
+            0x20..=0x7e => out.push(byte as char),
+            _ => out.push('.'),
+        }
     }
-    match byte {
-        b'\n' | b'\r' => {}
-        // Control characters from a guest must not drive the user's terminal.
-        0x20..=0x7e => dom.console_line.push(byte as char),
-        _ => dom.console_line.push('.'),
-    }
+    crate::console::print(format_args!("{out}"));
 }

@@ -82,9 +82,9 @@ pub fn dispatch(dom: &mut Domain) {
     dom.vcpu.set_gpr(Gpr::Rax, ret as u64);
 }
 
-/// One byte of a domain's console output (console_io or its ring).
-pub fn console_byte(dom: &mut Domain, byte: u8) {
-    console_io::emit(dom, byte);
+/// A domain's console output (console_io or its ring).
+pub fn console_output(dom: &mut Domain, bytes: &[u8]) {
+    console_io::emit(dom, bytes);
 }
 
 /// Guest memory as seen by the calling vCPU (user accesses when at CPL 3).

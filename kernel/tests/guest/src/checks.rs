@@ -17,6 +17,7 @@ const CHECKS: &[Check] = &[
     ("hypercall", hypercall),
     ("hypercall-gva", hypercall_gva),
     ("hypercall-efault", hypercall_efault),
+    ("hypercall-page", hypercall_page),
     ("irq-hlt", irq_hlt),
     ("irq-window", irq_window),
 ];
@@ -194,5 +195,39 @@ fn irq_window() -> Result<(), &'static str> {
     ensure(
         IRQ_COUNT.load(Ordering::SeqCst) == before + 1,
         "interrupt not delivered after STI",
+    )
+}
+
+/// A page the hypervisor fills with hypercall stubs (page-aligned, in the
+/// guest's identity-mapped, executable RAM).
+#[repr(C, align(4096))]
+struct StubPage([u8; 4096]);
+static mut HYPERCALL_PAGE: StubPage = StubPage([0; 4096]);
+
+/// The hypercall page of Debian kernels up to ABI 28: write its GPA to MSR
+/// 0x40000000 (CPUID 0x40000002 EBX), then call `page + 32 * number`.
+fn hypercall_page() -> Result<(), &'static str> {
+    let msr = cpuid_leaf(0x4000_0002).ebx;
+    ensure(msr == 0x4000_0000, "CPUID 0x40000002 names another MSR")?;
+    let page = core::ptr::addr_of_mut!(HYPERCALL_PAGE) as u64;
+    wrmsr(msr, page);
+    ensure(rdmsr(msr) == 0, "hypercall-page MSR does not read as 0")?;
+    // SAFETY: the hypervisor wrote `mov eax, 17; vmcall/vmmcall; ret` at
+    // slot 17; arguments go in RDI/RSI/RDX as the C ABI passes them.
+    let version = unsafe {
+        let stub: extern "C" fn(u64, u64, u64) -> i64 =
+            core::mem::transmute((page + 17 * 32) as usize);
+        stub(XENVER_VERSION, 0, 0)
+    };
+    let want = i64::from((VERSION_MAJOR << 16) | VERSION_MINOR);
+    ensure(
+        version == want,
+        "xen_version through the hypercall page failed",
+    )?;
+    let before = GP_COUNT.load(Ordering::SeqCst);
+    wrmsr(msr, page | 1); // page index 1: there is only one page
+    ensure(
+        GP_COUNT.load(Ordering::SeqCst) == before + 1,
+        "bad page index did not raise #GP",
     )
 }
