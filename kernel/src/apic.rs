@@ -15,6 +15,9 @@ const CALIBRATION_MS: u64 = 10;
 static X2APIC_MODE: AtomicBool = AtomicBool::new(false);
 static XAPIC_BASE: AtomicU64 = AtomicU64::new(0);
 static TIMER_KHZ: AtomicU64 = AtomicU64::new(0);
+/// The timer runs in TSC-deadline mode (CPUID.1:ECX[24], SDM Vol. 3A 12.5.4.1).
+static TSC_DEADLINE: AtomicBool = AtomicBool::new(false);
+const IA32_TSC_DEADLINE: u32 = 0x6e0;
 const REG_EOI: u32 = 0x0b0;
 const REG_TIMER_INITIAL: u32 = 0x380;
 
@@ -37,6 +40,17 @@ pub fn end_of_interrupt() {
 /// Starts the one-shot timer with `count` ticks (0 stops it).
 pub fn start_one_shot(count: u32) {
     write_register(REG_TIMER_INITIAL, count);
+}
+
+/// Arms the timer for TSC value `deadline` in TSC-deadline mode (0 disarms);
+/// false if the CPU has no such mode and the caller must count ticks.
+pub fn set_tsc_deadline(deadline: u64) -> bool {
+    if !TSC_DEADLINE.load(Ordering::Relaxed) {
+        return false;
+    }
+    // SAFETY: the MSR exists in TSC-deadline mode; writing it only arms the timer.
+    unsafe { x86::msr::wrmsr(IA32_TSC_DEADLINE, deadline) };
+    true
 }
 
 /// APIC timer ticks per millisecond at divide-by-1.
@@ -73,8 +87,24 @@ pub fn init() -> Result<Apic, &'static str> {
         crate::time::spin_ms(CALIBRATION_MS);
         let left = lapic.timer_current();
         lapic.set_timer_initial(0);
-        // From here on the timer is the host's one-shot deadline timer (timer.rs):
-        // unmasked, so its interrupt can end a guest's run.
+        // From here on the timer is the host's deadline timer (timer.rs):
+        // unmasked, so its interrupt can end a guest's run. TSC-deadline mode
+        // where the CPU has it: the deadline is written as a TSC value.
+        if raw_cpuid::CpuId::new()
+            .get_feature_info()
+            .is_some_and(|f| f.has_tsc_deadline())
+        {
+            lapic.set_timer_mode(TimerMode::TscDeadline);
+            TSC_DEADLINE.store(true, Ordering::Relaxed);
+        }
+        defmt::info!(
+            "host timer: {=str}",
+            if TSC_DEADLINE.load(Ordering::Relaxed) {
+                "TSC-deadline"
+            } else {
+                "one-shot"
+            }
+        );
         lapic.enable_timer();
         u64::from(u32::MAX - left) / CALIBRATION_MS
     };

@@ -1,4 +1,4 @@
-//! The host timer: one-shot APIC timer interrupts that end a guest's run at a deadline, and waiting for interrupts.
+//! The host timer: APIC timer interrupts (TSC-deadline mode, else one-shot) that end a guest's run at a deadline, and waiting for interrupts.
 
 use crate::apic::{self, TIMER_VECTOR};
 use core::arch::asm;
@@ -11,6 +11,10 @@ static FIRED: AtomicBool = AtomicBool::new(false);
 /// A deadline further away than the timer's range fires early; callers compare
 /// the TSC with their deadline and re-arm.
 pub fn arm(deadline: u64) {
+    // At least 1: a TSC deadline of 0 means "disarmed".
+    if apic::set_tsc_deadline(deadline.max(1)) {
+        return;
+    }
     let now = crate::time::rdtsc();
     let ticks = deadline.saturating_sub(now);
     let (tsc_khz, apic_khz) = (crate::time::tsc_khz().max(1), apic::timer_khz().max(1));
@@ -20,7 +24,9 @@ pub fn arm(deadline: u64) {
 }
 
 pub fn disarm() {
-    apic::start_one_shot(0);
+    if !apic::set_tsc_deadline(0) {
+        apic::start_one_shot(0);
+    }
 }
 
 /// Whether the timer fired since the last call.

@@ -5,13 +5,17 @@
 //! emulator dies before opening its end. Reads wait in poll(): Linux reports
 //! POLLHUP on a FIFO only after a writer has come and gone, so "no writer yet"
 //! and "writer finished" stay distinguishable.
+//!
+//! The same poll-driven reader also follows a connected socket
+//! ([`FifoReader::socket`]), where the peer closing its end is end-of-file.
 
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
+use std::net::TcpStream;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::io::AsRawFd;
+use std::os::unix::io::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,6 +39,10 @@ pub struct Stop(Arc<AtomicBool>);
 impl Stop {
     pub fn set(&self) {
         self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
     }
 }
 
@@ -61,6 +69,15 @@ pub fn create(path: &Path, stop: &Stop) -> Result<FifoReader> {
 }
 
 impl FifoReader {
+    /// Reads a connected socket instead: it ends when the peer closes its end,
+    /// or when stop is set while nothing is pending.
+    pub fn socket(stream: TcpStream, stop: &Stop) -> FifoReader {
+        FifoReader {
+            file: File::from(OwnedFd::from(stream)),
+            stop: Arc::clone(&stop.0),
+        }
+    }
+
     /// Hands every chunk written to the FIFO to `sink` until the writer closes
     /// it, or until stop is set while no writer is feeding it.
     pub fn pump(mut self, mut sink: impl FnMut(&[u8])) -> io::Result<()> {
@@ -160,5 +177,23 @@ mod tests {
         stop.set();
         handle.join().unwrap().unwrap();
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn reads_a_socket_until_the_peer_closes() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.write_all(b"over ").unwrap();
+            conn.write_all(b"tcp").unwrap();
+        });
+        let stop = Stop::default();
+        let reader = FifoReader::socket(TcpStream::connect(addr).unwrap(), &stop);
+        let mut got = Vec::new();
+        reader.pump(|chunk| got.extend_from_slice(chunk)).unwrap();
+        peer.join().unwrap();
+        assert_eq!(got, b"over tcp");
+        assert!(!stop.is_set());
     }
 }

@@ -14,6 +14,7 @@ mod expect;
 mod fifo;
 mod guest_init;
 mod initramfs;
+mod interactive;
 mod iso;
 mod judge;
 mod kit;

@@ -28,7 +28,13 @@ fn escape(path: &Path) -> String {
 }
 
 /// The full QEMU argument list, for a machine with `mem_mib` MiB of RAM.
-pub fn args(boot: &Boot, accel: Accel, mem_mib: u64, com1: &Com1, paths: &Paths) -> Vec<OsString> {
+pub fn args(
+    boot: &Boot,
+    accel: Accel,
+    mem_mib: u64,
+    com1: &Com1,
+    paths: &Paths,
+) -> Result<Vec<OsString>> {
     let cpu = match accel {
         Accel::Tcg => "EPYC",
         Accel::Kvm => "host",
@@ -62,6 +68,7 @@ pub fn args(boot: &Boot, accel: Accel, mem_mib: u64, com1: &Com1, paths: &Paths)
         // The terminal stays attached to COM1 for interactive use; QEMU keeps a copy.
         Com1::Terminal => format!("stdio,id=com1,logfile={}", escape(&paths.com1_log)),
         Com1::Fifo { .. } => format!("file,id=com1,path={}", escape(&paths.com1_fifo)),
+        Com1::Socket { .. } => bail!("QEMU runs COM1 on the terminal or a FIFO, not a socket"),
     };
     let com2 = format!("file,id=com2,path={}", escape(&paths.com2_fifo));
     for chardev in [com1, com2] {
@@ -92,7 +99,7 @@ pub fn args(boot: &Boot, accel: Accel, mem_mib: u64, com1: &Com1, paths: &Paths)
             out.push("d".into());
         }
     }
-    out
+    Ok(out)
 }
 
 /// A ready-to-spawn QEMU; its own chatter (e.g. TCG feature warnings) goes to `qemu.out`.
@@ -105,13 +112,13 @@ pub fn command(
     dir: &Path,
 ) -> Result<Command> {
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(args(boot, accel, mem_mib, com1, paths));
+    cmd.args(args(boot, accel, mem_mib, com1, paths)?);
     let chatter = fs::File::create(dir.join("qemu.out"))?;
     match com1 {
         Com1::Terminal => {
             cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit());
         }
-        Com1::Fifo { .. } => {
+        Com1::Fifo { .. } | Com1::Socket { .. } => {
             cmd.stdin(Stdio::null()).stdout(chatter.try_clone()?);
         }
     }
@@ -165,13 +172,8 @@ mod tests {
             initrd: "/i.cpio".into(),
             cmdline: "mem=4M".into(),
         };
-        let args = strings(args(
-            &boot,
-            Accel::Tcg,
-            512,
-            &Com1::Fifo { echo: false },
-            &paths,
-        ));
+        let args =
+            strings(args(&boot, Accel::Tcg, 512, &Com1::Fifo { echo: false }, &paths).unwrap());
         assert_eq!(after(&args, "-cpu"), ["EPYC"]);
         assert_eq!(after(&args, "-accel"), ["tcg"]);
         assert_eq!(after(&args, "-m"), ["512M"]);
@@ -197,7 +199,7 @@ mod tests {
     fn grub_kvm_terminal() {
         let paths = Paths::in_dir(Path::new("/d"));
         let boot = Boot::Iso("/d/x.iso".into());
-        let args = strings(args(&boot, Accel::Kvm, 1024, &Com1::Terminal, &paths));
+        let args = strings(args(&boot, Accel::Kvm, 1024, &Com1::Terminal, &paths).unwrap());
         assert_eq!(after(&args, "-cpu"), ["host"]);
         assert_eq!(after(&args, "-accel"), ["kvm"]);
         assert_eq!(after(&args, "-m"), ["1024M"]);
@@ -209,5 +211,7 @@ mod tests {
         );
         assert!(after(&args, "-append").is_empty());
         assert!(after(&args, "-kernel").is_empty());
+        let socket = Com1::Socket { port: 1 };
+        assert!(super::args(&boot, Accel::Tcg, 64, &socket, &paths).is_err());
     }
 }

@@ -114,18 +114,20 @@ pub fn prepare(
                     paths,
                     dir,
                 ),
-                Emulator::Bochs => bochs::command(spec.cpu, spec.mem_mib, dir, "xenolith.iso"),
+                Emulator::Bochs => {
+                    bochs::command(spec.cpu, spec.mem_mib, dir, "xenolith.iso", com1)
+                }
             }
         }
     }
 }
 
 /// How COM1 reaches the user in `run`: QEMU hands it the terminal directly;
-/// Bochs can only write it to a file, which xtask streams to stdout.
-fn run_console(emulator: Emulator) -> Com1 {
+/// Bochs serves it on a loopback socket, which xtask connects to the terminal.
+fn run_console(emulator: Emulator) -> Result<Com1> {
     match emulator {
-        Emulator::Qemu => Com1::Terminal,
-        Emulator::Bochs => Com1::Fifo { echo: true },
+        Emulator::Qemu => Ok(Com1::Terminal),
+        Emulator::Bochs => Com1::socket(),
     }
 }
 
@@ -248,7 +250,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let image = build::image(&args.image)?;
     let dir: PathBuf = build::run_dir("run")?;
     let paths = Paths::in_dir(&dir);
-    let com1 = run_console(args.emulator);
+    let com1 = run_console(args.emulator)?;
     let command = prepare(&spec, &dir, &image, &com1, &paths)?;
     eprintln!(
         "xtask: booting {} on {} {} via {}; artifacts in {}",

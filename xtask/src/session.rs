@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use wait_timeout::ChildExt;
 
-use crate::console::{self, Event};
+use crate::console::{self, Event, Source};
 use crate::defmt_log;
 use crate::fifo::{self, Stop};
+use crate::interactive::{self, RawTerminal};
 use crate::serial::{self, clean_line};
 
 /// How long an emulator may linger after the hypervisor printed its exit line
@@ -25,6 +26,19 @@ pub enum Com1 {
     Fifo { echo: bool },
     /// The emulator owns the terminal and logs COM1 to [`Paths::com1_log`] itself.
     Terminal,
+    /// Interactive through xtask: the emulator serves COM1 on this loopback
+    /// TCP port; xtask connects, echoes it to stdout and logs it, and forwards
+    /// stdin to it with the terminal raw (see [`interactive`]).
+    Socket { port: u16 },
+}
+
+impl Com1 {
+    /// COM1 on a free loopback port.
+    pub fn socket() -> Result<Com1> {
+        Ok(Com1::Socket {
+            port: interactive::free_port()?,
+        })
+    }
 }
 
 /// The files of one run directory.
@@ -114,7 +128,19 @@ pub fn run(mut launch: Launch<'_>) -> Result<Outcome> {
     let com1_thread = match launch.com1 {
         Com1::Fifo { echo } => {
             let com1 = fifo::create(&paths.com1_fifo, &stop)?;
-            Some(console::spawn(com1, &paths.com1_log, echo, tx)?)
+            Some(console::spawn(
+                Source::Fifo(com1),
+                &paths.com1_log,
+                echo,
+                tx,
+            )?)
+        }
+        Com1::Socket { port } => {
+            let source = Source::Socket {
+                port,
+                stop: stop.clone(),
+            };
+            Some(console::spawn(source, &paths.com1_log, true, tx)?)
         }
         Com1::Terminal => {
             drop(tx);
@@ -132,6 +158,12 @@ pub fn run(mut launch: Launch<'_>) -> Result<Outcome> {
             Ok(())
         });
     }
+    // Raw until this function returns, however it returns; the COM1 thread
+    // (and with it the stdin forwarder) has been joined by then on success.
+    let _raw = match launch.com1 {
+        Com1::Socket { .. } => RawTerminal::enter(),
+        Com1::Fifo { .. } | Com1::Terminal => None,
+    };
     let start = Instant::now();
     let child = match launch.command.spawn() {
         Ok(child) => child,
@@ -153,6 +185,7 @@ pub fn run(mut launch: Launch<'_>) -> Result<Outcome> {
     if com1_thread.is_some() {
         let mut com1_open = true;
         let mut killed = false;
+        let mut kill_now = false;
         // Runs until the emulator is gone and COM1 is drained: the reader
         // sees end-of-file once the emulator's end closes, however it ended.
         while com1_open || (status.is_none() && !killed) {
@@ -164,7 +197,7 @@ pub fn run(mut launch: Launch<'_>) -> Result<Outcome> {
                     let now = Instant::now();
                     lingered = follow.grace_until.is_some_and(|g| now >= g);
                     timed_out = !lingered && deadline.is_some_and(|d| now >= d);
-                    if lingered || timed_out {
+                    if lingered || timed_out || kill_now {
                         let _ = child.kill();
                         child.wait()?;
                         killed = true;
@@ -174,6 +207,11 @@ pub fn run(mut launch: Launch<'_>) -> Result<Outcome> {
             }
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(Event::Line(line, at)) => follow.line(line, at),
+                Ok(Event::Unreachable(err)) => {
+                    // The emulator waits for a client that will not come.
+                    eprintln!("xtask: {err}");
+                    kill_now = true;
+                }
                 Ok(Event::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) => com1_open = false,
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
