@@ -57,6 +57,10 @@ pub struct Domain {
     pub mtrr_def_type: u64,
     /// The POST-code latch at port 0x80.
     pub port80: u8,
+    /// Host TSC ticks this domain's vCPU has run.
+    pub cpu_tsc: u64,
+    /// Whether COM1 input goes to this domain's console.
+    pub console_input: bool,
     /// VMCALL or VMMCALL, for the hypercall page.
     pub hypercall_instruction: [u8; 3],
     /// The domain's console output stopped in the middle of a line.
@@ -145,6 +149,8 @@ pub fn create(
         mtrr_def_type: xenolith::msr_policy::MTRR_DEF_TYPE_RESET,
         port80: 0,
         console_midline: false,
+        cpu_tsc: 0,
+        console_input: false,
         hypercall_instruction: backend.hypercall_instruction(),
         xen,
         blocked: None,

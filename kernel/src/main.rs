@@ -45,6 +45,8 @@ mod power;
 #[cfg(target_os = "none")]
 mod rtc;
 #[cfg(target_os = "none")]
+mod sched;
+#[cfg(target_os = "none")]
 mod selftest;
 #[cfg(target_os = "none")]
 mod start;

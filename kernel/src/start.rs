@@ -4,7 +4,7 @@ use crate::domain::{self, Ending};
 use crate::memory::HostFrames;
 use crate::power::{exit, fatal, ExitStatus};
 use crate::{
-    apic, boot, console, cpu, gdt, idt, log, memory, paging, pic, println, selftest, time, vmexit,
+    apic, boot, console, cpu, gdt, idt, log, memory, paging, pic, println, sched, selftest, time,
 };
 use alloc::format;
 use alloc::string::String;
@@ -120,6 +120,7 @@ fn run_guests(boot: &BootInfo) -> ExitStatus {
             .unwrap_or_else(|| fatal(format_args!("bad guest_mem= value {text:?}"))),
     };
     let mut status = ExitStatus::Success;
+    let mut domains: Vec<domain::Domain> = Vec::new();
     for (index, spec) in guests.enumerate() {
         let id = index as u16 + 1;
         let (module, args) = cmdline::guest_spec(spec);
@@ -164,7 +165,13 @@ fn run_guests(boot: &BootInfo) -> ExitStatus {
             build_us / 1000
         );
         defmt::info!("domain {=u16} built in {=u64} us", id, build_us);
-        vmexit::run(&mut dom);
+        // Typed input goes to the first domain's console (switching comes
+        // with the driver domain's console backend).
+        dom.console_input = domains.is_empty();
+        domains.push(dom);
+    }
+    sched::run(&mut domains);
+    for dom in domains {
         if !report(&dom) {
             status = ExitStatus::Failure;
         }
@@ -195,8 +202,10 @@ fn report(dom: &domain::Domain) -> bool {
             defmt::info!("d{=u16} exits {=str}: {=u64}", dom.id, name, count);
         }
     }
+    let cpu_ms = dom.cpu_tsc / time::tsc_khz().max(1);
+    defmt::info!("d{=u16} ran {=u64} ms", dom.id, cpu_ms);
     println!(
-        "domain {} exits:{line} total={total} unknown-hypercalls={}",
+        "domain {} exits:{line} total={total} unknown-hypercalls={} cpu={cpu_ms}ms",
         dom.id, dom.unknown_hypercalls
     );
     let mut ports = dom.io_ports.clone();

@@ -24,29 +24,41 @@ const POST_PORT: u16 = 0x80;
 /// 0xff, two exits each, before giving up; 0 makes it give up at once.
 const PIT_COUNTERS: core::ops::RangeInclusive<u16> = 0x40..=0x42;
 
-/// While blocked and the console is attached, look for typed input this often:
-/// COM1's interrupt is not routed (the PICs are masked, no IOAPIC driver).
-const CONSOLE_POLL_NS: u64 = 10_000_000;
+/// How a slice of a domain's time ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SliceEnd {
+    Ended,
+    /// The vCPU waits for an event (HLT, SCHEDOP_block/poll) and none is due.
+    Blocked,
+    /// The slice ran out.
+    Expired,
+}
 
-/// Runs the domain until it ends.
-pub fn run(dom: &mut Domain) {
-    while dom.ending.is_none() {
+/// Runs the domain's vCPU until it ends, blocks, or the host TSC passes
+/// `until` (the host timer is armed for it, so a running guest is stopped).
+pub fn run_slice(dom: &mut Domain, until: u64) -> SliceEnd {
+    let started = crate::time::rdtsc();
+    let end = loop {
+        if dom.ending.is_some() {
+            break SliceEnd::Ended;
+        }
         service_timers(dom);
-        service_console_input(dom);
+        if dom.console_input {
+            service_console_input(dom);
+        }
         if dom.blocked.is_some() {
             if can_wake(dom) {
                 dom.blocked = None;
             } else {
-                sleep(dom);
-                continue;
+                break SliceEnd::Blocked;
             }
         }
-        deliver_interrupt(dom);
-        // A guest deadline that passes while the guest runs must end its run.
-        match next_deadline(dom) {
-            Some(tsc) => crate::timer::arm(tsc),
-            None => crate::timer::disarm(),
+        if crate::time::rdtsc() >= until {
+            break SliceEnd::Expired;
         }
+        deliver_interrupt(dom);
+        // A guest deadline (or the slice end) passing while the guest runs must end its run.
+        crate::timer::arm(next_deadline(dom).map_or(until, |d| d.min(until)));
         let exit = dom.vcpu.run();
         dom.exits[exit.reason()] += 1;
         defmt::trace!(
@@ -56,12 +68,23 @@ pub fn run(dom: &mut Domain) {
             dom.vcpu.rip()
         );
         handle(dom, exit);
-    }
+    };
     crate::timer::disarm();
+    dom.cpu_tsc += crate::time::rdtsc() - started;
+    end
+}
+
+/// Whether a blocked domain has something to do now.
+pub fn wakeable(dom: &mut Domain) -> bool {
+    service_timers(dom);
+    if dom.console_input {
+        service_console_input(dom);
+    }
+    can_wake(dom)
 }
 
 /// The earliest host TSC at which something is due for the guest.
-fn next_deadline(dom: &Domain) -> Option<u64> {
+pub fn next_deadline(dom: &Domain) -> Option<u64> {
     let xen_timer = dom.xen.timer_deadline_ns.map(xen_time::tsc_at);
     let poll = match dom.blocked {
         Some(Block::Poll {
@@ -114,15 +137,6 @@ fn can_wake(dom: &Domain) -> bool {
                 || timeout_ns.is_some_and(|t| xen_time::now_ns() >= t)
         }
     }
-}
-
-/// Waits for the next host interrupt: the guest's next deadline, or the
-/// console poll tick when that comes first.
-fn sleep(dom: &Domain) {
-    let tick = crate::time::rdtsc() + xen_time::tsc_at(CONSOLE_POLL_NS);
-    let until = next_deadline(dom).map_or(tick, |d| d.min(tick));
-    crate::timer::arm(until);
-    crate::timer::wait_for_interrupt();
 }
 
 /// Typed input goes to the guest's console ring, and its console port is raised.

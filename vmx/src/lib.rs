@@ -18,6 +18,7 @@ pub mod fields;
 mod guest;
 pub mod host;
 pub mod instr;
+mod syscall_msrs;
 mod vcpu;
 
 pub use crate::vcpu::VmxVcpu;

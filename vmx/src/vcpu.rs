@@ -9,6 +9,7 @@ use crate::fields::{self, *};
 use crate::guest::{self, CR4_HOST_OWNED, EFER_LMA, RFLAGS_IF};
 use crate::host::{DescriptorTables, HostState};
 use crate::instr::{self, VmFail};
+use crate::syscall_msrs::SyscallMsrs;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use vcpu::{Event, Exit, FrameAlloc, Gpr, GuestCode, InitialState, Paging, Vcpu, VcpuConfig};
@@ -36,6 +37,8 @@ pub struct VmxVcpu {
     skippable: Option<u16>,
     /// IA32_VMX_CR0_FIXED0/1 and CR4_FIXED0/1, for emulated CR writes.
     cr_fixed: [u64; 4],
+    /// The pass-through syscall MSRs the VMCS does not switch.
+    syscall_msrs: SyscallMsrs,
 }
 
 /// #GP(0), for emulated instructions that fault.
@@ -143,6 +146,7 @@ impl VmxVcpu {
                 msrs.cr4_fixed0,
                 msrs.cr4_fixed1,
             ],
+            syscall_msrs: SyscallMsrs::default(),
         };
         vcpu.setup(io_bitmaps, msr_bitmap, guest_state)
             .inspect_err(|_| {
@@ -265,6 +269,7 @@ impl VmxVcpu {
     /// Enters the guest once; `Err` names why the entry failed.
     fn enter(&mut self) -> Result<(), &'static str> {
         self.load()?;
+        self.syscall_msrs.switch_to();
         let entry = self.entry_controls()?;
         if entry != self.entry {
             write(VM_ENTRY_CONTROLS, u64::from(entry))?;
@@ -597,7 +602,8 @@ impl Vcpu for VmxVcpu {
         }
     }
 
-    fn destroy(self: Box<Self>, frames: &mut dyn FrameAlloc) {
+    fn destroy(mut self: Box<Self>, frames: &mut dyn FrameAlloc) {
+        self.syscall_msrs.release();
         // SAFETY: VMCLEAR writes the VMCS back to memory and makes it inactive
         // (SDM 25.11.3), after which the frames may be reused.
         let _ = unsafe { instr::vmclear(self.vmcs) };

@@ -19,6 +19,9 @@ pub enum Expect {
     Fatal(&'static str),
     /// Print a CPU exception report starting with this text, and exit with failure.
     Exception(&'static str),
+    /// Boot this many Linux guests at once (domains 1..=N), each judged as
+    /// `LinuxGuest` judges domain 1.
+    LinuxGuests(u16),
     /// Boot the test guest twice: domain 1 passes every check and powers off,
     /// domain 2 passes them too, then reads outside its RAM and is crashed,
     /// which makes the run's status failure.
@@ -26,6 +29,28 @@ pub enum Expect {
     /// Boot the guest kit's Linux with xenolith.test=1: /init passes every
     /// check and the guest powers off (see `linux_judge`); exit success.
     LinuxGuest,
+}
+
+/// COM1 as domain `k` alone would have printed it, renumbered as domain 1:
+/// other domains' console lines and end-of-domain lines are dropped, so the
+/// one-domain Linux judge serves each domain of a several-domain boot.
+pub fn as_domain_one(lines: &[String], k: u16) -> Vec<String> {
+    let mine = format!("(d{k}) ");
+    let mine_end = format!("domain {k} ");
+    lines
+        .iter()
+        .filter_map(|l| {
+            if let Some(rest) = l.strip_prefix(&mine) {
+                Some(format!("(d1) {rest}"))
+            } else if let Some(rest) = l.strip_prefix(&mine_end) {
+                Some(format!("domain 1 {rest}"))
+            } else if l.starts_with("(d") || l.starts_with("domain ") {
+                None
+            } else {
+                Some(l.clone())
+            }
+        })
+        .collect()
 }
 
 /// The test guest's checks (kernel/tests/guest/src/checks.rs), in order.
@@ -103,7 +128,7 @@ pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
     let lines = &outcome.lines;
     let qemu_status = outcome.status.and_then(|s| s.code());
     let want_exit = match case.expect {
-        Expect::Boots | Expect::LinuxGuest => HvExit::Success,
+        Expect::Boots | Expect::LinuxGuest | Expect::LinuxGuests(_) => HvExit::Success,
         Expect::Fatal(_) | Expect::Exception(_) | Expect::TestGuest => HvExit::Failure,
     };
     match case.expect {
@@ -131,6 +156,19 @@ pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
             check_test_guest(lines, &mut problems);
             for line in lines.iter().filter(|l| serial::is_fatal(l)).take(5) {
                 problems.push(format!("unexpected error line: {line}"));
+            }
+        }
+        Expect::LinuxGuests(count) => {
+            check_modules(lines, case.modules, &mut problems);
+            check_caps(lines, case.cpu, &mut problems);
+            check_hv_log(&outcome.hv_log, &mut problems);
+            for domain in 1..=count {
+                let seen = as_domain_one(lines, domain);
+                problems.extend(
+                    linux_judge::problems(&seen)
+                        .into_iter()
+                        .map(|p| format!("domain {domain}: {p}")),
+                );
             }
         }
         Expect::LinuxGuest => {
@@ -237,6 +275,33 @@ fn check_hv_log(log: &HvLog, problems: &mut Vec<String>) {
     }
     if log.malformed > 0 {
         problems.push(format!("{} malformed defmt frames on COM2", log.malformed));
+    }
+}
+
+#[cfg(test)]
+mod renumber_tests {
+    use super::*;
+
+    #[test]
+    fn keeps_one_domain_renumbered() {
+        let lines: Vec<String> = [
+            "xenolith: x",
+            "(d1) a",
+            "(d2) b",
+            "domain 1 (linux): halted",
+            "domain 2 (linux): poweroff",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            as_domain_one(&lines, 2),
+            ["xenolith: x", "(d1) b", "domain 1 (linux): poweroff"]
+        );
+        assert_eq!(
+            as_domain_one(&lines, 1),
+            ["xenolith: x", "(d1) a", "domain 1 (linux): halted"]
+        );
     }
 }
 

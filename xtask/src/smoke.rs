@@ -178,6 +178,16 @@ const SMOKES: &[Smoke] = &[
         expect: Expect::LinuxGuest,
     },
     Smoke {
+        // Two Linux guests at once: round-robin slices on the one host CPU.
+        name: "qemu-epyc-two-linux",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        load: Load::LinuxKit,
+        cmdline: "guest=linux",
+        expect: Expect::LinuxGuests(2),
+    },
+    Smoke {
         name: "bochs-skylake-linux",
         emulator: Emulator::Bochs,
         cpu: Cpu::Skylake,
@@ -455,6 +465,7 @@ mod tests {
             linux,
             [
                 "qemu-epyc-linux",
+                "qemu-epyc-two-linux",
                 "bochs-skylake-linux",
                 "bochs-ryzen-linux"
             ]
