@@ -57,14 +57,14 @@ pub struct Domain {
     pub mtrr_def_type: u64,
     /// The POST-code latch at port 0x80.
     pub port80: u8,
+    /// The vCPU's x87/SSE/AVX state and XCR0 while another domain runs.
+    pub fpu: crate::fpu::FpuState,
     /// Host TSC ticks this domain's vCPU has run.
     pub cpu_tsc: u64,
     /// Whether COM1 input goes to this domain's console.
     pub console_input: bool,
     /// VMCALL or VMMCALL, for the hypercall page.
     pub hypercall_instruction: [u8; 3],
-    /// The domain's console output stopped in the middle of a line.
-    pub console_midline: bool,
     /// The Xen ABI state: shared_info, event channels, params, grant frames, timer.
     pub xen: XenState,
     /// Set while the vCPU waits (HLT, SCHEDOP_block/poll).
@@ -126,7 +126,10 @@ pub fn create(
     );
     let (space, vcpu, plan) = build(backend, &kernel, ram, ram_hpa, id, cmdline, initrd)
         .inspect_err(|_| memory::free_frames(ram_hpa, frames))?;
-    let Some(xen) = XenState::new(id, plan.console_gfn, plan.xenstore_gfn) else {
+    let (Some(xen), Some(fpu)) = (
+        XenState::new(id, plan.console_gfn, plan.xenstore_gfn),
+        crate::fpu::FpuState::new(),
+    ) else {
         vcpu.destroy(&mut HostFrames);
         space.destroy(&mut HostFrames);
         memory::free_frames(ram_hpa, frames);
@@ -148,7 +151,7 @@ pub fn create(
         lapic_timer_deadline: None,
         mtrr_def_type: xenolith::msr_policy::MTRR_DEF_TYPE_RESET,
         port80: 0,
-        console_midline: false,
+        fpu,
         cpu_tsc: 0,
         console_input: false,
         hypercall_instruction: backend.hypercall_instruction(),
@@ -293,5 +296,29 @@ impl Domain {
         self.space.destroy(&mut HostFrames);
         self.xen.destroy();
         memory::free_frames(self.ram_hpa, self.ram_frames);
+    }
+}
+
+/// Every domain but the one running: what its hypercalls may reach across
+/// (the other ends of interdomain event channels).
+pub struct Others<'a> {
+    before: &'a mut [Domain],
+    after: &'a mut [Domain],
+}
+
+impl<'a> Others<'a> {
+    /// Splits `domains` into domain `i` and the others.
+    pub fn split(domains: &'a mut [Domain], i: usize) -> (&'a mut Domain, Others<'a>) {
+        let (before, rest) = domains.split_at_mut(i);
+        let (this, after) = rest.split_first_mut().expect("index in range");
+        (this, Others { before, after })
+    }
+
+    /// The live domain with id `domid`.
+    pub fn find(&mut self, domid: u16) -> Option<&mut Domain> {
+        self.before
+            .iter_mut()
+            .chain(self.after.iter_mut())
+            .find(|d| d.id == domid && d.ending.is_none())
     }
 }

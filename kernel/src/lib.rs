@@ -7,6 +7,7 @@ pub mod cmdline;
 pub mod cpuid_policy;
 pub mod evtchn;
 pub mod fnv;
+pub mod grant_table;
 pub mod hypercall_page;
 pub mod memory_map;
 pub mod msr_policy;

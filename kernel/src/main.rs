@@ -23,6 +23,8 @@ mod cpu;
 #[cfg(target_os = "none")]
 mod domain;
 #[cfg(target_os = "none")]
+mod fpu;
+#[cfg(target_os = "none")]
 mod gdt;
 #[cfg(target_os = "none")]
 mod guest_memory;

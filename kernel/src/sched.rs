@@ -1,6 +1,6 @@
 //! Scheduling several domains on the one host CPU: round-robin slices from the APIC timer; blocked vCPUs cost nothing.
 
-use crate::domain::Domain;
+use crate::domain::{Domain, Others};
 use crate::vmexit::{self, SliceEnd};
 use crate::xen::time as xen_time;
 
@@ -13,6 +13,8 @@ const CONSOLE_POLL_NS: u64 = 10_000_000;
 /// Runs every domain until all have ended.
 pub fn run(domains: &mut [Domain]) {
     let mut next = 0;
+    // Whose extended state the CPU holds (fpu.rs).
+    let mut fpu_owner: Option<usize> = None;
     loop {
         let live = domains.iter().filter(|d| d.ending.is_none()).count();
         if live == 0 {
@@ -29,11 +31,20 @@ pub fn run(domains: &mut [Domain]) {
             continue;
         };
         next = (i + 1) % domains.len();
+        if fpu_owner != Some(i) {
+            if let Some(j) = fpu_owner {
+                domains[j].fpu.save();
+            }
+            domains[i].fpu.restore();
+            fpu_owner = Some(i);
+        }
         let until = crate::time::rdtsc() + xen_time::tsc_at(SLICE_NS);
-        let end = vmexit::run_slice(&mut domains[i], until);
+        let (this, mut others) = Others::split(domains, i);
+        let end = vmexit::run_slice(this, &mut others, until);
+        let id = this.id;
         defmt::trace!(
             "d{=u16}: slice ended: {=str}",
-            domains[i].id,
+            id,
             match end {
                 SliceEnd::Ended => "ended",
                 SliceEnd::Blocked => "blocked",

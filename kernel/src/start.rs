@@ -189,9 +189,7 @@ fn report(dom: &domain::Domain) -> bool {
         Some(Ending::Crashed(why)) => (format!("crashed: {why}"), false),
         None => (String::from("still running"), false),
     };
-    if dom.console_midline {
-        println!();
-    }
+    crate::hypercall::end_console_line();
     println!("domain {} ({}): {text}", dom.id, dom.name);
     let mut line = String::new();
     let mut total = 0;

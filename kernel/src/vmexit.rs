@@ -1,6 +1,6 @@
 //! The exit handler: runs a domain's vCPU and answers each exit through the vendor-neutral interface.
 
-use crate::domain::{Block, Domain, Ending};
+use crate::domain::{Block, Domain, Ending, Others};
 use crate::guest_memory::GuestMemory;
 use crate::hypercall;
 use crate::xen::console_ring;
@@ -36,7 +36,7 @@ pub enum SliceEnd {
 
 /// Runs the domain's vCPU until it ends, blocks, or the host TSC passes
 /// `until` (the host timer is armed for it, so a running guest is stopped).
-pub fn run_slice(dom: &mut Domain, until: u64) -> SliceEnd {
+pub fn run_slice(dom: &mut Domain, others: &mut Others, until: u64) -> SliceEnd {
     let started = crate::time::rdtsc();
     let end = loop {
         if dom.ending.is_some() {
@@ -67,7 +67,7 @@ pub fn run_slice(dom: &mut Domain, until: u64) -> SliceEnd {
             exit,
             dom.vcpu.rip()
         );
-        handle(dom, exit);
+        handle(dom, others, exit);
     };
     crate::timer::disarm();
     dom.cpu_tsc += crate::time::rdtsc() - started;
@@ -199,14 +199,14 @@ fn deliver_interrupt(dom: &mut Domain) {
     }
 }
 
-fn handle(dom: &mut Domain, exit: Exit) {
+fn handle(dom: &mut Domain, others: &mut Others, exit: Exit) {
     match exit {
         Exit::Cpuid => cpuid(dom),
         Exit::MsrRead { msr } => msr_read(dom, msr),
         Exit::MsrWrite { msr, value } => msr_write(dom, msr, value),
         Exit::Io(io) => port_io(dom, io),
         Exit::Hypercall => {
-            hypercall::dispatch(dom);
+            hypercall::dispatch(dom, others);
             if dom.ending.is_none() {
                 skip(dom);
             }

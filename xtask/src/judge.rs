@@ -19,6 +19,8 @@ pub enum Expect {
     Fatal(&'static str),
     /// Print a CPU exception report starting with this text, and exit with failure.
     Exception(&'static str),
+    /// Two test-guest domains exchange an event over an interdomain channel.
+    EvtchnPair,
     /// Boot this many Linux guests at once (domains 1..=N), each judged as
     /// `LinuxGuest` judges domain 1.
     LinuxGuests(u16),
@@ -65,6 +67,18 @@ pub const TEST_GUEST_CHECKS: [&str; 10] = [
     "hypercall-page",
     "irq-hlt",
     "irq-window",
+];
+
+/// The hypervisor command line for `Expect::EvtchnPair`.
+pub const EVTCHN_PAIR_CMDLINE: &str =
+    "guest=test-guest.elf:evtchn-listen guest=test-guest.elf:evtchn-send";
+
+/// What `Expect::EvtchnPair` must see on COM1.
+const EVTCHN_PAIR_LINES: [&str; 4] = [
+    "(d1) evtchn: event from domain 2 on port 3: ok",
+    "(d2) evtchn: bound to domain 1 port 3, sent, closed: ok",
+    "domain 1 (test-guest.elf): poweroff",
+    "domain 2 (test-guest.elf): poweroff",
 ];
 
 /// The hypervisor command line for `Expect::TestGuest`.
@@ -128,7 +142,9 @@ pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
     let lines = &outcome.lines;
     let qemu_status = outcome.status.and_then(|s| s.code());
     let want_exit = match case.expect {
-        Expect::Boots | Expect::LinuxGuest | Expect::LinuxGuests(_) => HvExit::Success,
+        Expect::Boots | Expect::LinuxGuest | Expect::LinuxGuests(_) | Expect::EvtchnPair => {
+            HvExit::Success
+        }
         Expect::Fatal(_) | Expect::Exception(_) | Expect::TestGuest => HvExit::Failure,
     };
     match case.expect {
@@ -156,6 +172,14 @@ pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
             check_test_guest(lines, &mut problems);
             for line in lines.iter().filter(|l| serial::is_fatal(l)).take(5) {
                 problems.push(format!("unexpected error line: {line}"));
+            }
+        }
+        Expect::EvtchnPair => {
+            check_caps(lines, case.cpu, &mut problems);
+            for want in EVTCHN_PAIR_LINES {
+                if !lines.iter().any(|l| l == want) {
+                    problems.push(format!("missing {want:?}"));
+                }
             }
         }
         Expect::LinuxGuests(count) => {

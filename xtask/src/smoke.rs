@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use crate::judge::{self, Case, Expect, TEST_GUEST_CMDLINE};
+use crate::judge::{self, Case, Expect, EVTCHN_PAIR_CMDLINE, TEST_GUEST_CMDLINE};
 use crate::linux::{self, GuestMem};
 use crate::modules;
 use crate::run::{self, BootSpec, Payload};
@@ -169,6 +169,24 @@ const SMOKES: &[Smoke] = &[
         expect: Expect::TestGuest,
     },
     Smoke {
+        name: "qemu-epyc-evtchn",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        load: Load::TestGuest,
+        cmdline: EVTCHN_PAIR_CMDLINE,
+        expect: Expect::EvtchnPair,
+    },
+    Smoke {
+        name: "bochs-skylake-evtchn",
+        emulator: Emulator::Bochs,
+        cpu: Cpu::Skylake,
+        boot: Boot::Grub,
+        load: Load::TestGuest,
+        cmdline: EVTCHN_PAIR_CMDLINE,
+        expect: Expect::EvtchnPair,
+    },
+    Smoke {
         name: "qemu-epyc-linux",
         emulator: Emulator::Qemu,
         cpu: Cpu::Epyc,
@@ -195,6 +213,17 @@ const SMOKES: &[Smoke] = &[
         load: Load::LinuxKit,
         cmdline: "",
         expect: Expect::LinuxGuest,
+    },
+    Smoke {
+        // Two Linux guests on VMX: guards the per-domain x87/SSE/AVX state
+        // switch (a missing one showed as a failed blake2s self-test).
+        name: "bochs-skylake-two-linux",
+        emulator: Emulator::Bochs,
+        cpu: Cpu::Skylake,
+        boot: Boot::Grub,
+        load: Load::LinuxKit,
+        cmdline: "guest=linux",
+        expect: Expect::LinuxGuests(2),
     },
     Smoke {
         name: "bochs-ryzen-linux",
@@ -467,6 +496,7 @@ mod tests {
                 "qemu-epyc-linux",
                 "qemu-epyc-two-linux",
                 "bochs-skylake-linux",
+                "bochs-skylake-two-linux",
                 "bochs-ryzen-linux"
             ]
         );

@@ -4,6 +4,7 @@ use super::{memory, Call, Ret};
 use crate::domain::Domain;
 use alloc::format;
 use alloc::string::String;
+use core::sync::atomic::{AtomicU16, Ordering};
 use xen_abi::hypercall::*;
 
 /// Longest write accepted in one call; Xen copies in chunks without a limit,
@@ -38,6 +39,17 @@ fn write(dom: &mut Domain, count: u64, gva: u64) -> Ret {
     0
 }
 
+/// The domain whose line is in progress on COM1 (0: none). COM1 is shared:
+/// output from another domain (or the hypervisor) first ends that line.
+static MIDLINE: AtomicU16 = AtomicU16::new(0);
+
+/// Ends a domain's unfinished console line, so the next output starts afresh.
+pub fn end_line() {
+    if MIDLINE.swap(0, Ordering::Relaxed) != 0 {
+        crate::console::print(format_args!("\n"));
+    }
+}
+
 /// Prints a domain's console bytes as they come, each line starting with
 /// `(dN) `, so prompts show before the newline arrives.
 pub fn emit(dom: &mut Domain, bytes: &[u8]) {
@@ -46,14 +58,18 @@ pub fn emit(dom: &mut Domain, bytes: &[u8]) {
         if byte == b'\r' {
             continue;
         }
-        if !dom.console_midline {
+        let owner = MIDLINE.load(Ordering::Relaxed);
+        if owner != dom.id {
+            if owner != 0 {
+                out.push('\n');
+            }
             out.push_str(&format!("(d{}) ", dom.id));
-            dom.console_midline = true;
+            MIDLINE.store(dom.id, Ordering::Relaxed);
         }
         match byte {
             b'\n' => {
                 out.push('\n');
-                dom.console_midline = false;
+                MIDLINE.store(0, Ordering::Relaxed);
             }
             // Control characters from a guest must not drive the user's terminal.
             0x20..=0x7e => out.push(byte as char),

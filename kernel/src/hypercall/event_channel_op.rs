@@ -1,7 +1,7 @@
 //! `event_channel_op` (public/event_channel.h): the 2-level ABI over `xenolith::evtchn`.
 
 use super::{is_self, read_arg, write_arg, Call, Ret};
-use crate::domain::Domain;
+use crate::domain::{Domain, Others};
 use xen_abi::event_channel::*;
 use xen_abi::hypercall::*;
 use xenolith::evtchn::{Delivery, Remote};
@@ -33,7 +33,7 @@ fn to_ret(r: Result<u32, i64>, out: &mut u32) -> Ret {
     }
 }
 
-pub fn call(dom: &mut Domain, call: &Call) -> Ret {
+pub fn call(dom: &mut Domain, others: &mut Others, call: &Call) -> Ret {
     let gva = call.args[1];
     match call.args[0] {
         // The FIFO ABI is not offered: failing here makes Linux use 2-level (spec 10, item 11).
@@ -47,18 +47,24 @@ pub fn call(dom: &mut Domain, call: &Call) -> Ret {
             }
         }),
         EVTCHNOP_BIND_INTERDOMAIN => with_arg!(dom, gva, EvtchnBindInterdomain, |a| {
-            if !is_self(dom, a.remote_dom) {
-                // Other domains arrive with the driver domain.
-                -ESRCH
+            let space = dom.space.as_ref();
+            let xen = &mut dom.xen;
+            let mut bits = crate::xen::event_bits_of(xen.shared_info, xen.vcpu_info_gpa, space);
+            let r = if a.remote_dom == DOMID_SELF || a.remote_dom == dom.id {
+                xen.evtchn
+                    .bind_interdomain(&mut bits, Remote::Loopback, a.remote_port)
             } else {
-                let space = dom.space.as_ref();
-                let xen = &mut dom.xen;
-                let mut bits = crate::xen::event_bits_of(xen.shared_info, xen.vcpu_info_gpa, space);
-                let r = xen
-                    .evtchn
-                    .bind_interdomain(&mut bits, Remote::Loopback, a.remote_port);
-                to_ret(r.map(|(port, _)| port), &mut a.local_port)
-            }
+                match others.find(a.remote_dom) {
+                    // Xen: -ESRCH for a domain that does not exist.
+                    None => Err(-ESRCH),
+                    Some(peer) => xen.evtchn.bind_interdomain(
+                        &mut bits,
+                        Remote::Domain(&mut peer.xen.evtchn),
+                        a.remote_port,
+                    ),
+                }
+            };
+            to_ret(r.map(|(port, _)| port), &mut a.local_port)
         }),
         EVTCHNOP_BIND_VIRQ => with_arg!(dom, gva, EvtchnBindVirq, |a| {
             let r = dom.xen.evtchn.bind_virq(a.virq, a.vcpu);
@@ -74,14 +80,23 @@ pub fn call(dom: &mut Domain, call: &Call) -> Ret {
                 let xen = &mut dom.xen;
                 let mut bits = crate::xen::event_bits_of(xen.shared_info, xen.vcpu_info_gpa, space);
                 match xen.evtchn.close(&mut bits, a.port) {
-                    Ok(_) => 0,
+                    Ok(peer) => {
+                        // The other end goes back to unbound, waiting for us.
+                        if let Some(peer) = peer {
+                            let closer = dom.id;
+                            if let Some(d) = others.find(peer.domid) {
+                                d.xen.evtchn.peer_closed(peer.port, closer, a.port);
+                            }
+                        }
+                        0
+                    }
                     Err(e) => e,
                 }
             }
             Err(f) => f.into(),
         },
         EVTCHNOP_SEND => match read_arg::<EvtchnSend>(dom, gva) {
-            Ok(a) => send(dom, a.port),
+            Ok(a) => send(dom, others, a.port),
             Err(f) => f.into(),
         },
         EVTCHNOP_STATUS => with_arg!(dom, gva, EvtchnStatus, |a| {
@@ -129,7 +144,7 @@ pub fn call(dom: &mut Domain, call: &Call) -> Ret {
 
 /// EVTCHNOP_send: the console port is served here (the hypervisor is its
 /// backend for now); other ports follow the channel table.
-fn send(dom: &mut Domain, port: u32) -> Ret {
+fn send(dom: &mut Domain, others: &mut Others, port: u32) -> Ret {
     if port == dom.xen.console_port && port != 0 {
         crate::vmexit::serve_console(dom);
         return 0;
@@ -139,8 +154,15 @@ fn send(dom: &mut Domain, port: u32) -> Ret {
     let mut bits = crate::xen::event_bits_of(xen.shared_info, xen.vcpu_info_gpa, space);
     match xen.evtchn.send(&mut bits, port) {
         Ok(Delivery::Dropped) | Ok(Delivery::Local(_)) => 0,
-        // No other domains yet: an interdomain peer cannot exist.
-        Ok(Delivery::Remote { .. }) => 0,
+        // The peer's port goes pending in its own shared_info; if it waits,
+        // the scheduler finds it wakeable on its next pass.
+        Ok(Delivery::Remote { domid, port }) => {
+            if let Some(peer) = others.find(domid) {
+                let mut peer_bits = peer.xen.bits(peer.space.as_ref());
+                peer.xen.evtchn.raise(&mut peer_bits, port);
+            }
+            0
+        }
         Err(e) => e,
     }
 }

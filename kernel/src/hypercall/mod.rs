@@ -10,7 +10,7 @@ mod test_op;
 mod vcpu_op;
 mod xen_version;
 
-use crate::domain::Domain;
+use crate::domain::{Domain, Others};
 use crate::guest_memory::{Fault, GuestMemory};
 use vcpu::Gpr;
 use xen_abi::hypercall::*;
@@ -48,7 +48,7 @@ fn read_call(dom: &Domain) -> Call {
 }
 
 /// Handles the hypercall the vCPU just made and puts the result in RAX.
-pub fn dispatch(dom: &mut Domain) {
+pub fn dispatch(dom: &mut Domain, others: &mut Others) {
     let call = read_call(dom);
     let ret = if dom.vcpu.cpl() > 0 {
         // Xen refuses hypercalls from guest user mode.
@@ -61,7 +61,7 @@ pub fn dispatch(dom: &mut Domain) {
             MEMORY_OP => memory_op::call(dom, &call),
             HVM_OP => hvm_op::call(dom, &call),
             VCPU_OP => vcpu_op::call(dom, &call),
-            EVENT_CHANNEL_OP => event_channel_op::call(dom, &call),
+            EVENT_CHANNEL_OP => event_channel_op::call(dom, others, &call),
             GRANT_TABLE_OP => grant_table_op::call(dom, &call),
             ARCH_7 => test_op::call(dom, &call),
             _ => {
@@ -80,6 +80,11 @@ pub fn dispatch(dom: &mut Domain) {
         ret
     );
     dom.vcpu.set_gpr(Gpr::Rax, ret as u64);
+}
+
+/// Ends whatever domain console line is unfinished on COM1.
+pub fn end_console_line() {
+    console_io::end_line();
 }
 
 /// A domain's console output (console_io or its ring).

@@ -231,3 +231,56 @@ fn hypercall_page() -> Result<(), &'static str> {
         "bad page index did not raise #GP",
     )
 }
+
+/// The first port `alloc_unbound` hands out: 1 and 2 are the console and
+/// XenStore channels the hypervisor pre-creates for every domain.
+const LISTEN_PORT: u32 = 3;
+
+/// Domain 1 of the pair: an unbound port for domain 2, then SCHEDOP_poll
+/// until domain 2's send makes it pending (public/event_channel.h, sched.h).
+pub fn evtchn_listen() -> Result<&'static str, &'static str> {
+    // struct evtchn_alloc_unbound { domid_t dom, remote_dom; evtchn_port_t port; }
+    let mut alloc: [u16; 4] = [0x7ff0, 2, 0, 0];
+    let r = call(EVENT_CHANNEL_OP, 6, alloc.as_mut_ptr() as u64, 0);
+    ensure(r == 0, "EVTCHNOP_alloc_unbound failed")?;
+    let port = u32::from(alloc[2]) | (u32::from(alloc[3]) << 16);
+    ensure(port == LISTEN_PORT, "alloc_unbound did not return port 3")?;
+    // struct sched_poll { ports handle; unsigned int nr_ports; uint64_t timeout (0: none); }
+    let ports = [port];
+    let poll: [u64; 3] = [ports.as_ptr() as u64, 1, 0];
+    let r = call(SCHED_OP, SCHEDOP_POLL, poll.as_ptr() as u64, 0);
+    ensure(r == 0, "SCHEDOP_poll failed")?;
+    Ok("event from domain 2 on port 3")
+}
+
+/// Domain 2 of the pair: bind to domain 1's port 3 (retrying, yielding the
+/// CPU, until domain 1 has allocated it), send, close.
+pub fn evtchn_send() -> Result<&'static str, &'static str> {
+    // struct evtchn_bind_interdomain { domid_t remote_dom; pad; port remote_port; port local_port; }
+    let mut bind: [u32; 3] = [1, LISTEN_PORT, 0];
+    let mut bound = false;
+    for _ in 0..1000 {
+        if call(EVENT_CHANNEL_OP, 0, bind.as_mut_ptr() as u64, 0) == 0 {
+            bound = true;
+            break;
+        }
+        call(SCHED_OP, SCHEDOP_YIELD, 0, 0);
+    }
+    ensure(bound, "EVTCHNOP_bind_interdomain never succeeded")?;
+    let local = bind[2];
+    let send = [local];
+    ensure(
+        call(EVENT_CHANNEL_OP, 4, send.as_ptr() as u64, 0) == 0,
+        "EVTCHNOP_send failed",
+    )?;
+    ensure(
+        call(EVENT_CHANNEL_OP, 3, send.as_ptr() as u64, 0) == 0,
+        "EVTCHNOP_close failed",
+    )?;
+    // The port is gone: sending on it again is refused.
+    ensure(
+        call(EVENT_CHANNEL_OP, 4, send.as_ptr() as u64, 0) == -EINVAL,
+        "send on a closed port was accepted",
+    )?;
+    Ok("bound to domain 1 port 3, sent, closed")
+}

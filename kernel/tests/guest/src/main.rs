@@ -55,7 +55,22 @@ extern "C" fn guest_main(start_info: u64) -> ! {
     println!("test guest up, cmdline {cmdline:?}");
     let (passed, failed) = checks::run_all();
     println!("{passed} passed, {failed} failed");
-    if cmdline.split_ascii_whitespace().any(|w| w == "oob") {
+    let word = |w: &str| cmdline.split_ascii_whitespace().any(|x| x == w);
+    if word("evtchn-listen") || word("evtchn-send") {
+        let result = if word("evtchn-listen") {
+            checks::evtchn_listen()
+        } else {
+            checks::evtchn_send()
+        };
+        match result {
+            Ok(what) => println!("evtchn: {what}: ok"),
+            Err(why) => {
+                println!("evtchn: FAIL {why}");
+                hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH)
+            }
+        }
+    }
+    if word("oob") {
         println!("reading outside guest RAM at 0x40000000: the hypervisor must end this domain");
         // SAFETY: deliberately touches a guest-physical address the domain
         // does not own; entry.S maps it in the guest's own tables.

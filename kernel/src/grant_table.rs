@@ -1,0 +1,662 @@
+//! Grant tables, version 1: pinning a granter's entries for map, unmap and copy (Xen common/grant_table.c).
+//!
+//! Pure logic. A granting domain's `grant_entry_v1` array lives in its grant
+//! frames, which the guest writes concurrently, so it is reached only through
+//! [`GrantEntries`], whose implementation must use atomic accesses on the
+//! real page. The granter's physical map is behind [`GuestFrames`].
+//!
+//! Hypervisor-side state, as in Xen:
+//! - per granter, the *active* entries ([`ActiveGrants`], Xen's
+//!   `active_grant_entry`): for each pinned ref, the mapping domain, the host
+//!   frame fixed at the first pin, and reader/writer pin counts;
+//! - per mapper, the maptrack ([`Maptrack`], Xen's `grant_mapping`): one slot
+//!   per handle.
+//!
+//! Invariant kept by every operation: `GTF_reading` is set in the shared
+//! entry iff the ref has pins, `GTF_writing` iff it has writable pins
+//! (grant_table.h: "GTF_reading/GTF_writing: set by the hypervisor while the
+//! frame is in use"). That is what stops a guest revoking a mapped grant:
+//! Linux's `gnttab_end_foreign_access_ref_v1` refuses while either is set.
+//!
+//! Every failure returns its `GNTST_*` status and leaves all state, shared
+//! entry flags included, as it was (Xen's `undo_out`/`unlock_out_clear`).
+//! Mappers are auto-translated (PVH): `host_addr` is a guest-physical address
+//! where the caller maps the returned host frame in its second-level tables.
+
+use arrayvec::ArrayVec;
+use xen_abi::event_channel::{DomId, DOMID_SELF};
+use xen_abi::grant_table::{
+    GnttabCopy, GnttabCopyPtr, GrantEntryV1, GrantHandle, GrantRef, GNTCOPY_DEST_GREF,
+    GNTCOPY_SOURCE_GREF, GNTMAP_APPLICATION_MAP, GNTMAP_CONTAINS_PTE, GNTMAP_DEVICE_MAP,
+    GNTMAP_HOST_MAP, GNTMAP_READONLY, GNTST_ADDRESS_TOO_BIG, GNTST_BAD_COPY_ARG, GNTST_BAD_DOMAIN,
+    GNTST_BAD_GNTREF, GNTST_BAD_HANDLE, GNTST_BAD_PAGE, GNTST_GENERAL_ERROR, GNTST_NO_SPACE,
+    GNTST_OKAY, GNTST_PERMISSION_DENIED, GNTTAB_NR_RESERVED_ENTRIES, GNTTAB_RESERVED_CONSOLE,
+    GNTTAB_RESERVED_XENSTORE, GTF_PAT, GTF_PCD, GTF_PERMIT_ACCESS, GTF_PWT, GTF_READING,
+    GTF_READONLY, GTF_SUB_PAGE, GTF_TYPE_MASK, GTF_WRITING,
+};
+
+/// Bytes in a granted page.
+pub const PAGE_SIZE: u64 = 4096;
+/// Maptrack handles a mapper may hold (Xen: `max_maptrack_frames` × 512;
+/// libxl's default is 1024 frames, far more than a backend needs here).
+pub const MAPTRACK_HANDLES: usize = 1024;
+/// Refs of one granter that may be pinned at once. Xen has an active entry
+/// for every ref; here they are allocated on first pin, and a full table
+/// answers `GNTST_no_space` (a limit Xen does not have).
+pub const MAX_ACTIVE: usize = 1024;
+/// `_set_status_v1` tries its cmpxchg this many times ("retries++ == 4"),
+/// then fails with `GNTST_general_error`: the guest is changing the entry
+/// faster than we can pin it.
+pub const SET_STATUS_TRIES: u32 = 5;
+/// A pin counter at or above this refuses more pins (Xen: `act->pin & 0x80808080`).
+pub const PIN_LIMIT: u8 = 0x80;
+
+/// A `GNTST_*` status (grant_table.h).
+pub type Status = i16;
+/// `Err` holds a negative `GNTST_*` status.
+pub type GntResult<T> = core::result::Result<T, Status>;
+
+/// The low 32 bits of an entry: `flags | domid << 16` (Xen's `union grant_combo`).
+pub const fn header(flags: u16, domid: DomId) -> u32 {
+    flags as u32 | (domid as u32) << 16
+}
+
+/// `(flags, domid)` of a header word.
+pub const fn split_header(h: u32) -> (u16, DomId) {
+    (h as u16, (h >> 16) as DomId)
+}
+
+/// A domain's v1 grant entries in its grant frames (guest memory).
+pub trait GrantEntries {
+    /// Entries the table holds: frames × `GRANT_ENTRIES_V1_PER_FRAME`.
+    fn nr_entries(&self) -> u32;
+    /// One atomic 32-bit read of `flags | domid << 16` of `gref` (< nr_entries).
+    fn read_header(&self, gref: GrantRef) -> u32;
+    /// `frame` of `gref`: read only after a pin succeeded (the guest writes
+    /// `frame` before `flags`).
+    fn read_frame(&self, gref: GrantRef) -> u32;
+    /// `lock cmpxchg` on the 32-bit header: writes `new` if it holds `old`;
+    /// returns the value it held (Xen `guest_cmpxchg`).
+    fn cmpxchg_header(&mut self, gref: GrantRef, old: u32, new: u32) -> u32;
+    /// Atomically clears `mask` in `flags` (Xen `gnttab_clear_flags`: `lock and`).
+    fn clear_flags(&mut self, gref: GrantRef, mask: u16);
+    /// Writes a whole entry, `domid` and `frame` before `flags` (toolstack seeding).
+    fn write(&mut self, gref: GrantRef, entry: GrantEntryV1);
+}
+
+/// A domain's guest-physical map, for grants' frames.
+pub trait GuestFrames {
+    /// The host physical address of `gfn` if it is this domain's own RAM;
+    /// `None` (→ `GNTST_bad_page`, Xen `get_paged_frame`) for anything else:
+    /// holes, MMIO, grant-table frames, pages it has grant-mapped from others.
+    fn ram_frame(&self, gfn: u64) -> Option<u64>;
+}
+
+/// A pinned ref of a granter (Xen's `active_grant_entry`, host pins only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Active {
+    pub gref: GrantRef,
+    /// The only domain that may pin it until the last pin goes (`act->domid`).
+    pub mapper: DomId,
+    /// The granted GFN and its host frame, fixed at the first pin.
+    pub gfn: u64,
+    pub hpa: u64,
+    /// Read-only pins (`GNTPIN_hstr`): maps and copy sources.
+    pub readers: u8,
+    /// Writable pins (`GNTPIN_hstw`): maps and copy destinations.
+    pub writers: u8,
+}
+
+/// A granter's active entries.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ActiveGrants {
+    entries: ArrayVec<Active, MAX_ACTIVE>,
+}
+
+impl ActiveGrants {
+    pub const fn new() -> Self {
+        Self {
+            entries: ArrayVec::new_const(),
+        }
+    }
+
+    /// The active entry of `gref`, if pinned.
+    pub fn get(&self, gref: GrantRef) -> Option<&Active> {
+        self.entries.iter().find(|a| a.gref == gref)
+    }
+
+    /// Every pinned ref.
+    pub fn iter(&self) -> impl Iterator<Item = &Active> {
+        self.entries.iter()
+    }
+
+    fn index(&self, gref: GrantRef) -> Option<usize> {
+        self.entries.iter().position(|a| a.gref == gref)
+    }
+}
+
+/// One live mapping (Xen's `grant_mapping`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapEntry {
+    pub granter: DomId,
+    pub gref: GrantRef,
+    /// Guest-physical page in the mapper where it is mapped (`host_addr >> 12`).
+    pub gpfn: u64,
+    pub hpa: u64,
+    pub writable: bool,
+}
+
+/// A mapper's handles: handle `h` is slot `h`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Maptrack {
+    slots: ArrayVec<Option<MapEntry>, MAPTRACK_HANDLES>,
+    limit: usize,
+}
+
+impl Default for Maptrack {
+    fn default() -> Self {
+        Self::new(MAPTRACK_HANDLES)
+    }
+}
+
+impl Maptrack {
+    /// A maptrack of `limit` handles (at most [`MAPTRACK_HANDLES`]).
+    pub fn new(limit: usize) -> Self {
+        Self {
+            slots: ArrayVec::new(),
+            limit: limit.min(MAPTRACK_HANDLES),
+        }
+    }
+
+    /// The live mapping of `handle` (the caller finds its granter here).
+    pub fn get(&self, handle: GrantHandle) -> Option<&MapEntry> {
+        self.slots.get(handle as usize)?.as_ref()
+    }
+
+    /// Live mappings with their handles.
+    pub fn iter(&self) -> impl Iterator<Item = (GrantHandle, &MapEntry)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(h, m)| Some((h as GrantHandle, m.as_ref()?)))
+    }
+
+    /// The lowest free handle (Xen `get_maptrack_handle`).
+    fn free_handle(&self) -> Option<GrantHandle> {
+        let h = self
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(self.slots.len());
+        (h < self.limit).then_some(h as GrantHandle)
+    }
+
+    fn maps_gpfn(&self, gpfn: u64) -> bool {
+        self.iter().any(|(_, m)| m.gpfn == gpfn)
+    }
+
+    fn insert(&mut self, handle: GrantHandle, entry: MapEntry) {
+        let h = handle as usize;
+        if h == self.slots.len() {
+            self.slots.push(Some(entry));
+        } else {
+            self.slots[h] = Some(entry);
+        }
+    }
+
+    fn remove(&mut self, handle: GrantHandle) {
+        self.slots[handle as usize] = None;
+        while matches!(self.slots.last(), Some(None)) {
+            self.slots.pop();
+        }
+    }
+}
+
+/// A granting domain, as borrowed for one operation.
+pub struct Granter<'a, E: ?Sized, F: ?Sized> {
+    pub domid: DomId,
+    pub entries: &'a mut E,
+    pub frames: &'a F,
+    pub active: &'a mut ActiveGrants,
+}
+
+/// `_set_status_v1`: set `GTF_reading` (and `GTF_writing`) with a cmpxchg on
+/// the header, re-checking the entry on every retry. An unpinned entry must
+/// be `GTF_permit_access` (without `GTF_sub_page` for a map) for `ldom`; a
+/// writable pin needs no `GTF_readonly`. Failures: `GNTST_general_error`.
+fn set_status<E: GrantEntries + ?Sized>(
+    entries: &mut E,
+    gref: GrantRef,
+    ldom: DomId,
+    writable: bool,
+    mapflag: bool,
+    pinned: bool,
+) -> GntResult<()> {
+    let mask = GTF_TYPE_MASK | if mapflag { GTF_SUB_PAGE } else { 0 };
+    let mut cur = entries.read_header(gref);
+    for _ in 0..SET_STATUS_TRIES {
+        let (flags, domid) = split_header(cur);
+        if !pinned && (flags & mask != GTF_PERMIT_ACCESS || domid != ldom) {
+            return Err(GNTST_GENERAL_ERROR);
+        }
+        if writable && flags & GTF_READONLY != 0 {
+            return Err(GNTST_GENERAL_ERROR);
+        }
+        let new = flags | GTF_READING | if writable { GTF_WRITING } else { 0 };
+        let prev = entries.cmpxchg_header(gref, cur, header(new, domid));
+        if prev == cur {
+            return Ok(());
+        }
+        cur = prev;
+    }
+    Err(GNTST_GENERAL_ERROR)
+}
+
+/// Pins `gref` of `g` for `ldom` (the common part of Xen's `map_grant_ref`
+/// and `acquire_grant_for_copy`); returns the host frame.
+fn pin<E: GrantEntries + ?Sized, F: GuestFrames + ?Sized>(
+    g: &mut Granter<'_, E, F>,
+    gref: GrantRef,
+    ldom: DomId,
+    writable: bool,
+    mapflag: bool,
+) -> GntResult<u64> {
+    if gref >= g.entries.nr_entries() {
+        return Err(GNTST_BAD_GNTREF);
+    }
+    match g.active.index(gref) {
+        Some(i) => pin_again(g, i, ldom, writable, mapflag),
+        None => pin_first(g, gref, ldom, writable, mapflag),
+    }
+}
+
+/// An already pinned ref: only its mapper may pin it again, and the shared
+/// entry is touched only to add the first writable pin.
+fn pin_again<E: GrantEntries + ?Sized, F: GuestFrames + ?Sized>(
+    g: &mut Granter<'_, E, F>,
+    i: usize,
+    ldom: DomId,
+    writable: bool,
+    mapflag: bool,
+) -> GntResult<u64> {
+    let act = g.active.entries[i];
+    if act.mapper != ldom || act.readers >= PIN_LIMIT || act.writers >= PIN_LIMIT {
+        return Err(GNTST_GENERAL_ERROR);
+    }
+    if writable && act.writers == 0 {
+        set_status(g.entries, act.gref, ldom, true, mapflag, true)?;
+    }
+    let a = &mut g.active.entries[i];
+    if writable {
+        a.writers += 1;
+    } else {
+        a.readers += 1;
+    }
+    Ok(a.hpa)
+}
+
+/// A ref's first pin: validate and flag the entry, then look up its frame
+/// (read after the pin; a frame that is not the granter's RAM undoes it).
+fn pin_first<E: GrantEntries + ?Sized, F: GuestFrames + ?Sized>(
+    g: &mut Granter<'_, E, F>,
+    gref: GrantRef,
+    ldom: DomId,
+    writable: bool,
+    mapflag: bool,
+) -> GntResult<u64> {
+    if g.active.entries.is_full() {
+        return Err(GNTST_NO_SPACE);
+    }
+    set_status(g.entries, gref, ldom, writable, mapflag, false)?;
+    let gfn = u64::from(g.entries.read_frame(gref));
+    let Some(hpa) = g.frames.ram_frame(gfn) else {
+        g.entries.clear_flags(gref, pin_flags(writable));
+        return Err(GNTST_BAD_PAGE);
+    };
+    g.active.entries.push(Active {
+        gref,
+        mapper: ldom,
+        gfn,
+        hpa,
+        readers: u8::from(!writable),
+        writers: u8::from(writable),
+    });
+    Ok(hpa)
+}
+
+const fn pin_flags(writable: bool) -> u16 {
+    if writable {
+        GTF_READING | GTF_WRITING
+    } else {
+        GTF_READING
+    }
+}
+
+/// Drops one pin of `gref` (Xen `release_grant_for_copy`, the end of
+/// `unmap_common_complete`): `GTF_writing` goes with the last writable pin,
+/// `GTF_reading` and the active entry with the last pin.
+fn unpin<E: GrantEntries + ?Sized, F: GuestFrames + ?Sized>(
+    g: &mut Granter<'_, E, F>,
+    gref: GrantRef,
+    writable: bool,
+) {
+    let Some(i) = g.active.index(gref) else {
+        return;
+    };
+    let a = &mut g.active.entries[i];
+    let mut clear = 0;
+    if writable {
+        a.writers -= 1;
+        if a.writers == 0 {
+            clear |= GTF_WRITING;
+        }
+    } else {
+        a.readers -= 1;
+    }
+    if a.readers == 0 && a.writers == 0 {
+        clear |= GTF_READING;
+        g.active.entries.remove(i);
+    }
+    if clear != 0 {
+        g.entries.clear_flags(gref, clear);
+    }
+}
+
+/// `GNTMAP_*` checks of `map_grant_ref` for an auto-translated mapper.
+fn check_map_flags(flags: u32) -> GntResult<()> {
+    if flags & (GNTMAP_DEVICE_MAP | GNTMAP_HOST_MAP) == 0 {
+        return Err(GNTST_BAD_GNTREF);
+    }
+    if flags & (GNTMAP_DEVICE_MAP | GNTMAP_APPLICATION_MAP | GNTMAP_CONTAINS_PTE) != 0 {
+        return Err(GNTST_GENERAL_ERROR);
+    }
+    Ok(())
+}
+
+/// A `GNTTABOP_map_grant_ref` request (the inputs of `gnttab_map_grant_ref`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapRequest {
+    pub gref: GrantRef,
+    /// `GNTMAP_*`: `host_map`, optionally `readonly`.
+    pub flags: u32,
+    /// Guest-physical address in the mapper (its page is used).
+    pub host_addr: u64,
+}
+
+/// A successful map: the caller maps `hpa` at `gpa` in the mapper's
+/// second-level tables (read-only unless `writable`) and returns `handle`.
+/// If that mapping fails, it must call [`unmap_grant_ref`] to undo the pin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mapped {
+    pub handle: GrantHandle,
+    pub gpa: u64,
+    pub hpa: u64,
+    pub writable: bool,
+}
+
+/// `GNTTABOP_map_grant_ref` for one op (Xen `map_grant_ref`), by `mapper`
+/// (holding `maptrack`) of `req.gref` of `granter`. The caller resolved
+/// `op->dom` (an unknown domain is its `GNTST_bad_domain`).
+///
+/// Statuses, in Xen's order: no `host_map` → bad_gntref; `device_map`,
+/// `application_map` or `contains_pte` → general_error (HVM mapper); no free
+/// handle → no_space; ref ≥ nr_entries → bad_gntref; entry pinned by another
+/// domain, pin overflow, not `permit_access` for `mapper`, or `GTF_readonly`
+/// for a writable map, or unstable → general_error; frame not the granter's
+/// RAM → bad_page; cache attributes in the entry (`create_grant_p2m_mapping`)
+/// or `host_addr` already holding one of its grant mappings (`p2m_add_page`
+/// refuses to replace a grant mapping) → general_error.
+pub fn map_grant_ref<E: GrantEntries + ?Sized, F: GuestFrames + ?Sized>(
+    maptrack: &mut Maptrack,
+    mapper: DomId,
+    granter: &mut Granter<'_, E, F>,
+    req: MapRequest,
+) -> GntResult<Mapped> {
+    check_map_flags(req.flags)?;
+    let handle = maptrack.free_handle().ok_or(GNTST_NO_SPACE)?;
+    let writable = req.flags & GNTMAP_READONLY == 0;
+    let hpa = pin(granter, req.gref, mapper, writable, true)?;
+    let gpfn = req.host_addr / PAGE_SIZE;
+    let cache =
+        split_header(granter.entries.read_header(req.gref)).0 & (GTF_PAT | GTF_PWT | GTF_PCD);
+    if cache != 0 || maptrack.maps_gpfn(gpfn) {
+        unpin(granter, req.gref, writable);
+        return Err(GNTST_GENERAL_ERROR);
+    }
+    maptrack.insert(
+        handle,
+        MapEntry {
+            granter: granter.domid,
+            gref: req.gref,
+            gpfn,
+            hpa,
+            writable,
+        },
+    );
+    Ok(Mapped {
+        handle,
+        gpa: gpfn * PAGE_SIZE,
+        hpa,
+        writable,
+    })
+}
+
+/// A `GNTTABOP_unmap_grant_ref` request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnmapRequest {
+    pub handle: GrantHandle,
+    pub host_addr: u64,
+    /// 0, or the `dev_bus_addr` the map returned.
+    pub dev_bus_addr: u64,
+}
+
+/// A removed mapping: the caller unmaps `gpa` (which held `hpa`) from the
+/// mapper's second-level tables and flushes its TLBs (Xen
+/// `gnttab_flush_tlb`) before the hypercall returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unmapped {
+    pub granter: DomId,
+    pub gref: GrantRef,
+    pub gpa: u64,
+    pub hpa: u64,
+    pub writable: bool,
+    /// Always true: the mapping was live, so the TLBs must be flushed.
+    pub flush_tlb: bool,
+}
+
+/// `GNTTABOP_unmap_grant_ref` for one op (Xen `unmap_common` and
+/// `unmap_common_complete`). The caller finds the granter with
+/// [`Maptrack::get`]; a granter that is not the handle's → bad_handle.
+///
+/// Statuses: unknown handle → bad_handle; `dev_bus_addr` neither 0 nor the
+/// frame → general_error; `host_addr` not the page it was mapped at
+/// (`replace_grant_p2m_mapping`) → general_error. `host_addr` 0 does nothing
+/// and succeeds, as in Xen (`Ok(None)`).
+pub fn unmap_grant_ref<E: GrantEntries + ?Sized, F: GuestFrames + ?Sized>(
+    maptrack: &mut Maptrack,
+    granter: &mut Granter<'_, E, F>,
+    req: UnmapRequest,
+) -> GntResult<Option<Unmapped>> {
+    let m = *maptrack.get(req.handle).ok_or(GNTST_BAD_HANDLE)?;
+    if m.granter != granter.domid {
+        return Err(GNTST_BAD_HANDLE);
+    }
+    if req.dev_bus_addr != 0 && req.dev_bus_addr != m.hpa {
+        return Err(GNTST_GENERAL_ERROR);
+    }
+    if req.host_addr == 0 {
+        return Ok(None);
+    }
+    if req.host_addr / PAGE_SIZE != m.gpfn {
+        return Err(GNTST_GENERAL_ERROR);
+    }
+    maptrack.remove(req.handle);
+    unpin(granter, m.gref, m.writable);
+    Ok(Some(Unmapped {
+        granter: m.granter,
+        gref: m.gref,
+        gpa: m.gpfn * PAGE_SIZE,
+        hpa: m.hpa,
+        writable: m.writable,
+        flush_tlb: true,
+    }))
+}
+
+/// The domains a `GNTTABOP_copy` batch may touch, and the byte mover.
+pub trait CopyDomains {
+    type Entries: GrantEntries + ?Sized;
+    type Frames: GuestFrames + ?Sized;
+    /// Domain `domid` (never `DOMID_SELF`: already resolved), or `None` if
+    /// there is none (→ `GNTST_bad_domain`).
+    fn granter(&mut self, domid: DomId) -> Option<Granter<'_, Self::Entries, Self::Frames>>;
+    /// Copies `len` bytes from `src_hpa + src_off` to `dst_hpa + dst_off`
+    /// (both ranges lie within their page; the frames may be the same).
+    fn copy_bytes(&mut self, src_hpa: u64, src_off: u16, dst_hpa: u64, dst_off: u16, len: u16);
+}
+
+/// One side of a copy, claimed (Xen `gnttab_copy_buf`).
+#[derive(Clone, Copy)]
+struct Buf {
+    domid: DomId,
+    hpa: u64,
+    /// The pinned ref, for a grant side.
+    gref: Option<GrantRef>,
+    writable: bool,
+}
+
+/// `gnttab_copy_lock_domain`: a frame side must name `DOMID_SELF`
+/// (permission_denied); the domain must exist (bad_domain).
+fn lock_domain<D: CopyDomains>(
+    d: &mut D,
+    caller: DomId,
+    domid: DomId,
+    is_gref: bool,
+) -> GntResult<DomId> {
+    if domid != DOMID_SELF && !is_gref {
+        return Err(GNTST_PERMISSION_DENIED);
+    }
+    let id = if domid == DOMID_SELF { caller } else { domid };
+    d.granter(id).map(|_| id).ok_or(GNTST_BAD_DOMAIN)
+}
+
+/// `gnttab_copy_claim_buf`: pin a grant side for the copy (transient
+/// `GTF_reading`/`GTF_writing`), or resolve a frame side (a GFN of the caller).
+fn claim<D: CopyDomains>(
+    d: &mut D,
+    caller: DomId,
+    domid: DomId,
+    ptr: &GnttabCopyPtr,
+    is_gref: bool,
+    writable: bool,
+) -> GntResult<Buf> {
+    let mut g = d.granter(domid).ok_or(GNTST_BAD_DOMAIN)?;
+    let (hpa, gref) = if is_gref {
+        (
+            pin(&mut g, ptr.gref(), caller, writable, false)?,
+            Some(ptr.gref()),
+        )
+    } else {
+        (g.frames.ram_frame(ptr.u).ok_or(GNTST_BAD_PAGE)?, None)
+    };
+    Ok(Buf {
+        domid,
+        hpa,
+        gref,
+        writable,
+    })
+}
+
+fn release<D: CopyDomains>(d: &mut D, b: Buf) {
+    if let (Some(gref), Some(mut g)) = (b.gref, d.granter(b.domid)) {
+        unpin(&mut g, gref, b.writable);
+    }
+}
+
+/// One `gnttab_copy` op (Xen `gnttab_copy_one` without its buffer caching):
+/// lock source then destination domain, claim source (read) then
+/// destination (write), check the ranges, move the bytes, release both.
+fn copy_one<D: CopyDomains>(d: &mut D, caller: DomId, op: &GnttabCopy) -> GntResult<()> {
+    let src_gref = op.flags & GNTCOPY_SOURCE_GREF != 0;
+    let dst_gref = op.flags & GNTCOPY_DEST_GREF != 0;
+    let src_dom = lock_domain(d, caller, op.source.domid, src_gref)?;
+    let dst_dom = lock_domain(d, caller, op.dest.domid, dst_gref)?;
+    let src = claim(d, caller, src_dom, &op.source, src_gref, false)?;
+    let dst = match claim(d, caller, dst_dom, &op.dest, dst_gref, true) {
+        Ok(b) => b,
+        Err(e) => {
+            release(d, src);
+            return Err(e);
+        }
+    };
+    let len = u64::from(op.len);
+    let fits = |off: u16| u64::from(off) + len <= PAGE_SIZE;
+    let rc = if fits(op.source.offset) && fits(op.dest.offset) {
+        d.copy_bytes(src.hpa, op.source.offset, dst.hpa, op.dest.offset, op.len);
+        Ok(())
+    } else {
+        Err(GNTST_BAD_COPY_ARG)
+    };
+    release(d, dst);
+    release(d, src);
+    rc
+}
+
+/// `GNTTABOP_copy` by `caller` (Xen `gnttab_copy`): every op gets its own
+/// status; a failed op does not stop the batch.
+///
+/// Per op: a frame side whose domid is not `DOMID_SELF` → permission_denied;
+/// unknown domain → bad_domain; a grant side fails as a map would (bad_gntref,
+/// general_error for a wrong domid/type, `GTF_readonly` destination or a ref
+/// pinned by another domain, bad_page), but `GTF_sub_page` is allowed; a frame
+/// side that is not the caller's RAM → bad_page; `offset + len` > 4096 on
+/// either side → bad_copy_arg (checked after both sides are claimed, as Xen).
+pub fn copy<D: CopyDomains>(d: &mut D, caller: DomId, ops: &mut [GnttabCopy]) {
+    for op in ops {
+        op.status = match copy_one(d, caller, op) {
+            Ok(()) => GNTST_OKAY,
+            Err(e) => e,
+        };
+    }
+}
+
+/// The toolstack's seeding of a domU's reserved refs (libxenguest
+/// `xc_dom_gnttab_seed`): refs 0–7 cleared, then ref 0
+/// (`GNTTAB_RESERVED_CONSOLE`) grants the console ring and ref 1
+/// (`GNTTAB_RESERVED_XENSTORE`) the XenStore ring to their backends, each
+/// `GTF_permit_access` with `frame` = the ring's GFN. A GFN beyond 32 bits
+/// → address_too_big, a table under 8 entries → bad_gntref; nothing is
+/// written then.
+pub fn seed_reserved<E: GrantEntries + ?Sized>(
+    entries: &mut E,
+    console: Option<(DomId, u64)>,
+    xenstore: Option<(DomId, u64)>,
+) -> GntResult<()> {
+    if entries.nr_entries() < GNTTAB_NR_RESERVED_ENTRIES {
+        return Err(GNTST_BAD_GNTREF);
+    }
+    let frame = |s: Option<(DomId, u64)>| s.map_or(Ok(0), |(_, gfn)| u32::try_from(gfn));
+    let (Ok(console_frame), Ok(xenstore_frame)) = (frame(console), frame(xenstore)) else {
+        return Err(GNTST_ADDRESS_TOO_BIG);
+    };
+    for gref in 0..GNTTAB_NR_RESERVED_ENTRIES {
+        entries.write(gref, GrantEntryV1::default());
+    }
+    let seeds = [
+        (GNTTAB_RESERVED_CONSOLE, console, console_frame),
+        (GNTTAB_RESERVED_XENSTORE, xenstore, xenstore_frame),
+    ];
+    for (gref, side, frame) in seeds {
+        if let Some((domid, _)) = side {
+            let entry = GrantEntryV1 {
+                flags: GTF_PERMIT_ACCESS,
+                domid,
+                frame,
+            };
+            entries.write(gref, entry);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
