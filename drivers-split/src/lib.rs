@@ -1,1 +1,8 @@
 //! The driver domain: a deprivileged PVH guest running the XenStore server, start-of-day toolstack work and the console, block and net backends.
+#![no_std]
+
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+pub mod xenstore;

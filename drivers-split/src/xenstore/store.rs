@@ -1,0 +1,165 @@
+//! The node tree: path → value, children and permissions, with generation counters (xenstored `struct node`).
+
+use super::path;
+use super::perms::Perms;
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// One node. Every node has a value (possibly empty) and may have children
+/// (xenstore.txt: "nonempty values at nodes which also have children").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    pub value: Vec<u8>,
+    /// Child names (one path component each), sorted.
+    pub children: BTreeSet<String>,
+    pub perms: Perms,
+    /// Bumped from the store's counter on every change; transactions compare it.
+    pub generation: u64,
+}
+
+impl Node {
+    pub fn new(value: Vec<u8>, perms: Perms) -> Self {
+        Node {
+            value,
+            children: BTreeSet::new(),
+            perms,
+            generation: 0,
+        }
+    }
+}
+
+/// Where operations read and write nodes: the live [`Store`], or a
+/// transaction's view of it (`transaction::TxView`).
+pub trait View {
+    /// The node at an absolute path.
+    fn get(&mut self, abs: &str) -> Option<&Node>;
+    /// Replace (`Some`) or delete (`None`) the node at an absolute path.
+    /// Parent/child links are the caller's business.
+    fn put(&mut self, abs: &str, node: Option<Node>);
+    /// Nodes owned by `domid` (the per-domain node quota).
+    fn owned(&self, domid: u16) -> usize;
+}
+
+/// The live tree. Starts with the root "/" owned by `root_owner` ("n0").
+#[derive(Clone, Debug)]
+pub struct Store {
+    nodes: BTreeMap<String, Node>,
+    generation: u64,
+    owned: BTreeMap<u16, usize>,
+}
+
+impl Store {
+    pub fn new(root_owner: u16) -> Self {
+        let mut s = Store {
+            nodes: BTreeMap::new(),
+            generation: 0,
+            owned: BTreeMap::new(),
+        };
+        s.put(
+            "/",
+            Some(Node::new(Vec::new(), Perms::owned_by(root_owner))),
+        );
+        s
+    }
+
+    /// Read-only lookup.
+    pub fn node(&self, abs: &str) -> Option<&Node> {
+        self.nodes.get(abs)
+    }
+
+    /// Number of nodes, root included.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// All (path, node) pairs in path order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Node)> {
+        self.nodes.iter()
+    }
+
+    /// Consistency check for tests: every child link points at a node, every
+    /// non-root node is its parent's child, owner counts match.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut owned = BTreeMap::new();
+        for (p, n) in &self.nodes {
+            *owned.entry(n.perms.owner()).or_insert(0usize) += 1;
+            for c in &n.children {
+                if !self.nodes.contains_key(&path::join(p, c)) {
+                    return Err(alloc::format!("{p}: dangling child {c}"));
+                }
+            }
+            if p != "/" {
+                let parent = self.nodes.get(path::parent(p));
+                if !parent.is_some_and(|q| q.children.contains(path::basename(p))) {
+                    return Err(alloc::format!("{p}: not linked from its parent"));
+                }
+            }
+        }
+        owned.retain(|_, v| *v != 0);
+        let mut mine = self.owned.clone();
+        mine.retain(|_, v| *v != 0);
+        if owned != mine {
+            return Err(alloc::format!("owner counts {mine:?} != {owned:?}"));
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, owner: u16, delta: isize) {
+        let c = self.owned.entry(owner).or_insert(0);
+        *c = c.saturating_add_signed(delta);
+    }
+}
+
+impl View for Store {
+    fn get(&mut self, abs: &str) -> Option<&Node> {
+        self.nodes.get(abs)
+    }
+
+    fn put(&mut self, abs: &str, node: Option<Node>) {
+        let old = match node {
+            Some(mut n) => {
+                self.generation += 1;
+                n.generation = self.generation;
+                self.count(n.perms.owner(), 1);
+                self.nodes.insert(String::from(abs), n)
+            }
+            None => self.nodes.remove(abs),
+        };
+        if let Some(o) = old {
+            self.count(o.perms.owner(), -1);
+        }
+    }
+
+    fn owned(&self, domid: u16) -> usize {
+        self.owned.get(&domid).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generations_and_counts() {
+        let mut s = Store::new(0);
+        assert_eq!(s.owned(0), 1);
+        let g0 = s.node("/").unwrap().generation;
+        s.put("/a", Some(Node::new(b"x".to_vec(), Perms::owned_by(3))));
+        let mut root = s.node("/").unwrap().clone();
+        root.children.insert("a".into());
+        s.put("/", Some(root));
+        assert!(s.node("/").unwrap().generation > g0);
+        assert_eq!(s.owned(3), 1);
+        s.check_invariants().unwrap();
+        s.put("/a", Some(Node::new(b"y".to_vec(), Perms::owned_by(4))));
+        assert_eq!((s.owned(3), s.owned(4)), (0, 1));
+        s.put("/a", None);
+        assert_eq!(s.owned(4), 0);
+        assert!(s.check_invariants().is_err()); // root still lists "a"
+    }
+}
