@@ -274,6 +274,11 @@ fn map_ram(space: &mut dyn AddressSpace, hpa: u64, size: u64) -> Result<(), Crea
 }
 
 impl Domain {
+    /// The domain's RAM, host-physical.
+    pub fn ram_range(&self) -> core::ops::Range<u64> {
+        self.ram_hpa..self.ram_hpa + self.ram_frames as u64 * PAGE_SIZE
+    }
+
     /// Counts an I/O exit on `port`; once 16 ports are tracked, new ones are not.
     pub fn count_port(&mut self, port: u16) {
         match self.io_ports.iter_mut().find(|(p, _)| *p == port) {

@@ -19,8 +19,9 @@ pub enum Expect {
     Fatal(&'static str),
     /// Print a CPU exception report starting with this text, and exit with failure.
     Exception(&'static str),
-    /// Two test-guest domains exchange an event over an interdomain channel.
-    EvtchnPair,
+    /// Test-guest domains working in pairs (event channels, grants): these
+    /// lines on COM1, then success.
+    Lines(&'static [&'static str]),
     /// Boot this many Linux guests at once (domains 1..=N), each judged as
     /// `LinuxGuest` judges domain 1.
     LinuxGuests(u16),
@@ -69,12 +70,24 @@ pub const TEST_GUEST_CHECKS: [&str; 10] = [
     "irq-window",
 ];
 
-/// The hypervisor command line for `Expect::EvtchnPair`.
+/// The hypervisor command line for the grant pair.
+pub const GRANT_PAIR_CMDLINE: &str =
+    "guest=test-guest.elf:grant-give guest=test-guest.elf:grant-take";
+
+/// What the grant pair must print.
+pub const GRANT_PAIR_LINES: &[&str] = &[
+    "(d2) grant: mapped domain 1's grant read-only, read it, unmapped: ok",
+    "(d1) grant: granted a page to domain 2, it was mapped, read and released: ok",
+    "domain 1 (test-guest.elf): poweroff",
+    "domain 2 (test-guest.elf): poweroff",
+];
+
+/// The hypervisor command line for the event-channel pair.
 pub const EVTCHN_PAIR_CMDLINE: &str =
     "guest=test-guest.elf:evtchn-listen guest=test-guest.elf:evtchn-send";
 
-/// What `Expect::EvtchnPair` must see on COM1.
-const EVTCHN_PAIR_LINES: [&str; 4] = [
+/// What the event-channel pair must print.
+pub const EVTCHN_PAIR_LINES: &[&str] = &[
     "(d1) evtchn: event from domain 2 on port 3: ok",
     "(d2) evtchn: bound to domain 1 port 3, sent, closed: ok",
     "domain 1 (test-guest.elf): poweroff",
@@ -142,7 +155,7 @@ pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
     let lines = &outcome.lines;
     let qemu_status = outcome.status.and_then(|s| s.code());
     let want_exit = match case.expect {
-        Expect::Boots | Expect::LinuxGuest | Expect::LinuxGuests(_) | Expect::EvtchnPair => {
+        Expect::Boots | Expect::LinuxGuest | Expect::LinuxGuests(_) | Expect::Lines(_) => {
             HvExit::Success
         }
         Expect::Fatal(_) | Expect::Exception(_) | Expect::TestGuest => HvExit::Failure,
@@ -174,9 +187,9 @@ pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
                 problems.push(format!("unexpected error line: {line}"));
             }
         }
-        Expect::EvtchnPair => {
+        Expect::Lines(wanted) => {
             check_caps(lines, case.cpu, &mut problems);
-            for want in EVTCHN_PAIR_LINES {
+            for want in wanted {
                 if !lines.iter().any(|l| l == want) {
                     problems.push(format!("missing {want:?}"));
                 }

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use crate::judge::{self, Case, Expect, EVTCHN_PAIR_CMDLINE, TEST_GUEST_CMDLINE};
+use crate::judge::{
+    self, Case, Expect, EVTCHN_PAIR_CMDLINE, EVTCHN_PAIR_LINES, GRANT_PAIR_CMDLINE,
+    GRANT_PAIR_LINES, TEST_GUEST_CMDLINE,
+};
 use crate::linux::{self, GuestMem};
 use crate::modules;
 use crate::run::{self, BootSpec, Payload};
@@ -175,7 +178,7 @@ const SMOKES: &[Smoke] = &[
         boot: Boot::Pvh,
         load: Load::TestGuest,
         cmdline: EVTCHN_PAIR_CMDLINE,
-        expect: Expect::EvtchnPair,
+        expect: Expect::Lines(EVTCHN_PAIR_LINES),
     },
     Smoke {
         name: "bochs-skylake-evtchn",
@@ -184,7 +187,25 @@ const SMOKES: &[Smoke] = &[
         boot: Boot::Grub,
         load: Load::TestGuest,
         cmdline: EVTCHN_PAIR_CMDLINE,
-        expect: Expect::EvtchnPair,
+        expect: Expect::Lines(EVTCHN_PAIR_LINES),
+    },
+    Smoke {
+        name: "qemu-epyc-grant",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        load: Load::TestGuest,
+        cmdline: GRANT_PAIR_CMDLINE,
+        expect: Expect::Lines(GRANT_PAIR_LINES),
+    },
+    Smoke {
+        name: "bochs-skylake-grant",
+        emulator: Emulator::Bochs,
+        cpu: Cpu::Skylake,
+        boot: Boot::Grub,
+        load: Load::TestGuest,
+        cmdline: GRANT_PAIR_CMDLINE,
+        expect: Expect::Lines(GRANT_PAIR_LINES),
     },
     Smoke {
         name: "qemu-epyc-linux",

@@ -1,14 +1,25 @@
 //! `grant_table_op` (public/grant_table.h): version 1 table size and setup; mapping and copying come with the driver domain.
 
 use super::{is_self, read_arg, write_arg, Call, Ret};
-use crate::domain::Domain;
+use crate::domain::{Domain, Others};
+use crate::memory::HostFrames;
+use crate::xen::grants::{FrameEntries, RamFrames};
 use crate::xen::MAX_GRANT_FRAMES;
+use ept::{Gpa, Hpa, MemType, PageSize, Perms};
+use xen_abi::event_channel::DOMID_SELF;
 use xen_abi::grant_table::*;
 use xen_abi::hypercall::*;
+use xenolith::grant_table::{map_grant_ref, unmap_grant_ref, Granter, MapRequest, UnmapRequest};
 
-pub fn call(dom: &mut Domain, call: &Call) -> Ret {
+pub fn call(dom: &mut Domain, others: &mut Others, call: &Call) -> Ret {
     let (cmd, gva, count) = (call.args[0], call.args[1], call.args[2]);
     match cmd {
+        GNTTABOP_MAP_GRANT_REF => {
+            each::<GnttabMapGrantRef>(dom, gva, count, |dom, op| map(dom, others, op))
+        }
+        GNTTABOP_UNMAP_GRANT_REF => {
+            each::<GnttabUnmapGrantRef>(dom, gva, count, |dom, op| unmap(dom, others, op))
+        }
         GNTTABOP_QUERY_SIZE => each::<GnttabQuerySize>(dom, gva, count, |dom, q| {
             if is_self(dom, q.dom) {
                 q.nr_frames = dom.xen.grant_frames.len() as u32;
@@ -45,7 +56,7 @@ fn each<T: super::Abi>(
     dom: &mut Domain,
     gva: u64,
     count: u64,
-    op: impl Fn(&mut Domain, &mut T),
+    mut op: impl FnMut(&mut Domain, &mut T),
 ) -> Ret {
     // A batch larger than this is split by the guest; Xen preempts instead.
     if count > 512 {
@@ -90,4 +101,120 @@ fn setup_table(dom: &mut Domain, s: &mut GnttabSetupTable) {
         }
     }
     s.status = GNTST_OKAY;
+}
+
+/// GNTTABOP_map_grant_ref for one op: the checks of `xenolith::grant_table`,
+/// then the granted frame mapped at `host_addr` in the caller's second-level
+/// tables (read-only unless the map is writable). A domain mapping its own
+/// grants is not supported (GNTST_general_error).
+fn map(dom: &mut Domain, others: &mut Others, op: &mut GnttabMapGrantRef) {
+    op.dev_bus_addr = 0;
+    let Some(peer) = (op.dom != dom.id && op.dom != DOMID_SELF)
+        .then(|| others.find(op.dom))
+        .flatten()
+    else {
+        op.status = if op.dom == dom.id || op.dom == DOMID_SELF {
+            GNTST_GENERAL_ERROR
+        } else {
+            GNTST_BAD_DOMAIN
+        };
+        return;
+    };
+    let ram = peer.ram_range();
+    let mut entries = FrameEntries {
+        frames: &peer.xen.grant_frames,
+    };
+    let frames = RamFrames {
+        space: peer.space.as_ref(),
+        ram,
+    };
+    let mut granter = Granter {
+        domid: peer.id,
+        entries: &mut entries,
+        frames: &frames,
+        active: &mut peer.xen.grants.active,
+    };
+    let req = MapRequest {
+        gref: op.r#ref,
+        flags: op.flags,
+        host_addr: op.host_addr,
+    };
+    let mapped = match map_grant_ref(&mut dom.xen.grants.maptrack, dom.id, &mut granter, req) {
+        Ok(m) => m,
+        Err(status) => {
+            op.status = status;
+            return;
+        }
+    };
+    let perms = if mapped.writable { Perms::RW } else { Perms::R };
+    let result = dom.space.map(
+        &mut HostFrames,
+        Gpa(mapped.gpa),
+        Hpa(mapped.hpa),
+        PageSize::Size4K,
+        perms,
+        MemType::WriteBack,
+    );
+    match result {
+        Ok(flush) => {
+            if flush.is_needed() {
+                dom.vcpu.flush_second_level();
+            }
+            op.handle = mapped.handle;
+            op.status = GNTST_OKAY;
+        }
+        Err(_) => {
+            // Undo the pin: the frame never became reachable.
+            let undo = UnmapRequest {
+                handle: mapped.handle,
+                host_addr: mapped.gpa,
+                dev_bus_addr: 0,
+            };
+            let _ = unmap_grant_ref(&mut dom.xen.grants.maptrack, &mut granter, undo);
+            op.status = GNTST_GENERAL_ERROR;
+        }
+    }
+}
+
+/// GNTTABOP_unmap_grant_ref for one op: releases the pin and removes the
+/// page from the caller's second-level tables, flushing them.
+fn unmap(dom: &mut Domain, others: &mut Others, op: &mut GnttabUnmapGrantRef) {
+    let Some(entry) = dom.xen.grants.maptrack.get(op.handle) else {
+        op.status = GNTST_BAD_HANDLE;
+        return;
+    };
+    let Some(peer) = others.find(entry.granter) else {
+        op.status = GNTST_BAD_HANDLE;
+        return;
+    };
+    let ram = peer.ram_range();
+    let mut entries = FrameEntries {
+        frames: &peer.xen.grant_frames,
+    };
+    let frames = RamFrames {
+        space: peer.space.as_ref(),
+        ram,
+    };
+    let mut granter = Granter {
+        domid: peer.id,
+        entries: &mut entries,
+        frames: &frames,
+        active: &mut peer.xen.grants.active,
+    };
+    let req = UnmapRequest {
+        handle: op.handle,
+        host_addr: op.host_addr,
+        dev_bus_addr: op.dev_bus_addr,
+    };
+    match unmap_grant_ref(&mut dom.xen.grants.maptrack, &mut granter, req) {
+        Ok(Some(u)) => {
+            let _ = dom
+                .space
+                .unmap(&mut HostFrames, Gpa(u.gpa), PageSize::Size4K);
+            dom.vcpu.flush_second_level();
+            op.status = GNTST_OKAY;
+        }
+        Ok(None) => op.status = GNTST_OKAY,
+        Err(status) => op.status = status,
+    }
 }

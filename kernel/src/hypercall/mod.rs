@@ -62,7 +62,7 @@ pub fn dispatch(dom: &mut Domain, others: &mut Others) {
             HVM_OP => hvm_op::call(dom, &call),
             VCPU_OP => vcpu_op::call(dom, &call),
             EVENT_CHANNEL_OP => event_channel_op::call(dom, others, &call),
-            GRANT_TABLE_OP => grant_table_op::call(dom, &call),
+            GRANT_TABLE_OP => grant_table_op::call(dom, others, &call),
             ARCH_7 => test_op::call(dom, &call),
             _ => {
                 dom.unknown_hypercalls += 1;
@@ -129,6 +129,8 @@ abi!(
     xen_abi::grant_table::GnttabSetupTable,
     xen_abi::grant_table::GnttabSetVersion,
     xen_abi::grant_table::GnttabGetVersion,
+    xen_abi::grant_table::GnttabMapGrantRef,
+    xen_abi::grant_table::GnttabUnmapGrantRef,
     xen_abi::sched::SchedPoll,
     xen_abi::features::XenFeatureInfo,
 );

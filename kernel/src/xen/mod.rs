@@ -2,6 +2,7 @@
 
 pub mod console_ring;
 pub mod event_bits;
+pub mod grants;
 pub mod time;
 
 use crate::guest_memory::{Fault, GuestMemory};
@@ -38,6 +39,8 @@ pub struct XenState {
     pub runstate_gpa: Option<u64>,
     /// Grant-table frames (host-physical) and where each is mapped in the guest.
     pub grant_frames: ArrayVec<(u64, Option<u64>), MAX_GRANT_FRAMES>,
+    /// Pins of this domain's grants by others, and its mappings of theirs.
+    pub grants: Box<grants::GrantState>,
     pub console_gfn: u64,
     pub console_port: Port,
     pub store_gfn: u64,
@@ -64,6 +67,8 @@ impl XenState {
             timer_deadline_ns: None,
             runstate_gpa: None,
             grant_frames: ArrayVec::new(),
+            // On the heap: its tables are tens of KiB, too big to move on the stack.
+            grants: Box::new(grants::GrantState::new()),
             console_gfn,
             console_port,
             store_gfn,

@@ -284,3 +284,96 @@ pub fn evtchn_send() -> Result<&'static str, &'static str> {
     )?;
     Ok("bound to domain 1 port 3, sent, closed")
 }
+
+/// A page domain 1 grants to domain 2.
+#[repr(C, align(4096))]
+struct GrantPage([u64; 512]);
+static mut GRANTED: GrantPage = GrantPage([0; 512]);
+const MAGIC: u64 = 0x4854_494c_4f4e_4558; // "XENOLITH"
+/// Grant frame 0 goes in a hole above the 8 MiB of RAM (16 MiB).
+const GRANT_FRAME_GFN: u64 = 0x1000;
+const GRANT_REF: u64 = 8; // refs 0-7 are reserved (grant_table.h)
+/// Where domain 2 maps the grant: another hole.
+const MAP_AT: u64 = 0x110_0000;
+const GTF_PERMIT_ACCESS: u16 = 1;
+const GTF_READONLY: u16 = 1 << 2;
+const GTF_READING: u16 = 1 << 3;
+
+/// Domain 1 of the grant pair: a grant frame, a read-only grant of a page
+/// holding MAGIC to domain 2, then wait for domain 2's event; afterwards the
+/// page must be unpinned (no GTF_reading) and can be revoked.
+pub fn grant_give() -> Result<&'static str, &'static str> {
+    // struct xen_add_to_physmap { domid 0x7ff0, size 0, space 1 (grant table); idx 0; gpfn }
+    let xatp: [u64; 3] = [0x7ff0 | (1 << 32), 0, GRANT_FRAME_GFN];
+    ensure(
+        call(MEMORY_OP, 7, xatp.as_ptr() as u64, 0) == 0,
+        "add_to_physmap(grant table) failed",
+    )?;
+    let page = core::ptr::addr_of_mut!(GRANTED) as u64;
+    // SAFETY: the page is this guest's; the entry lies in the grant frame just
+    // mapped at 16 MiB, which entry.S maps; domid and frame before flags.
+    let entry = (GRANT_FRAME_GFN * 4096 + GRANT_REF * 8) as *mut u16;
+    unsafe {
+        (page as *mut u64).write_volatile(MAGIC);
+        entry.add(1).write_volatile(2);
+        entry
+            .add(2)
+            .cast::<u32>()
+            .write_volatile((page >> 12) as u32);
+        entry.write_volatile(GTF_PERMIT_ACCESS | GTF_READONLY);
+    }
+    evtchn_listen()?;
+    // SAFETY: as above.
+    let flags = unsafe { entry.read_volatile() };
+    ensure(
+        flags & GTF_READING == 0,
+        "GTF_reading still set after domain 2 unmapped",
+    )?;
+    // SAFETY: as above; unpinned, so the grant can be revoked.
+    unsafe { entry.write_volatile(0) };
+    Ok("granted a page to domain 2, it was mapped, read and released")
+}
+
+/// Domain 2 of the grant pair: map domain 1's ref 8 read-only (retrying
+/// until it is granted), check that a writable map is refused, read MAGIC
+/// through the mapping, unmap, and tell domain 1.
+pub fn grant_take() -> Result<&'static str, &'static str> {
+    // struct gnttab_map_grant_ref { host_addr; flags; ref; dom; status; handle; dev_bus_addr }
+    let map = |flags: u64| -> (i16, u32) {
+        // Mutable, passed as such: the hypervisor writes status and handle back.
+        let mut op: [u64; 4] = [MAP_AT, flags | (GRANT_REF << 32), 1, 0];
+        call(GRANT_TABLE_OP, 0, op.as_mut_ptr() as u64, 1);
+        ((op[2] >> 16) as i16, (op[2] >> 32) as u32)
+    };
+    const HOST_MAP: u64 = 1 << 1;
+    const READONLY: u64 = 1 << 2;
+    let mut handle = None;
+    for _ in 0..1000 {
+        match map(HOST_MAP | READONLY) {
+            (0, h) => {
+                handle = Some(h);
+                break;
+            }
+            _ => {
+                call(SCHED_OP, SCHEDOP_YIELD, 0, 0);
+            }
+        }
+    }
+    let handle = handle.ok_or("map_grant_ref never succeeded")?;
+    ensure(
+        map(HOST_MAP).0 == -1,
+        "a writable map of a read-only grant was not refused",
+    )?;
+    // SAFETY: MAP_AT is mapped to domain 1's granted page (read-only).
+    let seen = unsafe { (MAP_AT as *const u64).read_volatile() };
+    ensure(
+        seen == MAGIC,
+        "the mapped page does not hold domain 1's value",
+    )?;
+    // struct gnttab_unmap_grant_ref { host_addr; dev_bus_addr; handle; status }
+    let mut unmap: [u64; 3] = [MAP_AT, 0, u64::from(handle)];
+    call(GRANT_TABLE_OP, 1, unmap.as_mut_ptr() as u64, 1);
+    ensure((unmap[2] >> 32) as i16 == 0, "unmap_grant_ref failed")?;
+    evtchn_send()?;
+    Ok("mapped domain 1's grant read-only, read it, unmapped")
+}

@@ -56,17 +56,21 @@ extern "C" fn guest_main(start_info: u64) -> ! {
     let (passed, failed) = checks::run_all();
     println!("{passed} passed, {failed} failed");
     let word = |w: &str| cmdline.split_ascii_whitespace().any(|x| x == w);
-    if word("evtchn-listen") || word("evtchn-send") {
-        let result = if word("evtchn-listen") {
-            checks::evtchn_listen()
-        } else {
-            checks::evtchn_send()
-        };
-        match result {
-            Ok(what) => println!("evtchn: {what}: ok"),
-            Err(why) => {
-                println!("evtchn: FAIL {why}");
-                hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH)
+    type Pair = fn() -> Result<&'static str, &'static str>;
+    let pairs: [(&str, &str, Pair); 4] = [
+        ("evtchn-listen", "evtchn", checks::evtchn_listen),
+        ("evtchn-send", "evtchn", checks::evtchn_send),
+        ("grant-give", "grant", checks::grant_give),
+        ("grant-take", "grant", checks::grant_take),
+    ];
+    for (mode, label, run) in pairs {
+        if word(mode) {
+            match run() {
+                Ok(what) => println!("{label}: {what}: ok"),
+                Err(why) => {
+                    println!("{label}: FAIL {why}");
+                    hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH)
+                }
             }
         }
     }
