@@ -142,6 +142,20 @@ fn run_guests(boot: &BootInfo) -> ExitStatus {
             continue;
         };
         let created = time::rdtsc();
+        // `<module>.mem` (a size such as "512M") overrides guest_mem= for one domain.
+        let ram = match module_text(boot, &format!("{module}.mem")) {
+            None => ram,
+            Some(text) => match cmdline::parse_size(text)
+                .filter(|s| s % xenolith::memory_map::PAGE_SIZE == 0 && *s > 0)
+            {
+                Some(size) => size,
+                None => {
+                    println!("domain {id} ({module}): bad memory size {text:?} in {module}.mem");
+                    status = ExitStatus::Failure;
+                    continue;
+                }
+            },
+        };
         let mut dom = match domain::create(
             backend.as_mut(),
             id,
