@@ -504,15 +504,18 @@ pub fn unmap_grant_ref<E: GrantEntries + ?Sized, F: GuestFrames + ?Sized>(
 
 /// The domains a `GNTTABOP_copy` batch may touch, and the byte mover.
 pub trait CopyDomains {
-    type Entries: GrantEntries + ?Sized;
-    type Frames: GuestFrames + ?Sized;
-    /// Domain `domid` (never `DOMID_SELF`: already resolved), or `None` if
-    /// there is none (→ `GNTST_bad_domain`).
-    fn granter(&mut self, domid: DomId) -> Option<Granter<'_, Self::Entries, Self::Frames>>;
+    /// Calls `f` with domain `domid` (never `DOMID_SELF`: already resolved)
+    /// as a granter; false if there is no such domain (→ `GNTST_bad_domain`).
+    /// A closure rather than a returned borrow: the granter borrows several
+    /// parts of the domain (its grant frames, its tables, its pins) at once.
+    fn with_granter(&mut self, domid: DomId, f: &mut dyn FnMut(&mut DynGranter<'_>)) -> bool;
     /// Copies `len` bytes from `src_hpa + src_off` to `dst_hpa + dst_off`
     /// (both ranges lie within their page; the frames may be the same).
     fn copy_bytes(&mut self, src_hpa: u64, src_off: u16, dst_hpa: u64, dst_off: u16, len: u16);
 }
+
+/// A granter seen through trait objects, as `CopyDomains` lends it.
+pub type DynGranter<'a> = Granter<'a, dyn GrantEntries + 'a, dyn GuestFrames + 'a>;
 
 /// One side of a copy, claimed (Xen `gnttab_copy_buf`).
 #[derive(Clone, Copy)]
@@ -536,7 +539,11 @@ fn lock_domain<D: CopyDomains>(
         return Err(GNTST_PERMISSION_DENIED);
     }
     let id = if domid == DOMID_SELF { caller } else { domid };
-    d.granter(id).map(|_| id).ok_or(GNTST_BAD_DOMAIN)
+    if d.with_granter(id, &mut |_| {}) {
+        Ok(id)
+    } else {
+        Err(GNTST_BAD_DOMAIN)
+    }
 }
 
 /// `gnttab_copy_claim_buf`: pin a grant side for the copy (transient
@@ -549,15 +556,18 @@ fn claim<D: CopyDomains>(
     is_gref: bool,
     writable: bool,
 ) -> GntResult<Buf> {
-    let mut g = d.granter(domid).ok_or(GNTST_BAD_DOMAIN)?;
-    let (hpa, gref) = if is_gref {
-        (
-            pin(&mut g, ptr.gref(), caller, writable, false)?,
-            Some(ptr.gref()),
-        )
-    } else {
-        (g.frames.ram_frame(ptr.u).ok_or(GNTST_BAD_PAGE)?, None)
-    };
+    let mut claimed = Err(GNTST_BAD_DOMAIN);
+    d.with_granter(domid, &mut |g| {
+        claimed = if is_gref {
+            pin(g, ptr.gref(), caller, writable, false).map(|hpa| (hpa, Some(ptr.gref())))
+        } else {
+            g.frames
+                .ram_frame(ptr.u)
+                .map(|hpa| (hpa, None))
+                .ok_or(GNTST_BAD_PAGE)
+        };
+    });
+    let (hpa, gref) = claimed?;
     Ok(Buf {
         domid,
         hpa,
@@ -567,8 +577,8 @@ fn claim<D: CopyDomains>(
 }
 
 fn release<D: CopyDomains>(d: &mut D, b: Buf) {
-    if let (Some(gref), Some(mut g)) = (b.gref, d.granter(b.domid)) {
-        unpin(&mut g, gref, b.writable);
+    if let Some(gref) = b.gref {
+        d.with_granter(b.domid, &mut |g| unpin(g, gref, b.writable));
     }
 }
 

@@ -76,7 +76,7 @@ pub const GRANT_PAIR_CMDLINE: &str =
 
 /// What the grant pair must print.
 pub const GRANT_PAIR_LINES: &[&str] = &[
-    "(d2) grant: mapped domain 1's grant read-only, read it, unmapped: ok",
+    "(d2) grant: mapped domain 1's grant read-only, read it, unmapped, copied it: ok",
     "(d1) grant: granted a page to domain 2, it was mapped, read and released: ok",
     "domain 1 (test-guest.elf): poweroff",
     "domain 2 (test-guest.elf): poweroff",

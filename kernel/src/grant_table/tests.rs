@@ -240,13 +240,21 @@ impl World {
 }
 
 impl CopyDomains for World {
-    type Entries = Table;
-    type Frames = Ram;
-    fn granter(&mut self, domid: DomId) -> Option<Granter<'_, Table, Ram>> {
-        self.doms
-            .iter_mut()
-            .find(|d| d.id == domid)
-            .map(Dom::granter)
+    fn with_granter(&mut self, domid: DomId, f: &mut dyn FnMut(&mut DynGranter<'_>)) -> bool {
+        match self.doms.iter_mut().find(|d| d.id == domid) {
+            Some(d) => {
+                let g = d.granter();
+                let mut g: DynGranter<'_> = Granter {
+                    domid: g.domid,
+                    entries: g.entries,
+                    frames: g.frames,
+                    active: g.active,
+                };
+                f(&mut g);
+                true
+            }
+            None => false,
+        }
     }
     fn copy_bytes(&mut self, src_hpa: u64, src_off: u16, dst_hpa: u64, dst_off: u16, len: u16) {
         self.moves.push((src_hpa, src_off, dst_hpa, dst_off, len));
@@ -793,10 +801,8 @@ fn copy_to_a_grant_needs_a_writable_grant() {
 fn copy_pins_transiently() {
     struct Spy<'a>(&'a mut World, Vec<u16>);
     impl CopyDomains for Spy<'_> {
-        type Entries = Table;
-        type Frames = Ram;
-        fn granter(&mut self, domid: DomId) -> Option<Granter<'_, Table, Ram>> {
-            self.0.granter(domid)
+        fn with_granter(&mut self, domid: DomId, f: &mut dyn FnMut(&mut DynGranter<'_>)) -> bool {
+            self.0.with_granter(domid, f)
         }
         fn copy_bytes(&mut self, _: u64, _: u16, _: u64, _: u16, _: u16) {
             self.1.push(self.0.flags(FRONT, 8));

@@ -129,6 +129,7 @@ abi!(
     xen_abi::grant_table::GnttabSetupTable,
     xen_abi::grant_table::GnttabSetVersion,
     xen_abi::grant_table::GnttabGetVersion,
+    xen_abi::grant_table::GnttabCopy,
     xen_abi::grant_table::GnttabMapGrantRef,
     xen_abi::grant_table::GnttabUnmapGrantRef,
     xen_abi::sched::SchedPoll,

@@ -374,6 +374,19 @@ pub fn grant_take() -> Result<&'static str, &'static str> {
     let mut unmap: [u64; 3] = [MAP_AT, 0, u64::from(handle)];
     call(GRANT_TABLE_OP, 1, unmap.as_mut_ptr() as u64, 1);
     ensure((unmap[2] >> 32) as i16 == 0, "unmap_grant_ref failed")?;
+    // GNTTABOP_copy: 8 bytes from domain 1's ref 8 into a page of our own.
+    // struct gnttab_copy { source {u, domid, offset}; dest {u, domid, offset}; len; flags; status }
+    static mut LANDING: GrantPage = GrantPage([0; 512]);
+    let landing = core::ptr::addr_of_mut!(LANDING) as u64;
+    const SOURCE_GREF: u64 = 1;
+    let mut op: [u64; 5] = [GRANT_REF, 1, landing >> 12, 0x7ff0, 8 | (SOURCE_GREF << 16)];
+    call(GRANT_TABLE_OP, 5, op.as_mut_ptr() as u64, 1);
+    ensure((op[4] >> 32) as i16 == 0, "GNTTABOP_copy failed")?;
+    // SAFETY: our own page, just written by the hypervisor.
+    ensure(
+        unsafe { (landing as *const u64).read_volatile() } == MAGIC,
+        "GNTTABOP_copy did not copy the granted bytes",
+    )?;
     evtchn_send()?;
-    Ok("mapped domain 1's grant read-only, read it, unmapped")
+    Ok("mapped domain 1's grant read-only, read it, unmapped, copied it")
 }
