@@ -57,7 +57,7 @@ pub fn as_domain_one(lines: &[String], k: u16) -> Vec<String> {
 }
 
 /// The test guest's checks (kernel/tests/guest/src/checks.rs), in order.
-pub const TEST_GUEST_CHECKS: [&str; 10] = [
+pub const TEST_GUEST_CHECKS: [&str; 11] = [
     "cpuid",
     "msr-allowed",
     "msr-forbidden",
@@ -66,6 +66,7 @@ pub const TEST_GUEST_CHECKS: [&str; 10] = [
     "hypercall-gva",
     "hypercall-efault",
     "hypercall-page",
+    "grant-reserved",
     "irq-hlt",
     "irq-window",
 ];

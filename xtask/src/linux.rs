@@ -24,7 +24,7 @@ pub const MACHINE_MIB: u64 = 512;
 /// heap, the modules (vmlinux is ~64 MiB, and the PVH path holds them twice,
 /// once in the cpio initrd and once as the loaded module), page tables, and
 /// the firmware's share below 1 MiB.
-const MACHINE_HEADROOM_MIB: u64 = 768;
+pub const MACHINE_HEADROOM_MIB: u64 = 768;
 
 /// The guest's RAM, a whole number of MiB.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

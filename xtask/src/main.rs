@@ -9,6 +9,7 @@ mod checks;
 mod console;
 mod deb;
 mod defmt_log;
+mod domain_config;
 mod elf_check;
 mod expect;
 mod fifo;
@@ -114,6 +115,15 @@ pub struct RunArgs {
     /// Kill the emulator after this many seconds (default: no limit).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
+    /// Boot the domains this TOML file describes (see docs/testing.md,
+    /// "Domain configuration"; e.g. xtask/configs/two-linux.toml) instead of
+    /// the --guest/--kernel/--initrd/--guest-cmdline/--guest-mem options.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["guest", "kernel", "initrd", "guest_cmdline", "guest_mem"]
+    )]
+    pub config: Option<PathBuf>,
     /// Boot a guest: `linux` (the default) is Debian's 6.1 kernel with the
     /// guest kit's busybox initramfs, `test` the in-tree test guest
     /// (kernel/tests/guest), `none` the hypervisor alone.

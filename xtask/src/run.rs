@@ -13,7 +13,8 @@ use crate::serial::{self, HvExit};
 use crate::session::{self, Com1, Launch, Outcome, Paths};
 use crate::setup::{self, Need};
 use crate::{
-    bochs, build, iso, label, linux_guest, qemu, Accel, Boot, Cpu, Emulator, Guest, RunArgs,
+    bochs, build, domain_config, iso, label, linux_guest, qemu, Accel, Boot, Cpu, Emulator, Guest,
+    RunArgs,
 };
 
 /// What the hypervisor receives besides its command line.
@@ -202,12 +203,14 @@ fn add_modules(payload: &mut Vec<Module>, more: Vec<Module>) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask run`.
-pub fn run(args: &RunArgs) -> Result<ExitCode> {
-    let (cpu, boot) = resolve(args.emulator, args.cpu, args.boot, args.accel)?;
-    let mut payload = modules::load(&args.modules)?;
-    let mut cmdline = args.cmdline.clone();
-    let mut mem_mib = linux::MACHINE_MIB;
+/// The guest the `--guest`/`--kernel`/`--initrd`/`--guest-cmdline`/`--guest-mem`
+/// options ask for, added to the payload, command line and machine size.
+fn boot_guest_options(
+    args: &RunArgs,
+    payload: &mut Vec<Module>,
+    cmdline: &mut String,
+    mem_mib: &mut u64,
+) -> Result<()> {
     let linux_options = args.kernel.is_some()
         || args.initrd.is_some()
         || args.guest_cmdline.is_some()
@@ -215,8 +218,8 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     match guest_kind(args.guest, linux_options)? {
         None | Some(Guest::None) => {}
         Some(Guest::Test) => {
-            add_modules(&mut payload, vec![build::test_guest_module()?])?;
-            cmdline = format!("{cmdline} guest={}", build::TEST_GUEST_MODULE)
+            add_modules(payload, vec![build::test_guest_module()?])?;
+            *cmdline = format!("{cmdline} guest={}", build::TEST_GUEST_MODULE)
                 .trim()
                 .to_string();
         }
@@ -229,10 +232,27 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
                     .as_deref()
                     .unwrap_or(linux::DEFAULT_CMDLINE),
             )?;
-            cmdline = linux::hv_cmdline(&cmdline, mem);
-            mem_mib = linux::machine_mib(Some(mem));
-            add_modules(&mut payload, guest.modules())?;
+            *cmdline = linux::hv_cmdline(cmdline, mem);
+            *mem_mib = linux::machine_mib(Some(mem));
+            add_modules(payload, guest.modules())?;
         }
+    }
+    Ok(())
+}
+
+/// `cargo xtask run`.
+pub fn run(args: &RunArgs) -> Result<ExitCode> {
+    let (cpu, boot) = resolve(args.emulator, args.cpu, args.boot, args.accel)?;
+    let mut payload = modules::load(&args.modules)?;
+    let mut cmdline = args.cmdline.clone();
+    let mut mem_mib = linux::MACHINE_MIB;
+    if let Some(path) = &args.config {
+        let config = domain_config::load(path)?;
+        add_modules(&mut payload, config.load_modules()?)?;
+        cmdline = config.hv_cmdline(&cmdline);
+        mem_mib = config.machine_mib();
+    } else {
+        boot_guest_options(args, &mut payload, &mut cmdline, &mut mem_mib)?;
     }
     let spec = BootSpec {
         emulator: args.emulator,

@@ -57,7 +57,7 @@ impl XenState {
         let mut evtchn = Box::new(EventChannels::new(domid, 1));
         let console_port = evtchn.alloc_unbound(BACKEND_DOMID).ok()?;
         let store_port = evtchn.alloc_unbound(BACKEND_DOMID).ok()?;
-        let state = XenState {
+        let mut state = XenState {
             shared_info,
             shared_info_gfn: None,
             vcpu_info_gpa: None,
@@ -81,6 +81,21 @@ impl XenState {
                 .store(u64::MAX, core::sync::atomic::Ordering::Relaxed);
         }
         time::publish_shared(&state);
+        // Grant frame 0 exists from the start, with refs 0 and 1 granting the
+        // console and XenStore pages to the backend domain, as libxenguest's
+        // xc_dom_gnttab_seed does; the guest maps the frame when it sets up
+        // its grant table (XENMEM_add_to_physmap) and never uses refs 0-7.
+        let frame0 = HostFrames.alloc_zeroed(1)?;
+        state.grant_frames.push((frame0, None));
+        let mut entries = grants::FrameEntries {
+            frames: &state.grant_frames,
+        };
+        xenolith::grant_table::seed_reserved(
+            &mut entries,
+            Some((BACKEND_DOMID, console_gfn)),
+            Some((BACKEND_DOMID, store_gfn)),
+        )
+        .ok()?;
         defmt::debug!(
             "d{=u16}: console GFN {=u64:#x} port {=u32}, XenStore GFN {=u64:#x} port {=u32}",
             domid,

@@ -18,6 +18,7 @@ const CHECKS: &[Check] = &[
     ("hypercall-gva", hypercall_gva),
     ("hypercall-efault", hypercall_efault),
     ("hypercall-page", hypercall_page),
+    ("grant-reserved", grant_reserved),
     ("irq-hlt", irq_hlt),
     ("irq-window", irq_window),
 ];
@@ -389,4 +390,40 @@ pub fn grant_take() -> Result<&'static str, &'static str> {
     )?;
     evtchn_send()?;
     Ok("mapped domain 1's grant read-only, read it, unmapped, copied it")
+}
+
+/// Grant frame 0 comes seeded: ref 0 grants the console page and ref 1 the
+/// XenStore page to domain 0, the backend (grant_table.h, GNTTAB_RESERVED_*).
+fn grant_reserved() -> Result<(), &'static str> {
+    let xatp: [u64; 3] = [0x7ff0 | (1 << 32), 0, GRANT_FRAME_GFN];
+    ensure(
+        call(MEMORY_OP, 7, xatp.as_ptr() as u64, 0) == 0,
+        "add_to_physmap(grant table) failed",
+    )?;
+    // struct xen_hvm_param { domid; pad; index (17: CONSOLE_PFN); value }
+    let mut param: [u64; 2] = [0x7ff0 | (17 << 32), 0];
+    ensure(
+        call(HVM_OP, 1, param.as_mut_ptr() as u64, 0) == 0,
+        "HVMOP_get_param(CONSOLE_PFN) failed",
+    )?;
+    let entry = |gref: u64| -> (u16, u16, u32) {
+        let at = (GRANT_FRAME_GFN * 4096 + gref * 8) as *const u16;
+        // SAFETY: grant frame 0, just mapped at 16 MiB, which entry.S maps.
+        unsafe {
+            (
+                at.read_volatile(),
+                at.add(1).read_volatile(),
+                at.add(2).cast::<u32>().read_volatile(),
+            )
+        }
+    };
+    ensure(
+        entry(0) == (GTF_PERMIT_ACCESS, 0, param[1] as u32),
+        "ref 0 does not grant the console page to domain 0",
+    )?;
+    let (flags, domid, frame) = entry(1);
+    ensure(
+        flags == GTF_PERMIT_ACCESS && domid == 0 && frame != 0,
+        "ref 1 does not grant the XenStore page to domain 0",
+    )
 }
