@@ -124,26 +124,17 @@ fn map(dom: &mut Domain, others: &mut Others, op: &mut GnttabMapGrantRef) {
         };
         return;
     };
-    let ram = peer.ram_range();
-    let mut entries = FrameEntries {
-        frames: &peer.xen.grant_frames,
-    };
-    let frames = RamFrames {
-        space: peer.space.as_ref(),
-        ram,
-    };
-    let mut granter = Granter {
-        domid: peer.id,
-        entries: &mut entries,
-        frames: &frames,
-        active: &mut peer.xen.grants.active,
-    };
+    lend_granter(peer, |granter| map_from(dom, granter, op));
+}
+
+/// The second half of `map`, with the granter lent.
+fn map_from(dom: &mut Domain, granter: &mut DynGranter<'_>, op: &mut GnttabMapGrantRef) {
     let req = MapRequest {
         gref: op.r#ref,
         flags: op.flags,
         host_addr: op.host_addr,
     };
-    let mapped = match map_grant_ref(&mut dom.xen.grants.maptrack, dom.id, &mut granter, req) {
+    let mapped = match map_grant_ref(&mut dom.xen.grants.maptrack, dom.id, granter, req) {
         Ok(m) => m,
         Err(status) => {
             op.status = status;
@@ -174,7 +165,7 @@ fn map(dom: &mut Domain, others: &mut Others, op: &mut GnttabMapGrantRef) {
                 host_addr: mapped.gpa,
                 dev_bus_addr: 0,
             };
-            let _ = unmap_grant_ref(&mut dom.xen.grants.maptrack, &mut granter, undo);
+            let _ = unmap_grant_ref(&mut dom.xen.grants.maptrack, granter, undo);
             op.status = GNTST_GENERAL_ERROR;
         }
     }
@@ -191,26 +182,17 @@ fn unmap(dom: &mut Domain, others: &mut Others, op: &mut GnttabUnmapGrantRef) {
         op.status = GNTST_BAD_HANDLE;
         return;
     };
-    let ram = peer.ram_range();
-    let mut entries = FrameEntries {
-        frames: &peer.xen.grant_frames,
-    };
-    let frames = RamFrames {
-        space: peer.space.as_ref(),
-        ram,
-    };
-    let mut granter = Granter {
-        domid: peer.id,
-        entries: &mut entries,
-        frames: &frames,
-        active: &mut peer.xen.grants.active,
-    };
+    lend_granter(peer, |granter| unmap_from(dom, granter, op));
+}
+
+/// The second half of `unmap`, with the granter lent.
+fn unmap_from(dom: &mut Domain, granter: &mut DynGranter<'_>, op: &mut GnttabUnmapGrantRef) {
     let req = UnmapRequest {
         handle: op.handle,
         host_addr: op.host_addr,
         dev_bus_addr: op.dev_bus_addr,
     };
-    match unmap_grant_ref(&mut dom.xen.grants.maptrack, &mut granter, req) {
+    match unmap_grant_ref(&mut dom.xen.grants.maptrack, granter, req) {
         Ok(Some(u)) => {
             let _ = dom
                 .space
@@ -221,6 +203,26 @@ fn unmap(dom: &mut Domain, others: &mut Others, op: &mut GnttabUnmapGrantRef) {
         Ok(None) => op.status = GNTST_OKAY,
         Err(status) => op.status = status,
     }
+}
+
+/// Lends `f` the granter side of `d`: its grant entries, its RAM frames and
+/// its active pins (the one place a `Granter` is built from a `Domain`).
+fn lend_granter<R>(d: &mut Domain, f: impl FnOnce(&mut DynGranter<'_>) -> R) -> R {
+    let ram = d.ram_range();
+    let mut entries = FrameEntries {
+        frames: &d.xen.grant_frames,
+    };
+    let frames = RamFrames {
+        space: d.space.as_ref(),
+        ram,
+    };
+    let mut granter: DynGranter<'_> = Granter {
+        domid: d.id,
+        entries: &mut entries,
+        frames: &frames,
+        active: &mut d.xen.grants.active,
+    };
+    f(&mut granter)
 }
 
 /// The domains a GNTTABOP_copy by `me` can reach: itself and the others.
@@ -239,21 +241,7 @@ impl CopyDomains for Copier<'_, '_> {
                 None => return false,
             }
         };
-        let ram = d.ram_range();
-        let mut entries = FrameEntries {
-            frames: &d.xen.grant_frames,
-        };
-        let frames = RamFrames {
-            space: d.space.as_ref(),
-            ram,
-        };
-        let mut g: DynGranter<'_> = Granter {
-            domid: d.id,
-            entries: &mut entries,
-            frames: &frames,
-            active: &mut d.xen.grants.active,
-        };
-        f(&mut g);
+        lend_granter(d, |g| f(g));
         true
     }
 
