@@ -5,4 +5,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod console;
+pub mod domains;
+pub mod toolstack;
 pub mod xenstore;

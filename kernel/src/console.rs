@@ -2,6 +2,7 @@
 
 use crate::uart::{Uart, COM1};
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, Ordering};
 use spin::Mutex;
 
 static PORT: Mutex<Uart> = Mutex::new(Uart::new(COM1));
@@ -18,6 +19,24 @@ impl Write for Lines<'_> {
         }
         Ok(())
     }
+}
+
+/// Set once COM1 belongs to the driver domain: from then on guests' early
+/// console output goes to the hypervisor's log (defmt on COM2) instead.
+static HANDED_OVER: AtomicBool = AtomicBool::new(false);
+
+/// Gives COM1 to the driver domain (its I/O ports pass straight through).
+pub fn hand_over() {
+    HANDED_OVER.store(true, Ordering::Relaxed);
+}
+
+/// The driver domain ended: COM1 is the hypervisor's again.
+pub fn take_back() {
+    HANDED_OVER.store(false, Ordering::Relaxed);
+}
+
+pub fn handed_over() -> bool {
+    HANDED_OVER.load(Ordering::Relaxed)
 }
 
 pub fn init() {

@@ -36,6 +36,9 @@ pub enum Ending {
 pub struct Domain {
     pub id: u16,
     pub name: String,
+    /// The driver domain (domain 0): serves the others' XenStore and
+    /// consoles; the run ends when every other domain has ended.
+    pub driver: bool,
     ram_hpa: u64,
     ram_frames: usize,
     /// Where start of day put things in the guest (special pages, memory map).
@@ -71,8 +74,25 @@ pub struct Domain {
     pub blocked: Option<Block>,
     /// The ports of a SCHEDOP_poll in progress.
     pub poll_ports: ArrayVec<u32, { xenolith::evtchn::POLL_MAX_PORTS }>,
+    /// An event from another domain found this domain waiting: it runs
+    /// next (the scheduler's wake-up boost).
+    pub woken: bool,
+    /// This domain woke a waiting one: its slice ends so that one runs.
+    pub yield_slice: bool,
     /// The ports with the most I/O exits: (port, count), for the end-of-run report.
     pub io_ports: ArrayVec<(u16, u64), 16>,
+}
+
+/// What to build a domain from.
+pub struct Spec<'a> {
+    pub id: u16,
+    pub name: &'a str,
+    pub image: &'a [u8],
+    pub cmdline: &'a str,
+    pub initrd: Option<&'a [u8]>,
+    pub ram_bytes: u64,
+    /// I/O ports the domain reaches directly (the driver domain's COM1).
+    pub passthrough_ports: &'static [u16],
 }
 
 /// Why a domain could not be built.
@@ -98,15 +118,14 @@ impl core::fmt::Display for CreateError {
 /// Guest RAM and the PVH start of day: the image at its physical addresses,
 /// `hvm_start_info` after it, the vCPU in 32-bit flat protected mode with
 /// paging off and EBX = start info (xen docs/misc/pvh.pandoc).
-pub fn create(
-    backend: &mut dyn Backend,
-    id: u16,
-    name: &str,
-    image: &[u8],
-    cmdline: &str,
-    initrd: Option<&[u8]>,
-    ram_bytes: u64,
-) -> Result<Domain, CreateError> {
+pub fn create(backend: &mut dyn Backend, spec: &Spec) -> Result<Domain, CreateError> {
+    let Spec {
+        id,
+        name,
+        image,
+        ram_bytes,
+        ..
+    } = *spec;
     let kernel = KernelImage::parse(image).map_err(CreateError::Image)?;
     let frames = (ram_bytes / PAGE_SIZE) as usize;
     let ram_hpa = memory::alloc_frames(frames).ok_or(CreateError::NoMemory)?;
@@ -124,7 +143,7 @@ pub fn create(
         ram_hpa,
         scrub
     );
-    let (space, vcpu, plan) = build(backend, &kernel, ram, ram_hpa, id, cmdline, initrd)
+    let (space, vcpu, plan) = build(backend, &kernel, ram, ram_hpa, spec)
         .inspect_err(|_| memory::free_frames(ram_hpa, frames))?;
     let (Some(xen), Some(fpu)) = (
         XenState::new(id, plan.console_gfn, plan.xenstore_gfn),
@@ -138,6 +157,7 @@ pub fn create(
     Ok(Domain {
         id,
         name: String::from(name),
+        driver: false,
         ram_hpa,
         ram_frames: frames,
         plan,
@@ -158,6 +178,8 @@ pub fn create(
         xen,
         blocked: None,
         poll_ports: ArrayVec::new(),
+        woken: false,
+        yield_slice: false,
         io_ports: ArrayVec::new(),
     })
 }
@@ -194,10 +216,11 @@ fn build(
     kernel: &KernelImage,
     ram: &mut [u8],
     ram_hpa: u64,
-    id: u16,
-    cmdline: &str,
-    initrd: Option<&[u8]>,
+    spec: &Spec,
 ) -> Result<Machine, CreateError> {
+    let Spec {
+        cmdline, initrd, ..
+    } = *spec;
     let ram_bytes = ram.len() as u64;
     let t0 = crate::time::rdtsc();
     let plan = pvh_boot::prepare(
@@ -235,8 +258,10 @@ fn build(
     };
     let config = VcpuConfig {
         second_level_root: space.root(),
-        tag: id,
-        passthrough_ports: &[],
+        // VPID and ASID 0 belong to the host (SDM Vol. 3C 28.1; APM Vol. 2
+        // 15.16): domain 0 gets tag 1.
+        tag: spec.id + 1,
+        passthrough_ports: spec.passthrough_ports,
         passthrough_msrs: PASSTHROUGH_MSRS,
     };
     let vcpu = backend
@@ -273,7 +298,34 @@ fn map_ram(space: &mut dyn AddressSpace, hpa: u64, size: u64) -> Result<(), Crea
     Ok(())
 }
 
+impl Ending {
+    /// How the domain ended, for people, and whether that was a clean end.
+    pub fn describe(ending: Option<&Ending>, driver: bool) -> (String, bool) {
+        match ending {
+            Some(Ending::Shutdown(0)) => (String::from("poweroff"), true),
+            Some(Ending::Shutdown(reason)) => (alloc::format!("shutdown reason {reason}"), false),
+            Some(Ending::Halted) => (String::from("halted with interrupts off"), true),
+            Some(Ending::Crashed(why)) => (alloc::format!("crashed: {why}"), false),
+            // The driver domain serves until the guests are done.
+            None if driver => (String::from("still serving"), true),
+            None => (String::from("still running"), false),
+        }
+    }
+}
+
 impl Domain {
+    /// RAM in the guest's memory map, in KiB (what its XenStore
+    /// `memory/static-max` and `memory/target` say).
+    pub fn map_ram_kib(&self) -> u64 {
+        self.plan
+            .memmap
+            .iter()
+            .filter(|e| e.kind == xen_abi::start_info::MEMMAP_TYPE_RAM)
+            .map(|e| e.size)
+            .sum::<u64>()
+            >> 10
+    }
+
     /// The domain's RAM, host-physical.
     pub fn ram_range(&self) -> core::ops::Range<u64> {
         self.ram_hpa..self.ram_hpa + self.ram_frames as u64 * PAGE_SIZE

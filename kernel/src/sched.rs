@@ -10,21 +10,32 @@ const SLICE_NS: u64 = 10_000_000;
 /// interrupt is not routed: the PICs are masked and there is no IOAPIC driver).
 const CONSOLE_POLL_NS: u64 = 10_000_000;
 
-/// Runs every domain until all have ended.
+/// Runs every domain until all but the driver domain have ended.
 pub fn run(domains: &mut [Domain]) {
     let mut next = 0;
     // Whose extended state the CPU holds (fpu.rs).
     let mut fpu_owner: Option<usize> = None;
     loop {
-        let live = domains.iter().filter(|d| d.ending.is_none()).count();
+        // The driver domain serves the others; it does not keep the run going.
+        let live = domains
+            .iter()
+            .filter(|d| d.ending.is_none() && !d.driver)
+            .count();
         if live == 0 {
             return;
         }
-        // The next domain, in turn, that is not waiting (or whose wait is over).
+        // A domain an event just woke goes first; then the next one, in
+        // turn, that is not waiting (or whose wait is over).
         let count = domains.len();
-        let pick = (0..count).map(|k| (next + k) % count).find(|&i| {
-            let d = &mut domains[i];
-            d.ending.is_none() && (d.blocked.is_none() || vmexit::wakeable(d))
+        let boosted = domains.iter().position(|d| d.woken && d.ending.is_none());
+        for d in domains.iter_mut() {
+            d.woken = false;
+        }
+        let pick = boosted.or_else(|| {
+            (0..count).map(|k| (next + k) % count).find(|&i| {
+                let d = &mut domains[i];
+                d.ending.is_none() && (d.blocked.is_none() || vmexit::wakeable(d))
+            })
         });
         let Some(i) = pick else {
             idle(domains);
@@ -42,6 +53,9 @@ pub fn run(domains: &mut [Domain]) {
         let (this, mut others) = Others::split(domains, i);
         let end = vmexit::run_slice(this, &mut others, until);
         let id = this.id;
+        if end == SliceEnd::Ended {
+            ended(domains, i);
+        }
         defmt::trace!(
             "d{=u16}: slice ended: {=str}",
             id,
@@ -66,4 +80,32 @@ fn idle(domains: &[Domain]) {
     crate::timer::arm(until);
     crate::timer::wait_for_interrupt();
     crate::timer::disarm();
+}
+
+/// Domain `i` just ended. If it was the driver domain, COM1 comes back to
+/// the hypervisor, which says so there: the guests run on, without console
+/// or XenStore, and their exit counts so far show they keep running.
+fn ended(domains: &[Domain], i: usize) {
+    let d = &domains[i];
+    let (how, _) = crate::domain::Ending::describe(d.ending.as_ref(), d.driver);
+    let cpu_ms = d.cpu_tsc / crate::time::tsc_khz().max(1);
+    defmt::info!(
+        "d{=u16} ended after {=u64} ms of CPU: {=str}",
+        d.id,
+        cpu_ms,
+        how.as_str()
+    );
+    if !d.driver {
+        return;
+    }
+    crate::console::take_back();
+    crate::println!("domain {} ({}) ended: {how}", d.id, d.name);
+    for g in domains.iter().filter(|g| !g.driver && g.ending.is_none()) {
+        let exits: u64 = g.exits.iter().sum();
+        crate::println!(
+            "domain {} ({}) runs on without its backends, {exits} exits so far",
+            g.id,
+            g.name
+        );
+    }
 }

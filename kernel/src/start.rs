@@ -156,15 +156,23 @@ fn run_guests(boot: &BootInfo) -> ExitStatus {
                 }
             },
         };
-        let mut dom = match domain::create(
-            backend.as_mut(),
+        // Names are unique (the driver domain tags console lines with them):
+        // a module booted twice is "linux", then "linux-2".
+        let name = if domains.iter().any(|d| d.name == module) {
+            format!("{module}-{id}")
+        } else {
+            String::from(module)
+        };
+        let spec = domain::Spec {
             id,
-            module,
-            image.data,
-            &guest_cmdline,
+            name: &name,
+            image: image.data,
+            cmdline: &guest_cmdline,
             initrd,
-            ram,
-        ) {
+            ram_bytes: ram,
+            passthrough_ports: &[],
+        };
+        let mut dom = match domain::create(backend.as_mut(), &spec) {
             Ok(dom) => dom,
             Err(e) => {
                 println!("domain {id} ({module}): not created: {e}");
@@ -174,7 +182,7 @@ fn run_guests(boot: &BootInfo) -> ExitStatus {
         };
         let build_us = (time::rdtsc() - created) * 1000 / time::tsc_khz().max(1);
         println!(
-            "domain {id} ({module}): started, {} KiB, built in {} ms",
+            "domain {id} ({name}): started, {} KiB, built in {} ms",
             ram >> 10,
             build_us / 1000
         );
@@ -183,6 +191,15 @@ fn run_guests(boot: &BootInfo) -> ExitStatus {
         // with the driver domain's console backend).
         dom.console_input = domains.is_empty();
         domains.push(dom);
+    }
+    if let Some(module) = cmdline::option(boot.cmdline, "dom0") {
+        match driver_domain(boot, backend.as_mut(), module, &mut domains) {
+            Ok(dom) => domains.insert(0, dom),
+            Err(why) => {
+                println!("domain 0 ({module}): not created: {why}");
+                return ExitStatus::Failure;
+            }
+        }
     }
     sched::run(&mut domains);
     for dom in domains {
@@ -194,15 +211,85 @@ fn run_guests(boot: &BootInfo) -> ExitStatus {
     status
 }
 
+/// RAM the driver domain gets unless `<module>.mem` says otherwise.
+const DRIVER_DOMAIN_RAM: u64 = 32 << 20;
+
+/// COM1's eight registers: the driver domain's console port.
+static COM1_PORTS: [u16; 8] = [0x3f8, 0x3f9, 0x3fa, 0x3fb, 0x3fc, 0x3fd, 0x3fe, 0x3ff];
+
+/// Builds domain 0, the driver domain, from boot module `module`: it gets
+/// COM1, and as its module 0 the domain table describing every guest
+/// (xen_abi::domain_table), whose consoles and XenStore it then serves.
+fn driver_domain(
+    boot: &BootInfo,
+    backend: &mut dyn vcpu::Backend,
+    module: &str,
+    guests: &mut [domain::Domain],
+) -> Result<domain::Domain, String> {
+    use xen_abi::domain_table::*;
+    let image = boot
+        .modules
+        .iter()
+        .find(|m| m.name == module)
+        .ok_or_else(|| format!("no boot module named {module:?}"))?;
+    if guests.len() > DOMAIN_TABLE_MAX {
+        return Err(format!("more than {DOMAIN_TABLE_MAX} guests"));
+    }
+    let header = DomainTableHeader {
+        magic: DOMAIN_TABLE_MAGIC,
+        version: DOMAIN_TABLE_VERSION,
+        count: guests.len() as u32,
+        entry_size: DomainTableEntry::SIZE as u32,
+    };
+    let mut table = Vec::from(header.to_bytes());
+    for g in guests.iter_mut() {
+        g.xen.served_by_driver = true;
+        g.console_input = false;
+        let mut name = [0u8; DOMAIN_NAME_MAX];
+        let n = g.name.len().min(DOMAIN_NAME_MAX);
+        name[..n].copy_from_slice(&g.name.as_bytes()[..n]);
+        let entry = DomainTableEntry {
+            domid: g.id,
+            vcpus: 1,
+            console_port: g.xen.console_port,
+            store_port: g.xen.store_port,
+            reserved: 0,
+            memory_kib: g.map_ram_kib(),
+            console_gfn: g.xen.console_gfn,
+            store_gfn: g.xen.store_gfn,
+            name,
+        };
+        table.extend_from_slice(&entry.to_bytes());
+    }
+    let ram = match module_text(boot, &format!("{module}.mem")) {
+        None => DRIVER_DOMAIN_RAM,
+        Some(text) => cmdline::parse_size(text)
+            .filter(|s| s % memory_map::PAGE_SIZE == 0 && *s > 0)
+            .ok_or_else(|| format!("bad memory size {text:?} in {module}.mem"))?,
+    };
+    let spec = domain::Spec {
+        id: 0,
+        name: "Domain-0",
+        image: image.data,
+        cmdline: module_text(boot, &format!("{module}.cmdline")).unwrap_or(""),
+        initrd: Some(&table),
+        ram_bytes: ram,
+        passthrough_ports: &COM1_PORTS,
+    };
+    let mut dom = domain::create(backend, &spec).map_err(|e| format!("{e}"))?;
+    dom.driver = true;
+    println!(
+        "domain 0 (Domain-0): driver domain from {module}, {} KiB, serving {} guests; COM1 is its console from here on",
+        ram >> 10,
+        guests.len()
+    );
+    crate::console::hand_over();
+    Ok(dom)
+}
+
 /// Prints how the domain ended and its exits per reason; true for a clean end.
 fn report(dom: &domain::Domain) -> bool {
-    let (text, clean) = match &dom.ending {
-        Some(Ending::Shutdown(0)) => (String::from("poweroff"), true),
-        Some(Ending::Shutdown(reason)) => (format!("shutdown reason {reason}"), false),
-        Some(Ending::Halted) => (String::from("halted with interrupts off"), true),
-        Some(Ending::Crashed(why)) => (format!("crashed: {why}"), false),
-        None => (String::from("still running"), false),
-    };
+    let (text, clean) = Ending::describe(dom.ending.as_ref(), dom.driver);
     crate::hypercall::end_console_line();
     println!("domain {} ({}): {text}", dom.id, dom.name);
     let mut line = String::new();

@@ -53,7 +53,7 @@ pub fn run_slice(dom: &mut Domain, others: &mut Others, until: u64) -> SliceEnd 
                 break SliceEnd::Blocked;
             }
         }
-        if crate::time::rdtsc() >= until {
+        if crate::time::rdtsc() >= until || core::mem::take(&mut dom.yield_slice) {
             break SliceEnd::Expired;
         }
         deliver_interrupt(dom);

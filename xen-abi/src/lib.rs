@@ -2,6 +2,7 @@
 #![no_std]
 
 pub mod console;
+pub mod domain_table;
 pub mod event_channel;
 pub mod features;
 pub mod grant_table;

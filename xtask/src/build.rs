@@ -95,6 +95,67 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The driver domain's module name (`dom0=` on the hypervisor's command line).
+pub const DRIVER_DOMAIN_MODULE: &str = "driver-domain";
+
+/// Builds the driver domain (drivers-split's `driver-domain` binary) and returns its ELF.
+pub fn driver_domain() -> Result<PathBuf> {
+    setup::ensure_rust_target()?;
+    eprintln!("xtask: building the driver domain");
+    let status = cargo()
+        .args([
+            "build",
+            "-p",
+            "drivers-split",
+            "--bin",
+            "driver-domain",
+            "--release",
+            "--target",
+        ])
+        .arg(IMAGE_TARGET)
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("building the driver domain failed ({status})");
+    }
+    let path = target_dir()?
+        .join(IMAGE_TARGET)
+        .join("release")
+        .join("driver-domain");
+    if !path.is_file() {
+        bail!("cargo build succeeded but {} is missing", path.display());
+    }
+    Ok(path)
+}
+
+/// Adds the driver domain as domain 0: its module, and `dom0=` in front of
+/// the hypervisor command line.
+pub fn add_driver_domain(
+    modules: &mut Vec<crate::modules::Module>,
+    cmdline: &mut String,
+) -> Result<()> {
+    modules.push(driver_domain_module()?);
+    *cmdline = with_driver_domain(cmdline);
+    Ok(())
+}
+
+/// `cmdline` with `dom0=` in front.
+pub fn with_driver_domain(cmdline: &str) -> String {
+    format!("dom0={DRIVER_DOMAIN_MODULE} {cmdline}")
+        .trim()
+        .to_string()
+}
+
+/// The driver domain as a boot module.
+pub fn driver_domain_module() -> Result<crate::modules::Module> {
+    let path = driver_domain()?;
+    let data = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(crate::modules::Module {
+        name: DRIVER_DOMAIN_MODULE.into(),
+        data,
+    })
+}
+
 /// The test guest's module name on the hypervisor's command line.
 pub const TEST_GUEST_MODULE: &str = "test-guest.elf";
 

@@ -41,6 +41,8 @@ pub const ALL: &[Check] = &[
             "vmx",
             "-p",
             "svm",
+            "-p",
+            "drivers-split",
             "--bins",
             "--lib",
             "--target",
@@ -53,6 +55,22 @@ pub const ALL: &[Check] = &[
     Check {
         name: "unit-tests",
         args: &["test", "--workspace"],
+    },
+    Check {
+        // The XenStore parser and store under 20,000 random request
+        // streams, ring byte streams and operation sequences (about 10 s;
+        // cargo-fuzz would need a nightly toolchain).
+        name: "fuzz-xenstore",
+        args: &[
+            "test",
+            "-p",
+            "drivers-split",
+            "--release",
+            "--lib",
+            "fuzz_requests_long",
+            "--",
+            "--ignored",
+        ],
     },
 ];
 

@@ -99,6 +99,29 @@ mod tests {
     }
 
     #[test]
+    fn xenbus_complaints_fail_the_check() {
+        for line in [
+            "[    5.1] xenbus_probe_frontend: Waiting for devices to initialise: 25s...",
+            "[    1.0] xen:manage: Failed to set shutdown watcher",
+            "[    1.0] xen:cpu_hotplug: Unable to read cpu state",
+        ] {
+            assert_eq!(
+                run_check("xenbus", "xenbus_up", line),
+                format!("CHECK xenbus: FAIL {line}")
+            );
+        }
+        // The host has no xenwatch thread: a clean dmesg alone is not enough.
+        assert_eq!(
+            run_check(
+                "xenbus",
+                "xenbus_up",
+                "[    0.5] xen:balloon: Initialising balloon driver"
+            ),
+            "CHECK xenbus: FAIL no xenwatch thread: xenbus never connected to a XenStore"
+        );
+    }
+
+    #[test]
     fn hvc_is_found_in_dmesg() {
         let log = "[    0.5] printk: console [hvc0] enabled";
         assert_eq!(run_check("hvc", "hvc_console", log), "CHECK hvc: ok");

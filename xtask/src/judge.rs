@@ -32,6 +32,88 @@ pub enum Expect {
     /// Boot the guest kit's Linux with xenolith.test=1: /init passes every
     /// check and the guest powers off (see `linux_judge`); exit success.
     LinuxGuest,
+    /// As `LinuxGuest`, but the driver domain crashes on purpose when the
+    /// guest asks (after its checks): the hypervisor takes COM1 back and
+    /// says so, the guest keeps running (more exits at its end than when
+    /// the driver domain died) and powers off; exit failure (domain 0 crashed).
+    DriverCrash,
+}
+
+/// The text the driver domain's `crash-on=` test option waits for, printed
+/// by the guest kit's /init with xenolith.crash_driver=1.
+pub const DRIVER_CRASH_TEXT: &str = "XENOLITH-CRASH-DRIVER-DOMAIN";
+
+fn check_driver_crash(lines: &[String], problems: &mut Vec<String>) {
+    problems.extend(
+        linux_judge::problems(lines)
+            .into_iter()
+            .map(|p| format!("domain 1: {p}")),
+    );
+    for want in [
+        "(d0) crashing on purpose (crash-on=)",
+        "domain 0 (Domain-0) ended: crashed: read access outside its memory at GPA 0x40000000",
+    ] {
+        if !lines.iter().any(|l| l == want) {
+            problems.push(format!("missing line {want:?}"));
+        }
+    }
+    let at_crash = lines.iter().find_map(|l| {
+        l.strip_prefix("domain 1 (linux) runs on without its backends, ")?
+            .strip_suffix(" exits so far")?
+            .parse::<u64>()
+            .ok()
+    });
+    let at_end = lines.iter().find_map(|l| {
+        let rest = l.strip_prefix("domain 1 exits:")?;
+        let total = rest
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("total="))?;
+        total.parse::<u64>().ok()
+    });
+    match (at_crash, at_end) {
+        (Some(a), Some(b)) if b > a => {}
+        (Some(a), Some(b)) => problems.push(format!(
+            "domain 1 made no exits after the driver domain died ({a} then, {b} at the end)"
+        )),
+        _ => problems.push(
+            "no \"domain 1 (linux) runs on ...\" line or no final exit count for domain 1".into(),
+        ),
+    }
+}
+
+/// COM1 with the driver domain's `[name] text` console lines written as
+/// the hypervisor's own `(dN) text`, domain numbers taken from the
+/// hypervisor's `domain N (name): started` lines (`[Domain-0]` is domain 0),
+/// so one judge serves boots with and without a driver domain.
+pub fn numbered(lines: &[String]) -> Vec<String> {
+    let mut ids: Vec<(String, u16)> = vec![("Domain-0".into(), 0)];
+    for l in lines {
+        let Some(rest) = l.strip_prefix("domain ") else {
+            continue;
+        };
+        let Some((n, rest)) = rest.split_once(" (") else {
+            continue;
+        };
+        let Some((name, _)) = rest.split_once("): started") else {
+            continue;
+        };
+        if let Ok(n) = n.parse() {
+            ids.push((name.to_string(), n));
+        }
+    }
+    lines
+        .iter()
+        .map(|l| {
+            if let Some(rest) = l.strip_prefix('[') {
+                if let Some((name, text)) = rest.split_once("] ") {
+                    if let Some((_, n)) = ids.iter().find(|(m, _)| m == name) {
+                        return format!("(d{n}) {text}");
+                    }
+                }
+            }
+            l.clone()
+        })
+        .collect()
 }
 
 /// COM1 as domain `k` alone would have printed it, renumbered as domain 1:
@@ -46,6 +128,8 @@ pub fn as_domain_one(lines: &[String], k: u16) -> Vec<String> {
             if let Some(rest) = l.strip_prefix(&mine) {
                 Some(format!("(d1) {rest}"))
             } else if let Some(rest) = l.strip_prefix(&mine_end) {
+                // A repeated module's domain is named "<module>-<k>".
+                let rest = rest.replacen(&format!("-{k}): "), "): ", 1);
                 Some(format!("domain 1 {rest}"))
             } else if l.starts_with("(d") || l.starts_with("domain ") {
                 None
@@ -153,13 +237,16 @@ pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
                 .into(),
         );
     }
-    let lines = &outcome.lines;
+    let numbered = numbered(&outcome.lines);
+    let lines = &numbered;
     let qemu_status = outcome.status.and_then(|s| s.code());
     let want_exit = match case.expect {
         Expect::Boots | Expect::LinuxGuest | Expect::LinuxGuests(_) | Expect::Lines(_) => {
             HvExit::Success
         }
-        Expect::Fatal(_) | Expect::Exception(_) | Expect::TestGuest => HvExit::Failure,
+        Expect::Fatal(_) | Expect::Exception(_) | Expect::TestGuest | Expect::DriverCrash => {
+            HvExit::Failure
+        }
     };
     match case.expect {
         Expect::Boots => {
@@ -179,6 +266,10 @@ pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
             if !lines.iter().any(|l| l.starts_with(prefix)) {
                 problems.push(format!("no line starting with {prefix:?}"));
             }
+        }
+        Expect::DriverCrash => {
+            check_caps(lines, case.cpu, &mut problems);
+            check_driver_crash(lines, &mut problems);
         }
         Expect::TestGuest => {
             check_caps(lines, case.cpu, &mut problems);
@@ -346,6 +437,29 @@ mod renumber_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn driver_domain_lines_are_numbered_by_name() {
+        let lines: Vec<String> = [
+            "domain 1 (linux): started, 262144 KiB, built in 5 ms",
+            "domain 2 (linux-2): started, 262144 KiB, built in 5 ms",
+            "[Domain-0] driver domain up",
+            "[linux-2] XENOLITH-INIT-OK",
+            "[linux] hello",
+            "[nobody] stays",
+            "domain 2 (linux-2): poweroff",
+        ]
+        .map(String::from)
+        .to_vec();
+        let n = numbered(&lines);
+        assert_eq!(n[2], "(d0) driver domain up");
+        assert_eq!(n[3], "(d2) XENOLITH-INIT-OK");
+        assert_eq!(n[4], "(d1) hello");
+        assert_eq!(n[5], "[nobody] stays");
+        let two = as_domain_one(&n, 2);
+        assert!(two.contains(&"(d1) XENOLITH-INIT-OK".to_string()));
+        assert!(two.contains(&"domain 1 (linux): poweroff".to_string()));
+    }
     use std::os::unix::process::ExitStatusExt;
     use std::process::ExitStatus;
 
@@ -509,7 +623,7 @@ mod tests {
         }
         lines.extend(
             [
-                "(d1) CHECKS DONE 4 passed, 0 failed",
+                "(d1) CHECKS DONE 5 passed, 0 failed",
                 "domain 1 (linux): poweroff",
                 "domain 1 exits: cpuid=1 total=1 unknown-hypercalls=0",
                 "xenolith: exit success",

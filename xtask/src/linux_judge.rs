@@ -7,7 +7,7 @@ use crate::linux::KERNEL_MODULE;
 pub const MARKER: &str = "XENOLITH-INIT-OK";
 
 /// The checks of the kit's /init (xtask/src/guest_init.sh), in order.
-pub const CHECKS: [&str; 4] = ["xen", "clocksource", "hvc", "dmesg-clean"];
+pub const CHECKS: [&str; 5] = ["xen", "clocksource", "hvc", "dmesg-clean", "xenbus"];
 
 /// The guest console lines of domain 1, without their `(d1) ` prefix.
 fn console(lines: &[String]) -> impl Iterator<Item = &str> {
@@ -132,7 +132,7 @@ mod tests {
         for c in CHECKS {
             lines.push(format!("(d1) CHECK {c}: ok"));
         }
-        lines.push("(d1) CHECKS DONE 4 passed, 0 failed".into());
+        lines.push("(d1) CHECKS DONE 5 passed, 0 failed".into());
         lines.push("domain 1 (linux): poweroff".into());
         lines.push("domain 1 exits: cpuid=10 total=10 unknown-hypercalls=0".into());
         lines
@@ -142,7 +142,7 @@ mod tests {
     fn a_good_boot_passes() {
         assert!(problems(&good()).is_empty(), "{:?}", problems(&good()));
         let mut halted = good();
-        halted[9] = "domain 1 (linux): halted with interrupts off".into();
+        halted[10] = "domain 1 (linux): halted with interrupts off".into();
         assert!(problems(&halted).is_empty());
         assert!(is_nested_marker("(d1) XENOLITH-INIT-OK"));
         assert!(!is_nested_marker("XENOLITH-INIT-OK"));
@@ -152,11 +152,11 @@ mod tests {
     fn failing_checks_say_why() {
         let mut lines = good();
         lines[5] = "(d1) CHECK clocksource: FAIL current clocksource is tsc".into();
-        lines[8] = "(d1) CHECKS DONE 3 passed, 1 failed".into();
+        lines[9] = "(d1) CHECKS DONE 4 passed, 1 failed".into();
         let got = problems(&lines);
         assert_eq!(got.len(), 2, "{got:?}");
         assert!(got[0].contains("FAIL current clocksource is tsc"));
-        assert!(got[1].contains("3 passed, 1 failed"));
+        assert!(got[1].contains("4 passed, 1 failed"), "{got:?}");
     }
 
     #[test]

@@ -235,6 +235,10 @@ fn boot_guest_options(
             *cmdline = linux::hv_cmdline(cmdline, mem);
             *mem_mib = linux::machine_mib(Some(mem));
             add_modules(payload, guest.modules())?;
+            // The driver domain serves the guest's console and XenStore.
+            let mut dd = Vec::new();
+            build::add_driver_domain(&mut dd, cmdline)?;
+            add_modules(payload, dd)?;
         }
     }
     Ok(())
@@ -251,6 +255,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         add_modules(&mut payload, config.load_modules()?)?;
         cmdline = config.hv_cmdline(&cmdline);
         mem_mib = config.machine_mib();
+        let mut dd = Vec::new();
+        build::add_driver_domain(&mut dd, &mut cmdline)?;
+        add_modules(&mut payload, dd)?;
     } else {
         boot_guest_options(args, &mut payload, &mut cmdline, &mut mem_mib)?;
     }

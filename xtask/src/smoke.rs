@@ -46,8 +46,12 @@ enum Load {
     /// The in-tree test guest as the only module.
     TestGuest,
     /// The guest kit's Linux as `linux`, `linux.initrd` and `linux.cmdline`
-    /// (with [`LINUX_SMOKE_CMDLINE`]), and `guest=linux guest_mem=256M`.
+    /// (with [`LINUX_SMOKE_CMDLINE`]), and `guest=linux guest_mem=256M`,
+    /// served by the driver domain.
     LinuxKit,
+    /// As `LinuxKit`, with the driver domain told to crash when the guest
+    /// prints [`judge::DRIVER_CRASH_TEXT`], which it does after its checks.
+    LinuxKitDriverCrash,
 }
 
 struct Smoke {
@@ -227,6 +231,16 @@ const SMOKES: &[Smoke] = &[
         expect: Expect::LinuxGuests(2),
     },
     Smoke {
+        // The driver domain dies on purpose; the guest and hypervisor run on.
+        name: "qemu-epyc-linux-driver-crash",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        load: Load::LinuxKitDriverCrash,
+        cmdline: "",
+        expect: Expect::DriverCrash,
+    },
+    Smoke {
         name: "bochs-skylake-linux",
         emulator: Emulator::Bochs,
         cpu: Cpu::Skylake,
@@ -261,15 +275,17 @@ impl Smoke {
     /// The hypervisor command line, with the Linux guest's part added.
     fn hv_cmdline(&self) -> String {
         match self.load {
-            Load::LinuxKit => linux::hv_cmdline(self.cmdline, GuestMem::DEFAULT),
+            Load::LinuxKit | Load::LinuxKitDriverCrash => {
+                build::with_driver_domain(&linux::hv_cmdline(self.cmdline, GuestMem::DEFAULT))
+            }
             _ => self.cmdline.to_string(),
         }
     }
 
     fn timeout(&self) -> Duration {
         match (self.load, self.emulator) {
-            (Load::LinuxKit, Emulator::Qemu) => QEMU_LINUX_TIMEOUT,
-            (Load::LinuxKit, Emulator::Bochs) => BOCHS_LINUX_TIMEOUT,
+            (Load::LinuxKit | Load::LinuxKitDriverCrash, Emulator::Qemu) => QEMU_LINUX_TIMEOUT,
+            (Load::LinuxKit | Load::LinuxKitDriverCrash, Emulator::Bochs) => BOCHS_LINUX_TIMEOUT,
             (_, Emulator::Qemu) => QEMU_TIMEOUT,
             (_, Emulator::Bochs) => BOCHS_TIMEOUT,
         }
@@ -392,6 +408,10 @@ fn run_smoke(smoke: &Smoke, image: &Path) -> TestResult {
         },
         match smoke.load {
             Load::LinuxKit => format!(", guest cmdline {LINUX_SMOKE_CMDLINE:?}"),
+            Load::LinuxKitDriverCrash => format!(
+                ", guest cmdline \"{LINUX_SMOKE_CMDLINE} xenolith.crash_driver=1\", driver domain crash-on={}",
+                judge::DRIVER_CRASH_TEXT
+            ),
             _ => String::new(),
         }
     );
@@ -449,10 +469,24 @@ fn boot(smoke: &Smoke, image: &Path) -> Result<(Vec<String>, Outcome, PathBuf)> 
         Load::TestGuest => vec![build::test_guest_module()?],
         Load::NotAnArchive => Vec::new(),
         // Fetched here, not before: a filtered run without Linux smokes downloads nothing.
-        Load::LinuxKit => linux_guest::from_kit(LINUX_SMOKE_CMDLINE)?.modules(),
+        Load::LinuxKit => {
+            let mut m = linux_guest::from_kit(LINUX_SMOKE_CMDLINE)?.modules();
+            m.push(build::driver_domain_module()?);
+            m
+        }
+        Load::LinuxKitDriverCrash => {
+            let cmdline = format!("{LINUX_SMOKE_CMDLINE} xenolith.crash_driver=1");
+            let mut m = linux_guest::from_kit(&cmdline)?.modules();
+            m.push(build::driver_domain_module()?);
+            m.push(modules::Module {
+                name: format!("{}.cmdline", build::DRIVER_DOMAIN_MODULE),
+                data: format!("crash-on={}", judge::DRIVER_CRASH_TEXT).into_bytes(),
+            });
+            m
+        }
     };
     let mem_mib = match smoke.load {
-        Load::LinuxKit => linux::machine_mib(Some(GuestMem::DEFAULT)),
+        Load::LinuxKit | Load::LinuxKitDriverCrash => linux::machine_mib(Some(GuestMem::DEFAULT)),
         _ => linux::MACHINE_MIB,
     };
     let payload = match smoke.load {
@@ -508,7 +542,7 @@ mod tests {
     fn linux_smokes_come_last_and_filter_as_linux() {
         let linux: Vec<&str> = SMOKES
             .iter()
-            .filter(|s| matches!(s.load, Load::LinuxKit))
+            .filter(|s| matches!(s.load, Load::LinuxKit | Load::LinuxKitDriverCrash))
             .map(|s| s.name)
             .collect();
         assert_eq!(
@@ -516,6 +550,7 @@ mod tests {
             [
                 "qemu-epyc-linux",
                 "qemu-epyc-two-linux",
+                "qemu-epyc-linux-driver-crash",
                 "bochs-skylake-linux",
                 "bochs-skylake-two-linux",
                 "bochs-ryzen-linux"
@@ -535,7 +570,10 @@ mod tests {
     #[test]
     fn linux_smokes_pass_the_contract() {
         let smoke = SMOKES.iter().find(|s| s.name == "qemu-epyc-linux").unwrap();
-        assert_eq!(smoke.hv_cmdline(), "guest=linux guest_mem=256M");
+        assert_eq!(
+            smoke.hv_cmdline(),
+            "dom0=driver-domain guest=linux guest_mem=256M"
+        );
         assert_eq!(smoke.timeout(), Duration::from_secs(300));
         assert!(LINUX_SMOKE_CMDLINE.ends_with(" xenolith.test=1"));
         assert!(LINUX_SMOKE_CMDLINE.starts_with(linux::DEFAULT_CMDLINE));

@@ -1,8 +1,9 @@
 //! Property tests and the bounded fuzz entry: random input never panics and always gets well-formed replies; random operations agree with a map model.
 //!
 //! cargo-fuzz needs a nightly toolchain, which this workspace does not
-//! have; `fuzz_requests_long` is the long-running variant (run with
-//! `cargo test -p drivers-split -- --ignored`), the short ones run in CI.
+//! have; `fuzz_requests_long` is the bounded fuzz run (20,000 cases, about
+//! 10 s in release), which `cargo xtask test` runs as its `fuzz-xenstore`
+//! check; the short ones run with the unit tests.
 
 use super::ring::{self, Ring, RingMemory, PAGE_SIZE};
 use super::server::{Config, Server};

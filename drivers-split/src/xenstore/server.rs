@@ -225,6 +225,36 @@ impl<M: RingMemory> Server<M> {
         }
     }
 
+    /// One request from the local toolstack (the privileged domain's own
+    /// connection, no ring): its reply payload, or the error it got.
+    /// Watch events queued for the toolstack are dropped.
+    pub fn local(&mut self, ty: MsgType, payload: &[u8]) -> Result<Vec<u8>, Errno> {
+        let me = self.config.privileged;
+        let h = Header {
+            ty: ty as u32,
+            req_id: 0,
+            tx_id: 0,
+            len: payload.len() as u32,
+        };
+        self.handle(me, h, payload);
+        let mut reply = Err(Errno::Eio);
+        for msg in self.take_output(me) {
+            let Some(head) = msg.get(..wire::HEADER_LEN) else {
+                continue;
+            };
+            let head = Header::parse(head.try_into().expect("header length"));
+            let body = msg[wire::HEADER_LEN..].to_vec();
+            if head.ty == MsgType::Error as u32 {
+                let name = body.strip_suffix(&[0]).unwrap_or(&body);
+                let e = Errno::ALL.into_iter().find(|e| e.name().as_bytes() == name);
+                reply = Err(e.unwrap_or(Errno::Eio));
+            } else if head.ty == ty as u32 {
+                reply = Ok(body);
+            }
+        }
+        reply
+    }
+
     /// Handle one framed message (header + payload) from `domid`, as if
     /// read from its ring. Malformed framing gets an error reply.
     pub fn submit(&mut self, domid: u16, msg: &[u8]) {

@@ -53,6 +53,21 @@ pub fn end_line() {
 /// Prints a domain's console bytes as they come, each line starting with
 /// `(dN) `, so prompts show before the newline arrives.
 pub fn emit(dom: &mut Domain, bytes: &[u8]) {
+    if crate::console::handed_over() {
+        // COM1 is the driver domain's: the hypervisor's own channel takes it.
+        let text: String = bytes
+            .iter()
+            .map(|&b| {
+                if (0x20..0x7f).contains(&b) {
+                    b as char
+                } else {
+                    ' '
+                }
+            })
+            .collect();
+        defmt::info!("(d{=u16}) {=str}", dom.id, text.trim_end());
+        return;
+    }
     let mut out = String::with_capacity(bytes.len() + 16);
     for &byte in bytes {
         if byte == b'\r' {

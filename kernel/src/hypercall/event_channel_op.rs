@@ -142,10 +142,10 @@ pub fn call(dom: &mut Domain, others: &mut Others, call: &Call) -> Ret {
     }
 }
 
-/// EVTCHNOP_send: the console port is served here (the hypervisor is its
-/// backend for now); other ports follow the channel table.
+/// EVTCHNOP_send: without a driver domain the console port is served here
+/// (the hypervisor is its backend); other ports follow the channel table.
 fn send(dom: &mut Domain, others: &mut Others, port: u32) -> Ret {
-    if port == dom.xen.console_port && port != 0 {
+    if port == dom.xen.console_port && port != 0 && !dom.xen.served_by_driver {
         crate::vmexit::serve_console(dom);
         return 0;
     }
@@ -160,6 +160,12 @@ fn send(dom: &mut Domain, others: &mut Others, port: u32) -> Ret {
             if let Some(peer) = others.find(domid) {
                 let mut peer_bits = peer.xen.bits(peer.space.as_ref());
                 peer.xen.evtchn.raise(&mut peer_bits, port);
+                // A waiting peer (a backend, or a frontend waiting for its
+                // reply) runs next: the sender's slice ends now.
+                if peer.blocked.is_some() && !peer.woken {
+                    peer.woken = true;
+                    dom.yield_slice = true;
+                }
             }
             0
         }

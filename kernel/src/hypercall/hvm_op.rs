@@ -52,8 +52,10 @@ fn get(dom: &mut Domain, p: &mut XenHvmParam) -> Ret {
         HVM_PARAM_CALLBACK_IRQ => dom.xen.callback_irq,
         HVM_PARAM_CONSOLE_PFN => dom.xen.console_gfn,
         HVM_PARAM_CONSOLE_EVTCHN => u64::from(dom.xen.console_port),
-        // No XenStore until the driver domain serves one: an unset parameter
+        // Without a driver domain there is no XenStore: an unset parameter
         // reads as 0, which Linux's xenbus takes as "no XenStore".
+        HVM_PARAM_STORE_PFN if dom.xen.served_by_driver => dom.xen.store_gfn,
+        HVM_PARAM_STORE_EVTCHN if dom.xen.served_by_driver => u64::from(dom.xen.store_port),
         HVM_PARAM_STORE_PFN | HVM_PARAM_STORE_EVTCHN => 0,
         _ => return -EPERM,
     };

@@ -45,6 +45,9 @@ pub struct XenState {
     pub console_port: Port,
     pub store_gfn: u64,
     pub store_port: Port,
+    /// The driver domain serves this domain's console and XenStore (else
+    /// the hypervisor serves the console and there is no XenStore).
+    pub served_by_driver: bool,
 }
 
 impl XenState {
@@ -73,6 +76,7 @@ impl XenState {
             console_port,
             store_gfn,
             store_port,
+            served_by_driver: false,
         };
         // Every event channel starts masked, as Xen's reset state (the guest unmasks).
         for word in 0..xen_abi::shared_info::EVTCHN_WORDS {

@@ -1,0 +1,111 @@
+//! The driver domain: a PVH guest that serves every other domain's XenStore and console, and writes the toolstack's start-of-day entries.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("driver-domain runs as domain 0 of Xenolith: `cargo xtask run`");
+    std::process::exit(2);
+}
+
+#[cfg(target_os = "none")]
+mod hypercall;
+#[cfg(target_os = "none")]
+mod page;
+#[cfg(target_os = "none")]
+mod serial;
+#[cfg(target_os = "none")]
+mod service;
+#[cfg(target_os = "none")]
+mod xen;
+
+#[cfg(target_os = "none")]
+core::arch::global_asm!(include_str!("entry.S"), options(att_syntax));
+
+#[cfg(target_os = "none")]
+extern crate alloc;
+
+/// The heap: the XenStore tree, connections and output queues.
+#[cfg(target_os = "none")]
+const HEAP_BYTES: usize = 8 << 20;
+
+#[cfg(target_os = "none")]
+#[repr(align(4096))]
+struct HeapArea([u8; HEAP_BYTES]);
+
+#[cfg(target_os = "none")]
+static mut HEAP_AREA: HeapArea = HeapArea([0; HEAP_BYTES]);
+
+#[cfg(target_os = "none")]
+#[global_allocator]
+static HEAP: buddy_system_allocator::LockedHeap<32> = buddy_system_allocator::LockedHeap::empty();
+
+#[cfg(target_os = "none")]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    log!("panic: {info}");
+    hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH)
+}
+
+#[cfg(target_os = "none")]
+#[no_mangle]
+extern "C" fn driver_fault() -> ! {
+    log!("unexpected exception");
+    hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH)
+}
+
+/// The command line and module 0 (the domain table) from `hvm_start_info`.
+#[cfg(target_os = "none")]
+fn start_info(addr: u64) -> (&'static str, &'static [u8]) {
+    use xen_abi::start_info::{HvmModlistEntry, HvmStartInfo, HVM_START_MAGIC};
+    if addr == 0 {
+        return ("", &[]);
+    }
+    // SAFETY: the hypervisor put the structure in this domain's RAM, which
+    // entry.S identity-maps; it is read once, by value.
+    let info = unsafe { core::ptr::read_unaligned(addr as *const HvmStartInfo) };
+    if info.magic != HVM_START_MAGIC {
+        return ("", &[]);
+    }
+    let cmdline = if info.cmdline_paddr == 0 {
+        ""
+    } else {
+        // SAFETY: as above; NUL-terminated, at most 2 KiB.
+        let bytes = unsafe { core::slice::from_raw_parts(info.cmdline_paddr as *const u8, 2048) };
+        let len = bytes.iter().position(|&b| b == 0).unwrap_or(0);
+        core::str::from_utf8(&bytes[..len]).unwrap_or("")
+    };
+    let table = if info.nr_modules == 0 || info.modlist_paddr == 0 {
+        &[][..]
+    } else {
+        // SAFETY: as above.
+        let m = unsafe { core::ptr::read_unaligned(info.modlist_paddr as *const HvmModlistEntry) };
+        // SAFETY: the module lies in this domain's RAM (placed by the hypervisor).
+        unsafe { core::slice::from_raw_parts(m.paddr as *const u8, m.size as usize) }
+    };
+    (cmdline, table)
+}
+
+#[cfg(target_os = "none")]
+#[no_mangle]
+extern "C" fn driver_main(start: u64) -> ! {
+    hypercall::init();
+    // SAFETY: the heap area is handed to the allocator once, before any allocation.
+    unsafe {
+        let area = core::ptr::addr_of_mut!(HEAP_AREA.0);
+        HEAP.lock().init(area as usize, HEAP_BYTES);
+    }
+    let (cmdline, table) = start_info(start);
+    log!("driver domain up, cmdline {cmdline:?}");
+    if let Err(e) = xen::init() {
+        log!("fatal: shared_info or callback vector refused: {e}");
+        hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH);
+    }
+    let guests = match drivers_split::domains::parse(table) {
+        Ok(g) => g,
+        Err(e) => {
+            log!("fatal: domain table: {e}");
+            hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH);
+        }
+    };
+    service::run(cmdline, guests)
+}

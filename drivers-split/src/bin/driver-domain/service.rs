@@ -1,0 +1,187 @@
+//! The driver domain's work: start of day for every guest, then one loop serving consoles, typed input and the XenStore.
+
+use crate::page::MappedPage;
+use crate::{log, serial, xen};
+use alloc::vec::Vec;
+use drivers_split::console::{ConsoleRing, InputSwitch, Key, LineTagger};
+use drivers_split::domains::Guest;
+use drivers_split::toolstack;
+use drivers_split::xenstore::{Config, Ring, Server};
+use xen_abi::event_channel::VIRQ_TIMER;
+use xen_abi::grant_table::{GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE};
+
+/// How often COM1 is looked at for typed input, and how a partial line
+/// (a shell prompt) ages: the UART's interrupt is not routed to this domain.
+const TICK_NS: u64 = 20_000_000;
+/// A partial line is shown after this many quiet ticks (100 ms).
+const PARTIAL_TICKS: u32 = 5;
+
+/// One guest's backends.
+struct Backend {
+    guest: Guest,
+    console: ConsoleRing<MappedPage>,
+    console_port: u32,
+    store_port: u32,
+    tagger: LineTagger,
+    quiet_ticks: u32,
+}
+
+/// Maps the guest's console and XenStore pages (its reserved grant refs 0
+/// and 1), binds its two unbound channels, writes its XenStore entries and
+/// connects its XenStore ring.
+fn connect(server: &mut Server<MappedPage>, g: &Guest, slot: u64) -> Result<Backend, &'static str> {
+    toolstack::apply(server, &toolstack::guest_entries(g))
+        .map_err(|_| "toolstack entries refused")?;
+    let console = xen::map_grant(g.domid, GNTTAB_RESERVED_CONSOLE, slot * 2)
+        .map_err(|_| "console page grant not mappable")?;
+    let store = xen::map_grant(g.domid, GNTTAB_RESERVED_XENSTORE, slot * 2 + 1)
+        .map_err(|_| "XenStore page grant not mappable")?;
+    let console_port = xen::bind_interdomain(g.domid, g.console_port)
+        .map_err(|_| "console channel not bindable")?;
+    let store_port = xen::bind_interdomain(g.domid, g.store_port)
+        .map_err(|_| "XenStore channel not bindable")?;
+    xen::unmask(console_port);
+    xen::unmask(store_port);
+    // SAFETY: both pages were just grant-mapped at these addresses and stay
+    // mapped while this domain lives.
+    let (console, store) = unsafe { (MappedPage::new(console), MappedPage::new(store)) };
+    server.introduce(g.domid, Some(Ring::new(store)));
+    let dir = alloc::format!("/local/domain/0/backend/console/{}/0", g.domid);
+    // XenbusStateConnected (io/xenbus.h).
+    let _ = toolstack::set_state(server, &dir, 4);
+    Ok(Backend {
+        guest: g.clone(),
+        console: ConsoleRing::new(console),
+        console_port,
+        store_port,
+        tagger: LineTagger::new(&g.name),
+        quiet_ticks: 0,
+    })
+}
+
+/// `crash-on=TEXT`: end this domain on purpose when a guest prints TEXT (a
+/// test of surviving a driver-domain crash).
+fn crash_text(cmdline: &str) -> Option<&str> {
+    cmdline
+        .split_ascii_whitespace()
+        .find_map(|w| w.strip_prefix("crash-on="))
+}
+
+fn crash_on_purpose() -> ! {
+    log!("crashing on purpose (crash-on=)");
+    // SAFETY: deliberately reads a guest-physical address this domain does
+    // not own (entry.S maps it in this domain's own tables): the
+    // hypervisor must end this domain and nothing else.
+    let v = unsafe { core::ptr::read_volatile(0x4000_0000 as *const u64) };
+    log!("read {v:#x} outside RAM and lived");
+    crate::hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH)
+}
+
+pub fn run(cmdline: &str, guests: Vec<Guest>) -> ! {
+    let crash = crash_text(cmdline);
+    let mut server: Server<MappedPage> = Server::new(Config::default());
+    if toolstack::apply(&mut server, &toolstack::driver_entries()).is_err() {
+        log!("fatal: the driver domain's own XenStore entries were refused");
+        crate::hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH);
+    }
+    let mut backends: Vec<Backend> = Vec::new();
+    for (slot, g) in guests.iter().enumerate() {
+        match connect(&mut server, g, slot as u64) {
+            Ok(b) => {
+                log!(
+                    "domain {} ({}): console port {}, XenStore port {}, {} KiB",
+                    g.domid,
+                    g.name,
+                    b.console_port,
+                    b.store_port,
+                    g.memory_kib
+                );
+                backends.push(b);
+            }
+            Err(why) => log!("domain {} ({}): not served: {why}", g.domid, g.name),
+        }
+    }
+    log!("xenstore-ls -p:");
+    for line in toolstack::listing(server.store(), "/") {
+        log!("{line}");
+    }
+    let timer = xen::bind_virq(VIRQ_TIMER).ok();
+    if let Some(port) = timer {
+        xen::unmask(port);
+    }
+    let mut input = InputSwitch::new(backends.len());
+    if let Some(b) = backends.first() {
+        log!(
+            "typed input goes to {}; Ctrl-A three times moves it to the next guest",
+            b.guest.name
+        );
+    }
+    let mut next_tick = 0;
+    loop {
+        xen::take_pending();
+        let mut busy = false;
+        for b in backends.iter_mut() {
+            let mut crashed = false;
+            let drained = b.console.drain(|bytes| {
+                b.tagger.feed(bytes, |line| {
+                    serial::write(line);
+                    crashed |= crash.is_some_and(|t| contains(line, t.as_bytes()));
+                })
+            });
+            if crashed {
+                crash_on_purpose();
+            }
+            match drained {
+                Ok(0) => {}
+                Ok(_) => {
+                    b.quiet_ticks = 0;
+                    xen::send(b.console_port);
+                    busy = true;
+                }
+                Err(_) => {}
+            }
+        }
+        while let Some(byte) = serial::try_read() {
+            match input.key(byte) {
+                Key::Deliver(bytes, n) => {
+                    if let Some(b) = backends.get_mut(input.focus) {
+                        if b.console.push_input(&bytes[..n]).is_ok() {
+                            xen::send(b.console_port);
+                        }
+                    }
+                }
+                Key::Switched(i) => {
+                    if let Some(b) = backends.get(i) {
+                        log!("typed input goes to {}", b.guest.name);
+                    }
+                }
+                Key::Held => {}
+            }
+        }
+        for domid in server.poll() {
+            if let Some(b) = backends.iter().find(|b| b.guest.domid == domid) {
+                xen::send(b.store_port);
+                busy = true;
+            }
+        }
+        if busy {
+            continue;
+        }
+        let now = xen::now_ns();
+        if timer.is_some() && now >= next_tick {
+            next_tick = now + TICK_NS;
+            xen::set_timer(next_tick);
+            for b in backends.iter_mut().filter(|b| b.tagger.has_partial()) {
+                b.quiet_ticks += 1;
+                if b.quiet_ticks >= PARTIAL_TICKS {
+                    b.tagger.flush(serial::write);
+                }
+            }
+        }
+        xen::idle();
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}

@@ -1,0 +1,247 @@
+//! This domain's side of the Xen ABI: shared_info and the upcall, event channels, grant maps, the singleshot timer.
+
+use crate::hypercall::{call, call_with};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use xen_abi::event_channel::*;
+use xen_abi::grant_table::*;
+use xen_abi::hvm::*;
+use xen_abi::hypercall::*;
+use xen_abi::memory::*;
+use xen_abi::shared_info::*;
+use xen_abi::vcpu::*;
+
+/// Where shared_info is put: a hole in this domain's physical map, inside
+/// the 4 GiB entry.S maps.
+const SHARED_INFO_GFN: u64 = 0xc_0000;
+/// Guests' pages are grant-mapped from here up, two per guest.
+const GRANT_WINDOW: u64 = 0x8000_0000;
+
+/// The byte the upcall stub clears (entry.S).
+#[no_mangle]
+static UPCALL_PENDING_BYTE: AtomicU64 = AtomicU64::new(0);
+
+extern "C" {
+    fn upcall_stub();
+    fn fault_stub();
+}
+
+fn shared() -> u64 {
+    SHARED_INFO_GFN << 12
+}
+
+fn word(offset: usize) -> &'static AtomicU64 {
+    // SAFETY: an 8-aligned offset inside the shared_info page, which `init`
+    // mapped at SHARED_INFO_GFN (identity-mapped by entry.S) for the life
+    // of the domain; the hypervisor changes it concurrently, so only atomics.
+    unsafe { &*((shared() + offset as u64) as *const AtomicU64) }
+}
+
+fn byte(offset: usize) -> &'static AtomicU8 {
+    // SAFETY: as `word`.
+    unsafe { &*((shared() + offset as u64) as *const AtomicU8) }
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Gate([u64; 2]);
+
+fn gate(handler: unsafe extern "C" fn()) -> Gate {
+    let h = handler as usize as u64;
+    // 64-bit interrupt gate, present, DPL 0, selector 0x08 (Intel SDM Vol. 3A 6.14.1).
+    let low = (h & 0xffff) | (0x08 << 16) | (0x8e00 << 32) | ((h >> 16) & 0xffff) << 48;
+    Gate([low, h >> 32])
+}
+
+static mut IDT: [Gate; 256] = [Gate([0, 0]); 256];
+
+/// Maps shared_info, installs the IDT and asks for upcalls on
+/// `LINUX_CALLBACK_VECTOR` (HVM_PARAM_CALLBACK_IRQ type 2).
+pub fn init() -> Result<(), i64> {
+    let mut xatp = XenAddToPhysmap {
+        domid: DOMID_SELF,
+        size: 0,
+        space: XENMAPSPACE_SHARED_INFO,
+        idx: 0,
+        gpfn: SHARED_INFO_GFN,
+    };
+    check(call_with(MEMORY_OP, XENMEM_ADD_TO_PHYSMAP, &mut xatp))?;
+    UPCALL_PENDING_BYTE.store(
+        shared() + (vcpu_info_offset(0) + UPCALL_PENDING_OFFSET) as u64,
+        Ordering::Relaxed,
+    );
+    // SAFETY: single-threaded start of the domain; the IDT is written only here.
+    unsafe {
+        let idt = &mut *core::ptr::addr_of_mut!(IDT);
+        for entry in idt.iter_mut() {
+            *entry = gate(fault_stub);
+        }
+        idt[usize::from(LINUX_CALLBACK_VECTOR)] = gate(upcall_stub);
+        let pointer: [u64; 2] = [
+            (256 * 16 - 1) | ((idt.as_ptr() as u64) << 16),
+            (idt.as_ptr() as u64) >> 48,
+        ];
+        core::arch::asm!("lidt [{}]", in(reg) pointer.as_ptr().cast::<u8>());
+    }
+    let mut p = XenHvmParam {
+        domid: DOMID_SELF,
+        pad: 0,
+        index: HVM_PARAM_CALLBACK_IRQ,
+        value: callback_irq_vector(LINUX_CALLBACK_VECTOR),
+    };
+    check(call_with(HVM_OP, HVMOP_SET_PARAM, &mut p))
+}
+
+fn check(r: i64) -> Result<(), i64> {
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(r)
+    }
+}
+
+/// Lets `port` raise upcalls (every channel starts masked).
+pub fn unmask(port: u32) {
+    let w = word(EVTCHN_MASK_OFFSET + (port as usize / 64) * 8);
+    w.fetch_and(!(1u64 << (port % 64)), Ordering::SeqCst);
+    let mut arg = port;
+    // The hypervisor re-raises the upcall if the port went pending while masked.
+    call_with(EVENT_CHANNEL_OP, EVTCHNOP_UNMASK, &mut arg);
+}
+
+/// Clears and returns whether anything was pending (2-level ABI: the
+/// selector first, then the words it names, as Linux's evtchn_2l does).
+pub fn take_pending() -> bool {
+    byte(vcpu_info_offset(0) + UPCALL_PENDING_OFFSET).store(0, Ordering::SeqCst);
+    let sel = word(vcpu_info_offset(0) + PENDING_SEL_OFFSET).swap(0, Ordering::SeqCst);
+    let mut any = false;
+    for w in 0..64 {
+        if sel & (1 << w) != 0 {
+            any |= word(EVTCHN_PENDING_OFFSET + w * 8).swap(0, Ordering::SeqCst) != 0;
+        }
+    }
+    any
+}
+
+/// Whether an event came in since the last `take_pending`.
+pub fn events_waiting() -> bool {
+    word(vcpu_info_offset(0) + PENDING_SEL_OFFSET).load(Ordering::SeqCst) != 0
+}
+
+/// Sleeps until an upcall (or any interrupt): HLT with interrupts on, after
+/// checking under CLI that nothing is pending (STI's one-instruction shadow
+/// keeps the check and the HLT together).
+pub fn idle() {
+    // SAFETY: interrupts are off only between the check and HLT.
+    unsafe { core::arch::asm!("cli") };
+    if events_waiting() {
+        // SAFETY: as above.
+        unsafe { core::arch::asm!("sti") };
+        return;
+    }
+    // SAFETY: as above; the upcall stub only clears a byte.
+    unsafe { core::arch::asm!("sti; hlt") };
+}
+
+pub fn bind_interdomain(remote_dom: u16, remote_port: u32) -> Result<u32, i64> {
+    let mut a = EvtchnBindInterdomain {
+        remote_dom,
+        pad: 0,
+        remote_port,
+        local_port: 0,
+    };
+    check(call_with(
+        EVENT_CHANNEL_OP,
+        EVTCHNOP_BIND_INTERDOMAIN,
+        &mut a,
+    ))?;
+    Ok(a.local_port)
+}
+
+pub fn bind_virq(virq: u32) -> Result<u32, i64> {
+    let mut a = EvtchnBindVirq {
+        virq,
+        vcpu: 0,
+        port: 0,
+    };
+    check(call_with(EVENT_CHANNEL_OP, EVTCHNOP_BIND_VIRQ, &mut a))?;
+    Ok(a.port)
+}
+
+pub fn send(port: u32) {
+    let mut a = EvtchnSend { port };
+    call_with(EVENT_CHANNEL_OP, EVTCHNOP_SEND, &mut a);
+}
+
+/// Maps grant `gref` of `domid` read-write into the window; returns the
+/// page's address here.
+pub fn map_grant(domid: u16, gref: u32, slot: u64) -> Result<u64, i16> {
+    let host_addr = GRANT_WINDOW + slot * 4096;
+    let mut op = GnttabMapGrantRef {
+        host_addr,
+        flags: GNTMAP_HOST_MAP,
+        r#ref: gref,
+        dom: domid,
+        status: 0,
+        handle: 0,
+        dev_bus_addr: 0,
+    };
+    let r = call(
+        GRANT_TABLE_OP,
+        GNTTABOP_MAP_GRANT_REF,
+        &mut op as *mut _ as u64,
+        1,
+    );
+    if r != 0 {
+        return Err(GNTST_GENERAL_ERROR);
+    }
+    if op.status != GNTST_OKAY {
+        return Err(op.status);
+    }
+    Ok(host_addr)
+}
+
+/// Xen system time in ns, from vCPU 0's pvclock (shared_info.h
+/// `vcpu_time_info`: system_time + scaled TSC delta, version-checked).
+pub fn now_ns() -> u64 {
+    let base = vcpu_info_offset(0) + TIME_OFFSET;
+    let ti = shared() + base as u64;
+    loop {
+        // SAFETY: reads of the time record inside the mapped shared_info page.
+        let (v1, tsc_ts, sys, mul, shift, v2) = unsafe {
+            let v1 = (*(ti as *const AtomicU32)).load(Ordering::Acquire);
+            let tsc_ts = core::ptr::read_volatile((ti + 8) as *const u64);
+            let sys = core::ptr::read_volatile((ti + 16) as *const u64);
+            let mul = core::ptr::read_volatile((ti + 24) as *const u32);
+            let shift = core::ptr::read_volatile((ti + 28) as *const i8);
+            let v2 = (*(ti as *const AtomicU32)).load(Ordering::Acquire);
+            (v1, tsc_ts, sys, mul, shift, v2)
+        };
+        if v1 != v2 || v1 & 1 != 0 {
+            continue;
+        }
+        // SAFETY: RDTSC has no memory effects.
+        let tsc = unsafe { core::arch::x86_64::_rdtsc() };
+        let mut delta = tsc.wrapping_sub(tsc_ts);
+        if shift >= 0 {
+            delta <<= shift;
+        } else {
+            delta >>= -shift;
+        }
+        return sys.wrapping_add(((u128::from(delta) * u128::from(mul)) >> 32) as u64);
+    }
+}
+
+/// Fires VIRQ_TIMER at system time `deadline_ns`.
+pub fn set_timer(deadline_ns: u64) {
+    let mut t = VcpuSetSingleshotTimer {
+        timeout_abs_ns: deadline_ns,
+        flags: 0,
+        pad: 0,
+    };
+    call(
+        VCPU_OP,
+        VCPUOP_SET_SINGLESHOT_TIMER,
+        0,
+        &mut t as *mut _ as u64,
+    );
+}

@@ -1,0 +1,65 @@
+//! Console output tagged by guest name, one whole line at a time.
+
+use alloc::vec::Vec;
+
+/// A line longer than this is cut (and continued on the next line), so one
+/// guest cannot hold back everyone's output with an endless line.
+pub const MAX_LINE: usize = 200;
+
+/// Collects one guest's output bytes and hands out complete lines as
+/// `[name] text\n`. Carriage returns and other control bytes except tab are
+/// dropped: they would move the shared terminal's cursor for everyone.
+pub struct LineTagger {
+    prefix: Vec<u8>,
+    line: Vec<u8>,
+}
+
+impl LineTagger {
+    pub fn new(name: &str) -> Self {
+        let mut prefix = Vec::with_capacity(name.len() + 3);
+        prefix.push(b'[');
+        prefix.extend_from_slice(name.as_bytes());
+        prefix.extend_from_slice(b"] ");
+        LineTagger {
+            prefix,
+            line: Vec::with_capacity(MAX_LINE),
+        }
+    }
+
+    /// Feeds output bytes; `emit` gets each finished line, tag and newline included.
+    pub fn feed(&mut self, bytes: &[u8], mut emit: impl FnMut(&[u8])) {
+        for &b in bytes {
+            match b {
+                b'\n' => self.finish(&mut emit),
+                b'\t' | 0x20..=0x7e | 0x80..=0xff => {
+                    self.line.push(b);
+                    if self.line.len() >= MAX_LINE {
+                        self.finish(&mut emit);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether part of a line is waiting for its end.
+    pub fn has_partial(&self) -> bool {
+        !self.line.is_empty()
+    }
+
+    /// Emits the partial line as it is (a prompt waiting for input).
+    pub fn flush(&mut self, mut emit: impl FnMut(&[u8])) {
+        if self.has_partial() {
+            self.finish(&mut emit);
+        }
+    }
+
+    fn finish(&mut self, emit: &mut impl FnMut(&[u8])) {
+        let mut out = Vec::with_capacity(self.prefix.len() + self.line.len() + 1);
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(&self.line);
+        out.push(b'\n');
+        emit(&out);
+        self.line.clear();
+    }
+}
