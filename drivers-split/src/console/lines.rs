@@ -7,11 +7,23 @@ use alloc::vec::Vec;
 pub const MAX_LINE: usize = 200;
 
 /// Collects one guest's output bytes and hands out complete lines as
-/// `[name] text\n`. Carriage returns and other control bytes except tab are
-/// dropped: they would move the shared terminal's cursor for everyone.
+/// `[name] text\n`. Carriage returns, other control bytes except tab, and
+/// whole ANSI escape sequences (ESC, then `[` and parameters up to a final
+/// byte 0x40-0x7E, ECMA-48 5.4) are dropped: they would move the shared
+/// terminal's cursor for everyone.
 pub struct LineTagger {
     prefix: Vec<u8>,
     line: Vec<u8>,
+    escape: Escape,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Escape {
+    None,
+    /// After ESC.
+    Started,
+    /// In a control sequence (ESC `[`).
+    Csi,
 }
 
 impl LineTagger {
@@ -23,12 +35,37 @@ impl LineTagger {
         LineTagger {
             prefix,
             line: Vec::with_capacity(MAX_LINE),
+            escape: Escape::None,
         }
     }
 
     /// Feeds output bytes; `emit` gets each finished line, tag and newline included.
     pub fn feed(&mut self, bytes: &[u8], mut emit: impl FnMut(&[u8])) {
         for &b in bytes {
+            match (self.escape, b) {
+                (Escape::None, 0x1b) => {
+                    self.escape = Escape::Started;
+                    continue;
+                }
+                (Escape::Started, b'[') => {
+                    self.escape = Escape::Csi;
+                    continue;
+                }
+                // A two-byte sequence (ESC c, ESC 7, ...) ends here.
+                (Escape::Started, 0x20..=0x7e) => {
+                    self.escape = Escape::None;
+                    continue;
+                }
+                // A control byte breaks off the sequence and counts as itself.
+                (Escape::Started, _) => self.escape = Escape::None,
+                (Escape::Csi, 0x40..=0x7e) => {
+                    self.escape = Escape::None;
+                    continue;
+                }
+                (Escape::Csi, 0x20..=0x3f) => continue,
+                (Escape::Csi, _) => self.escape = Escape::None,
+                (Escape::None, _) => {}
+            }
             match b {
                 b'\n' => self.finish(&mut emit),
                 b'\t' | 0x20..=0x7e | 0x80..=0xff => {

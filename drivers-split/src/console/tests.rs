@@ -79,6 +79,16 @@ fn lines_are_tagged_and_control_bytes_dropped() {
 }
 
 #[test]
+fn escape_sequences_are_dropped_whole() {
+    let mut t = LineTagger::new("g");
+    let mut out = Vec::new();
+    t.feed(b"/ # \x1b[6n\x1b[1;32mok\x1b[0m\x1bc!\n", |l| {
+        out.push(l.to_vec())
+    });
+    assert_eq!(out, [b"[g] / # ok!\n".to_vec()]);
+}
+
+#[test]
 fn an_endless_line_is_cut() {
     let mut t = LineTagger::new("g");
     let mut n = 0;
