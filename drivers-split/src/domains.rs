@@ -45,13 +45,7 @@ impl core::fmt::Display for TableError {
 
 /// Builds a table (the hypervisor's side; here for tests and fuzzing).
 pub fn encode(entries: &[DomainTableEntry]) -> Vec<u8> {
-    let header = DomainTableHeader {
-        magic: DOMAIN_TABLE_MAGIC,
-        version: DOMAIN_TABLE_VERSION,
-        count: entries.len() as u32,
-        entry_size: DomainTableEntry::SIZE as u32,
-    };
-    let mut out = Vec::from(header.to_bytes());
+    let mut out = Vec::from(header(entries.len()).to_bytes());
     for e in entries {
         out.extend_from_slice(&e.to_bytes());
     }

@@ -235,13 +235,7 @@ fn driver_domain(
     if guests.len() > DOMAIN_TABLE_MAX {
         return Err(format!("more than {DOMAIN_TABLE_MAX} guests"));
     }
-    let header = DomainTableHeader {
-        magic: DOMAIN_TABLE_MAGIC,
-        version: DOMAIN_TABLE_VERSION,
-        count: guests.len() as u32,
-        entry_size: DomainTableEntry::SIZE as u32,
-    };
-    let mut table = Vec::from(header.to_bytes());
+    let mut table = Vec::from(header(guests.len()).to_bytes());
     for g in guests.iter_mut() {
         g.xen.served_by_driver = true;
         g.console_input = false;

@@ -57,6 +57,16 @@ const_assert_eq!(offset_of!(DomainTableEntry, console_gfn), 24);
 const_assert_eq!(offset_of!(DomainTableEntry, store_gfn), 32);
 const_assert_eq!(offset_of!(DomainTableEntry, name), 40);
 
+/// The header for `count` entries of this version.
+pub fn header(count: usize) -> DomainTableHeader {
+    DomainTableHeader {
+        magic: DOMAIN_TABLE_MAGIC,
+        version: DOMAIN_TABLE_VERSION,
+        count: count as u32,
+        entry_size: DomainTableEntry::SIZE as u32,
+    }
+}
+
 impl DomainTableHeader {
     pub fn to_bytes(&self) -> [u8; 16] {
         let mut b = [0u8; 16];

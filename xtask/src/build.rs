@@ -100,15 +100,21 @@ pub const DRIVER_DOMAIN_MODULE: &str = "driver-domain";
 
 /// Builds the driver domain (drivers-split's `driver-domain` binary) and returns its ELF.
 pub fn driver_domain() -> Result<PathBuf> {
+    guest_binary("drivers-split", "driver-domain", "the driver domain")
+}
+
+/// Builds bare-metal binary `bin` of `package` (release, for the image
+/// target) and returns its path.
+fn guest_binary(package: &str, bin: &str, what: &str) -> Result<PathBuf> {
     setup::ensure_rust_target()?;
-    eprintln!("xtask: building the driver domain");
+    eprintln!("xtask: building {what}");
     let status = cargo()
         .args([
             "build",
             "-p",
-            "drivers-split",
+            package,
             "--bin",
-            "driver-domain",
+            bin,
             "--release",
             "--target",
         ])
@@ -116,12 +122,9 @@ pub fn driver_domain() -> Result<PathBuf> {
         .status()
         .context("running cargo build")?;
     if !status.success() {
-        bail!("building the driver domain failed ({status})");
+        bail!("building {what} failed ({status})");
     }
-    let path = target_dir()?
-        .join(IMAGE_TARGET)
-        .join("release")
-        .join("driver-domain");
+    let path = target_dir()?.join(IMAGE_TARGET).join("release").join(bin);
     if !path.is_file() {
         bail!("cargo build succeeded but {} is missing", path.display());
     }
@@ -161,32 +164,7 @@ pub const TEST_GUEST_MODULE: &str = "test-guest.elf";
 
 /// Builds the in-tree test guest (kernel/tests/guest) and returns its ELF.
 pub fn test_guest() -> Result<PathBuf> {
-    setup::ensure_rust_target()?;
-    eprintln!("xtask: building the test guest");
-    let status = cargo()
-        .args([
-            "build",
-            "-p",
-            "test-guest",
-            "--bin",
-            "test-guest",
-            "--release",
-            "--target",
-        ])
-        .arg(IMAGE_TARGET)
-        .status()
-        .context("running cargo build")?;
-    if !status.success() {
-        bail!("building the test guest failed ({status})");
-    }
-    let path = target_dir()?
-        .join(IMAGE_TARGET)
-        .join("release")
-        .join("test-guest");
-    if !path.is_file() {
-        bail!("cargo build succeeded but {} is missing", path.display());
-    }
-    Ok(path)
+    guest_binary("test-guest", "test-guest", "the test guest")
 }
 
 /// The test guest as a boot module.
