@@ -164,7 +164,7 @@ pub const GRANT_PAIR_LINES: &[&str] = &[
     "(d2) grant: mapped domain 1's grant read-only, read it, unmapped, copied it: ok",
     "(d1) grant: granted a page to domain 2, it was mapped, read and released: ok",
     "domain 1 (test-guest.elf): poweroff",
-    "domain 2 (test-guest.elf): poweroff",
+    "domain 2 (test-guest.elf-2): poweroff",
 ];
 
 /// The hypervisor command line for the event-channel pair.
@@ -176,7 +176,7 @@ pub const EVTCHN_PAIR_LINES: &[&str] = &[
     "(d1) evtchn: event from domain 2 on port 3: ok",
     "(d2) evtchn: bound to domain 1 port 3, sent, closed: ok",
     "domain 1 (test-guest.elf): poweroff",
-    "domain 2 (test-guest.elf): poweroff",
+    "domain 2 (test-guest.elf-2): poweroff",
 ];
 
 /// The hypervisor command line for `Expect::TestGuest`.
@@ -202,7 +202,7 @@ fn check_test_guest(lines: &[String], problems: &mut Vec<String>) {
     }
     for want in [
         "domain 1 (test-guest.elf): poweroff",
-        "domain 2 (test-guest.elf): crashed: read access outside its memory at GPA 0x40000000",
+        "domain 2 (test-guest.elf-2): crashed: read access outside its memory at GPA 0x40000000",
     ] {
         if !has(want) {
             problems.push(format!("missing {want:?}"));
