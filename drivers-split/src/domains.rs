@@ -116,14 +116,6 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Guest>, TableError> {
     Ok(guests)
 }
 
-/// `name` as the table's NUL-padded field (cut at `DOMAIN_NAME_MAX`).
-pub fn name_field(name: &str) -> [u8; DOMAIN_NAME_MAX] {
-    let mut out = [0u8; DOMAIN_NAME_MAX];
-    let n = name.len().min(DOMAIN_NAME_MAX);
-    out[..n].copy_from_slice(&name.as_bytes()[..n]);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

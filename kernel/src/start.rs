@@ -239,9 +239,6 @@ fn driver_domain(
     for g in guests.iter_mut() {
         g.xen.served_by_driver = true;
         g.console_input = false;
-        let mut name = [0u8; DOMAIN_NAME_MAX];
-        let n = g.name.len().min(DOMAIN_NAME_MAX);
-        name[..n].copy_from_slice(&g.name.as_bytes()[..n]);
         let entry = DomainTableEntry {
             domid: g.id,
             vcpus: 1,
@@ -251,7 +248,7 @@ fn driver_domain(
             memory_kib: g.map_ram_kib(),
             console_gfn: g.xen.console_gfn,
             store_gfn: g.xen.store_gfn,
-            name,
+            name: name_field(&g.name),
         };
         table.extend_from_slice(&entry.to_bytes());
     }

@@ -67,6 +67,15 @@ pub fn header(count: usize) -> DomainTableHeader {
     }
 }
 
+/// `name` as the NUL-padded `DomainTableEntry::name` field, cut at
+/// `DOMAIN_NAME_MAX` bytes.
+pub fn name_field(name: &str) -> [u8; DOMAIN_NAME_MAX] {
+    let mut out = [0u8; DOMAIN_NAME_MAX];
+    let n = name.len().min(DOMAIN_NAME_MAX);
+    out[..n].copy_from_slice(&name.as_bytes()[..n]);
+    out
+}
+
 impl DomainTableHeader {
     pub fn to_bytes(&self) -> [u8; 16] {
         let mut b = [0u8; 16];

@@ -108,18 +108,16 @@ pub fn unmask(port: u32) {
     call_with(EVENT_CHANNEL_OP, EVTCHNOP_UNMASK, &mut arg);
 }
 
-/// Clears and returns whether anything was pending (2-level ABI: the
-/// selector first, then the words it names, as Linux's evtchn_2l does).
-pub fn take_pending() -> bool {
+/// Clears what is pending (2-level ABI: the selector first, then the words
+/// it names, as Linux's evtchn_2l does); the loop then looks at everything.
+pub fn take_pending() {
     byte(vcpu_info_offset(0) + UPCALL_PENDING_OFFSET).store(0, Ordering::SeqCst);
     let sel = word(vcpu_info_offset(0) + PENDING_SEL_OFFSET).swap(0, Ordering::SeqCst);
-    let mut any = false;
     for w in 0..64 {
         if sel & (1 << w) != 0 {
-            any |= word(EVTCHN_PENDING_OFFSET + w * 8).swap(0, Ordering::SeqCst) != 0;
+            word(EVTCHN_PENDING_OFFSET + w * 8).store(0, Ordering::SeqCst);
         }
     }
-    any
 }
 
 /// Whether an event came in since the last `take_pending`.
