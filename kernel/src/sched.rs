@@ -41,7 +41,11 @@ pub fn run(domains: &mut [Domain]) {
             idle(domains);
             continue;
         };
-        next = (i + 1) % domains.len();
+        // A boosted run is extra: the turn order goes on from where it was,
+        // so two domains waking each other cannot starve a third.
+        if boosted.is_none() {
+            next = (i + 1) % domains.len();
+        }
         if fpu_owner != Some(i) {
             if let Some(j) = fpu_owner {
                 domains[j].fpu.save();
