@@ -5,7 +5,9 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod blkback;
 pub mod console;
 pub mod domains;
+pub mod ring;
 pub mod toolstack;
 pub mod xenstore;

@@ -41,6 +41,9 @@ pub struct Domain {
     pub driver: bool,
     ram_hpa: u64,
     ram_frames: usize,
+    /// The driver domain's DMA pool, host-physical and mapped at the same
+    /// guest-physical addresses: memory devices can reach on its behalf.
+    dma: Option<core::ops::Range<u64>>,
     /// Where start of day put things in the guest (special pages, memory map).
     pub plan: BootPlan,
     pub space: Box<dyn AddressSpace>,
@@ -160,6 +163,7 @@ pub fn create(backend: &mut dyn Backend, spec: &Spec) -> Result<Domain, CreateEr
         driver: false,
         ram_hpa,
         ram_frames: frames,
+        dma: None,
         plan,
         space,
         vcpu,
@@ -272,22 +276,33 @@ fn build(
 
 /// Guest-physical 0 .. size onto the domain's frames, 2 MiB pages where aligned.
 fn map_ram(space: &mut dyn AddressSpace, hpa: u64, size: u64) -> Result<(), CreateError> {
-    let mut gpa = 0;
-    while gpa < size {
+    map_ram_at(space, 0, hpa, size)
+}
+
+/// Guest-physical `base` .. `base + size` onto host frames from `hpa`.
+fn map_ram_at(
+    space: &mut dyn AddressSpace,
+    base: u64,
+    hpa: u64,
+    size: u64,
+) -> Result<(), CreateError> {
+    let end = base + size;
+    let mut gpa = base;
+    while gpa < end {
+        let host = hpa + (gpa - base);
         let big = PageSize::Size2M.bytes();
-        let page =
-            if gpa.is_multiple_of(big) && (hpa + gpa).is_multiple_of(big) && size - gpa >= big {
-                PageSize::Size2M
-            } else {
-                PageSize::Size4K
-            };
-        // A new address space has nothing cached, and a new vCPU flushes
-        // its tag on first entry: the Flush can be dropped.
+        let page = if gpa.is_multiple_of(big) && host.is_multiple_of(big) && end - gpa >= big {
+            PageSize::Size2M
+        } else {
+            PageSize::Size4K
+        };
+        // Mapped before the vCPU first runs: nothing is cached yet, and a
+        // new vCPU flushes its tag on first entry, so the Flush can be dropped.
         let _ = space
             .map(
                 &mut HostFrames,
                 Gpa(gpa),
-                Hpa(hpa + gpa),
+                Hpa(host),
                 page,
                 Perms::RWX,
                 MemType::WriteBack,
@@ -331,6 +346,45 @@ impl Domain {
         self.ram_hpa..self.ram_hpa + self.ram_frames as u64 * PAGE_SIZE
     }
 
+    /// The DMA pool's host range (empty if none).
+    pub fn dma_range(&self) -> core::ops::Range<u64> {
+        self.dma.clone().unwrap_or(0..0)
+    }
+
+    /// Maps `size` bytes of host frames at `base` (owned by the caller
+    /// until this succeeds) at the same guest-physical addresses: the pool
+    /// a device driver in this domain gives its devices for DMA. Refused
+    /// where the domain already has something mapped, or above 4 GiB
+    /// (the driver domain maps only the low 4 GiB).
+    pub fn give_dma_pool(&mut self, base: u64, size: u64) -> Result<(), String> {
+        let frames = (size / PAGE_SIZE) as usize;
+        let refuse = |why: String| {
+            memory::free_frames(base, frames);
+            Err(why)
+        };
+        if base + size > 1 << 32 {
+            return refuse(alloc::format!("DMA pool at {base:#x} lies above 4 GiB"));
+        }
+        let taken = (base..base + size)
+            .step_by(PAGE_SIZE as usize)
+            .any(|a| self.space.translate(Gpa(a)).is_some());
+        if taken {
+            return refuse(alloc::format!(
+                "DMA pool at {base:#x} collides with the domain's own physical map"
+            ));
+        }
+        // Zeroed whoever had them (needs_scrub also marks them handed out,
+        // so whoever gets them next scrubs them).
+        let _ = memory::needs_scrub(base, frames);
+        // SAFETY: fresh frames from the allocator, identity-mapped here.
+        unsafe { core::ptr::write_bytes(base as *mut u8, 0, size as usize) };
+        if map_ram_at(self.space.as_mut(), base, base, size).is_err() {
+            return refuse(alloc::format!("DMA pool at {base:#x} could not be mapped"));
+        }
+        self.dma = Some(base..base + size);
+        Ok(())
+    }
+
     /// Counts an I/O exit on `port`; once 16 ports are tracked, new ones are not.
     pub fn count_port(&mut self, port: u16) {
         match self.io_ports.iter_mut().find(|(p, _)| *p == port) {
@@ -353,6 +407,9 @@ impl Domain {
         self.space.destroy(&mut HostFrames);
         self.xen.destroy();
         memory::free_frames(self.ram_hpa, self.ram_frames);
+        if let Some(r) = self.dma {
+            memory::free_frames(r.start, ((r.end - r.start) / PAGE_SIZE) as usize);
+        }
     }
 }
 

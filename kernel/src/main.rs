@@ -41,6 +41,8 @@ mod paging;
 #[cfg(target_os = "none")]
 mod panic;
 #[cfg(target_os = "none")]
+mod pci;
+#[cfg(target_os = "none")]
 mod pic;
 #[cfg(target_os = "none")]
 mod power;

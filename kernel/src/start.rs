@@ -214,6 +214,10 @@ fn run_guests(boot: &BootInfo) -> ExitStatus {
 /// RAM the driver domain gets unless `<module>.mem` says otherwise.
 const DRIVER_DOMAIN_RAM: u64 = 32 << 20;
 
+/// The driver domain's identity-mapped DMA pool, when it has a device:
+/// bounce buffers for 4 vbds of 2 MiB each, and the virtqueues.
+const DMA_POOL_BYTES: u64 = 10 << 20;
+
 /// COM1's eight registers: the driver domain's console port.
 static COM1_PORTS: [u16; 8] = [0x3f8, 0x3f9, 0x3fa, 0x3fb, 0x3fc, 0x3fd, 0x3fe, 0x3ff];
 
@@ -252,12 +256,69 @@ fn driver_domain(
         };
         table.extend_from_slice(&entry.to_bytes());
     }
+    let devices = crate::pci::virtio_block_devices();
+    let mut res = DriverResources {
+        nr_devices: devices.len() as u32,
+        ..Default::default()
+    };
+    res.devices[..devices.len()].copy_from_slice(&devices);
+    // RAM disks follow the table in the same module, page-aligned. The
+    // module can be far larger than the heap: it is assembled in frames.
+    let res_at = table.len();
+    table.extend_from_slice(&res.to_bytes());
+    let mut end = table.len();
+    let mut disks: Vec<&[u8]> = Vec::new();
+    for name in cmdline::options(boot.cmdline, "ramdisk") {
+        let m = boot
+            .modules
+            .iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| format!("no boot module named {name:?} for ramdisk="))?;
+        let i = res.nr_ramdisks as usize;
+        if i == MAX_RAMDISKS {
+            return Err(format!("more than {MAX_RAMDISKS} RAM disks"));
+        }
+        let offset = end.next_multiple_of(4096);
+        res.ramdisks[i] = RamDiskEntry {
+            offset: offset as u64,
+            size: m.data.len() as u64,
+            name: name_field(name),
+        };
+        res.nr_ramdisks += 1;
+        disks.push(m.data);
+        end = offset + m.data.len();
+    }
+    let frames = end.div_ceil(4096);
+    let module_hpa = memory::alloc_frames(frames).ok_or("no memory for the domain table")?;
+    // SAFETY: fresh frames, owned here until freed below, identity-mapped.
+    let blob = unsafe { core::slice::from_raw_parts_mut(module_hpa as *mut u8, end) };
+    blob.fill(0);
+    blob[..table.len()].copy_from_slice(&table);
+    for (d, bytes) in res.ramdisks.iter().zip(&disks) {
+        blob[d.offset as usize..d.offset as usize + bytes.len()].copy_from_slice(bytes);
+    }
+    drop(table);
+    let table = blob;
+    let pool = (!devices.is_empty())
+        .then(|| memory::alloc_frames((DMA_POOL_BYTES / memory_map::PAGE_SIZE) as usize))
+        .flatten();
+    if let Some(base) = pool {
+        res.dma_base = base;
+        res.dma_size = DMA_POOL_BYTES;
+    }
+    table[res_at..res_at + DriverResources::SIZE].copy_from_slice(&res.to_bytes());
     let ram = match module_text(boot, &format!("{module}.mem")) {
         None => DRIVER_DOMAIN_RAM,
         Some(text) => cmdline::parse_size(text)
             .filter(|s| s % memory_map::PAGE_SIZE == 0 && *s > 0)
             .ok_or_else(|| format!("bad memory size {text:?} in {module}.mem"))?,
     };
+    // The RAM disks live in the driver domain's RAM, on top of what it needs.
+    let ram = ram + (table.len() as u64).next_multiple_of(2 << 20);
+    let mut ports = Vec::from(COM1_PORTS);
+    for d in &devices {
+        ports.extend(d.io_base..d.io_base + d.io_size);
+    }
     let spec = domain::Spec {
         id: 0,
         name: "Domain-0",
@@ -265,10 +326,41 @@ fn driver_domain(
         cmdline: module_text(boot, &format!("{module}.cmdline")).unwrap_or(""),
         initrd: Some(&table),
         ram_bytes: ram,
-        passthrough_ports: &COM1_PORTS,
+        // Built once per run and kept by the vCPU's I/O bitmap for its life.
+        passthrough_ports: Vec::leak(ports),
     };
-    let mut dom = domain::create(backend, &spec).map_err(|e| format!("{e}"))?;
+    let created = domain::create(backend, &spec).map_err(|e| format!("{e}"));
+    // Start of day copied the module into the domain's RAM.
+    memory::free_frames(module_hpa, frames);
+    let mut dom = match created {
+        Ok(dom) => dom,
+        Err(e) => {
+            if let Some(base) = pool {
+                memory::free_frames(base, (DMA_POOL_BYTES / memory_map::PAGE_SIZE) as usize);
+            }
+            return Err(e);
+        }
+    };
     dom.driver = true;
+    if let Some(base) = pool {
+        dom.give_dma_pool(base, DMA_POOL_BYTES)?;
+    }
+    for d in &devices {
+        println!(
+            "domain 0 (Domain-0): virtio block device {:02x}:{:02x}.{} (ports {:#x}+{:#x})",
+            d.bdf >> 8,
+            (d.bdf >> 3) & 31,
+            d.bdf & 7,
+            d.io_base,
+            d.io_size
+        );
+    }
+    if let Some(base) = pool {
+        println!(
+            "domain 0 (Domain-0): DMA pool of {} KiB identity-mapped at {base:#x}",
+            DMA_POOL_BYTES >> 10
+        );
+    }
     println!(
         "domain 0 (Domain-0): driver domain from {module}, {} KiB, serving {} guests; COM1 is its console from here on",
         ram >> 10,

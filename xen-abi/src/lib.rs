@@ -1,6 +1,7 @@
 //! Xen public ABI structures and constants (xen/include/public), x86-64 layout.
 #![no_std]
 
+pub mod blkif;
 pub mod console;
 pub mod domain_table;
 pub mod event_channel;

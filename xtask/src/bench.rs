@@ -176,7 +176,7 @@ fn direct_boot(run: u32, kit: &kit::Kit, mem_mib: u64) -> Result<Sample> {
         initrd: kit.initramfs.clone(),
         cmdline: DIRECT_CMDLINE.into(),
     };
-    let command = qemu::command(&boot, Accel::Tcg, mem_mib, &com1, &paths, &dir)?;
+    let command = qemu::command(&boot, Accel::Tcg, mem_mib, &com1, &paths, &dir, &[])?;
     let outcome = session::run(Launch {
         command,
         paths: &paths,
@@ -219,6 +219,7 @@ fn nested_boot(run: u32, image: &Path, modules: &[Module], mem: GuestMem) -> Res
         payload: Payload::Modules(modules.to_vec()),
         cmdline: linux::hv_cmdline("", mem),
         mem_mib: linux::machine_mib(Some(mem)),
+        drives: Vec::new(),
     };
     let dir: PathBuf = build::run_dir(&format!("bench-nested-{run}"))?;
     let paths = Paths::in_dir(&dir);

@@ -75,8 +75,10 @@ dmesg_clean() {
 
 # XenStore is served (by the driver domain): xenbus started its watch
 # thread, and no xenbus client complained or waited for devices in dmesg.
+# A vbd or vif has no driver until /init loads the kit's front-end modules.
 xenbus_up() {
-    bad=$(dmesg | grep -E 'xenbus|xen:manage|xen:cpu_hotplug|xen_balloon: Failed|Waiting for devices|Timeout connecting|Device with no driver' | head -n 1)
+    bad=$(dmesg | grep -E 'xenbus|xen:manage|xen:cpu_hotplug|xen_balloon: Failed|Waiting for devices|Timeout connecting|Device with no driver' |
+        grep -v -E 'Device with no driver: device/(vbd|vif)/[0-9]+$' | head -n 1)
     if [ -n "$bad" ]; then
         echo "$bad"
         return 1
@@ -88,6 +90,92 @@ xenbus_up() {
 
 # --- end of check functions ---
 
+# --- disk functions (unit-tested on the host by xtask/src/guest_init.rs) ---
+
+# Sizes of the files disk_write makes: around sector and page edges, and
+# about 6.5 MiB in all.
+DISK_SIZES="0 1 511 512 513 4095 4096 4097 65535 65536 131073 1048576 2097155 3145728"
+
+# disk_write DIR: files of DISK_SIZES random bytes in DIR and their SHA-256
+# sums in DIR/SUMS; prints one "DISK SUM <hash> <name>" line per file.
+disk_write() {
+    mkdir -p "$1" || return 1
+    for size in $DISK_SIZES; do
+        head -c "$size" /dev/urandom >"$1/f$size" || return 1
+    done
+    (cd "$1" && sha256sum f*) >"$1/SUMS" || return 1
+    sed 's/^/DISK SUM /' "$1/SUMS"
+}
+
+# disk_verify DIR: checks the files against DIR/SUMS; prints
+# "DISK VERIFY ok N files", or the files that differ.
+disk_verify() {
+    if [ ! -s "$1/SUMS" ]; then
+        echo "DISK VERIFY FAIL no $1/SUMS"
+        return 1
+    fi
+    n=$(wc -l <"$1/SUMS")
+    if out=$(cd "$1" && sha256sum -c SUMS 2>&1); then
+        echo "DISK VERIFY ok $n files"
+        return 0
+    fi
+    echo "DISK VERIFY FAIL $(printf '%s\n' "$out" | grep -v ': OK$' | tr '\n' ' ')"
+    return 1
+}
+
+# --- end of disk functions ---
+
+# disk_test MODE (xenolith.disk=write|verify|both): ext4 on /dev/xvda through
+# xen-blkfront; writes files and their sums, checks them, or both with a
+# remount between; then unbinds the frontend, which closes the device.
+disk_test() {
+    for m in xen-blkfront crc16 crc32c_generic mbcache jbd2 ext4; do
+        if ! insmod "/lib/modules/$m.ko"; then
+            echo "DISK FAIL insmod $m"
+            return 1
+        fi
+    done
+    # blkfront connects to its backend after insmod returns: wait for the
+    # disk to appear (its handshake), 30 s at most.
+    i=0
+    while [ ! -b /dev/xvda ]; do
+        i=$((i + 1))
+        if [ $i -gt 300 ]; then
+            echo "DISK FAIL no /dev/xvda after 30 s"
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo "DISK xvda $(cat /sys/block/xvda/size) sectors"
+    mkdir -p /mnt
+    if ! mount -t ext4 /dev/xvda /mnt; then
+        echo "DISK FAIL mount"
+        return 1
+    fi
+    case $1 in
+    write | both)
+        disk_write /mnt/data || { echo "DISK FAIL write"; return 1; }
+        sync
+        ;;
+    esac
+    if [ "$1" = both ]; then
+        umount /mnt && echo 3 >/proc/sys/vm/drop_caches && mount -t ext4 /dev/xvda /mnt ||
+            { echo "DISK FAIL remount"; return 1; }
+    fi
+    case $1 in
+    verify | both) disk_verify /mnt/data || return 1 ;;
+    esac
+    umount /mnt || { echo "DISK FAIL umount"; return 1; }
+    bad=$(dmesg | grep -E 'EXT4-fs (error|warning)|I/O error|blk_update_request|blkfront.*(fail|error)' | head -n 1)
+    if [ -n "$bad" ]; then
+        echo "DISK FAIL $bad"
+        return 1
+    fi
+    # The backend sees the frontend close and goes Closing, then Closed.
+    echo vbd-51712 >/sys/bus/xen/drivers/vbd/unbind
+    echo "DISK DONE $1"
+}
+
 case " $(cat /proc/cmdline) " in
 *" xenolith.test=1 "*)
     check xen xen_detected
@@ -96,6 +184,11 @@ case " $(cat /proc/cmdline) " in
     check dmesg-clean dmesg_clean
     check xenbus xenbus_up
     echo "CHECKS DONE $passed passed, $failed failed"
+    for word in $(cat /proc/cmdline); do
+        case $word in
+        xenolith.disk=*) disk_test "${word#xenolith.disk=}" ;;
+        esac
+    done
     case " $(cat /proc/cmdline) " in
     *" xenolith.crash_driver=1 "*)
         # The driver domain ends itself on seeing this line (its crash-on=

@@ -32,6 +32,11 @@ pub enum Expect {
     /// Boot the guest kit's Linux with xenolith.test=1: /init passes every
     /// check and the guest powers off (see `linux_judge`); exit success.
     LinuxGuest,
+    /// As `LinuxGuest`, and /init's disk test in this mode (write, verify
+    /// or both) ends with `DISK DONE <mode>`: no `DISK FAIL` on the way,
+    /// the files' sums checked where the mode verifies, and the driver
+    /// domain saw the disk connect and, once the guest unbound it, disconnect.
+    LinuxDisk(&'static str),
     /// As `LinuxGuest`, but the driver domain crashes on purpose when the
     /// guest asks (after its checks): the hypervisor takes COM1 back and
     /// says so, the guest keeps running (more exits at its end than when
@@ -241,9 +246,11 @@ pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
     let lines = &numbered;
     let qemu_status = outcome.status.and_then(|s| s.code());
     let want_exit = match case.expect {
-        Expect::Boots | Expect::LinuxGuest | Expect::LinuxGuests(_) | Expect::Lines(_) => {
-            HvExit::Success
-        }
+        Expect::Boots
+        | Expect::LinuxGuest
+        | Expect::LinuxGuests(_)
+        | Expect::Lines(_)
+        | Expect::LinuxDisk(_) => HvExit::Success,
         Expect::Fatal(_) | Expect::Exception(_) | Expect::TestGuest | Expect::DriverCrash => {
             HvExit::Failure
         }
@@ -300,6 +307,13 @@ pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
                 );
             }
         }
+        Expect::LinuxDisk(mode) => {
+            check_modules(lines, case.modules, &mut problems);
+            check_caps(lines, case.cpu, &mut problems);
+            check_hv_log(&outcome.hv_log, &mut problems);
+            problems.extend(linux_judge::problems(lines));
+            check_disk(lines, mode, &mut problems);
+        }
         Expect::LinuxGuest => {
             check_modules(lines, case.modules, &mut problems);
             check_caps(lines, case.cpu, &mut problems);
@@ -334,6 +348,38 @@ pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
         }
     }
     problems
+}
+
+/// The disk test's lines from domain 1 and the driver domain.
+pub fn check_disk(lines: &[String], mode: &str, problems: &mut Vec<String>) {
+    for l in lines
+        .iter()
+        .filter(|l| l.starts_with("(d1) DISK FAIL") || l.starts_with("(d1) DISK VERIFY FAIL"))
+        .take(5)
+    {
+        problems.push(format!("the guest's disk test failed: {l}"));
+    }
+    let done = format!("(d1) DISK DONE {mode}");
+    if !lines.iter().any(|l| *l == done) {
+        problems.push(format!("no {done:?} line"));
+    }
+    if mode != "write" && !lines.iter().any(|l| l == "(d1) DISK VERIFY ok 14 files") {
+        problems.push("no \"(d1) DISK VERIFY ok 14 files\" line".into());
+    }
+    for (want, what) in [
+        (
+            "(d0) domain 1: xvda connected",
+            "the driver domain never connected xvda",
+        ),
+        (
+            "(d0) domain 1: xvda disconnected after",
+            "the driver domain never saw xvda close",
+        ),
+    ] {
+        if !lines.iter().any(|l| l.starts_with(want)) {
+            problems.push(what.into());
+        }
+    }
 }
 
 fn check_banner(lines: &[String], want: BootPath, problems: &mut Vec<String>) {

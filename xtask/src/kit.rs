@@ -11,10 +11,24 @@ use crate::{build, bzimage, deb, initramfs, xz};
 pub const KERNEL_RELEASE: &str = "6.1.0-56-amd64";
 const KERNEL_PACKAGE: &str = "linux-image-6.1.0-56-amd64";
 const BUSYBOX_PACKAGE: &str = "busybox-static";
-/// The Xen front-end drivers, under lib/modules/<release>/kernel/.
-const FRONTENDS: [&str; 2] = [
+/// The modules the kit carries, under lib/modules/<release>/kernel/: the
+/// Xen front-end drivers, ext4 and what it needs (Debian builds them all as
+/// modules), and virtio-blk for the benchmark's direct-QEMU baseline.
+/// /init loads them in this order, so dependencies come first.
+const FRONTENDS: [&str; 13] = [
     "drivers/block/xen-blkfront.ko",
     "drivers/net/xen-netfront.ko",
+    "lib/crc16.ko",
+    "crypto/crc32c_generic.ko",
+    "fs/mbcache.ko",
+    "fs/jbd2/jbd2.ko",
+    "fs/ext4/ext4.ko",
+    "drivers/virtio/virtio.ko",
+    "drivers/virtio/virtio_ring.ko",
+    "drivers/virtio/virtio_pci_legacy_dev.ko",
+    "drivers/virtio/virtio_pci_modern_dev.ko",
+    "drivers/virtio/virtio_pci.ko",
+    "drivers/block/virtio_blk.ko",
 ];
 
 /// The kit's files.
@@ -147,7 +161,8 @@ mod tests {
     #[test]
     fn frontend_names() {
         let names: Vec<&str> = FRONTENDS.iter().map(|f| file_name(f)).collect();
-        assert_eq!(names, ["xen-blkfront.ko", "xen-netfront.ko"]);
+        assert_eq!(&names[..2], ["xen-blkfront.ko", "xen-netfront.ko"]);
+        assert!(names.contains(&"ext4.ko"));
         assert!(KERNEL_PACKAGE.ends_with(KERNEL_RELEASE));
     }
 

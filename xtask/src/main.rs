@@ -9,6 +9,7 @@ mod checks;
 mod console;
 mod deb;
 mod defmt_log;
+mod disk;
 mod domain_config;
 mod elf_check;
 mod expect;

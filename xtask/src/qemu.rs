@@ -27,13 +27,15 @@ fn escape(path: &Path) -> String {
     path.display().to_string().replace(',', ",,")
 }
 
-/// The full QEMU argument list, for a machine with `mem_mib` MiB of RAM.
+/// The full QEMU argument list, for a machine with `mem_mib` MiB of RAM
+/// and `drives` attached as virtio block devices (raw images).
 pub fn args(
     boot: &Boot,
     accel: Accel,
     mem_mib: u64,
     com1: &Com1,
     paths: &Paths,
+    drives: &[PathBuf],
 ) -> Result<Vec<OsString>> {
     let cpu = match accel {
         Accel::Tcg => "EPYC",
@@ -76,6 +78,17 @@ pub fn args(
         out.push(chardev);
     }
     out.extend(["-serial", "chardev:com1", "-serial", "chardev:com2"].map(String::from));
+    for (i, drive) in drives.iter().enumerate() {
+        // A transitional virtio-blk-pci (1af4:1001): the driver domain uses
+        // its legacy interface in I/O BAR 0.
+        out.push("-drive".into());
+        out.push(format!(
+            "file={},if=none,id=disk{i},format=raw",
+            escape(drive)
+        ));
+        out.push("-device".into());
+        out.push(format!("virtio-blk-pci,drive=disk{i}"));
+    }
     let mut out: Vec<OsString> = out.into_iter().map(OsString::from).collect();
     match boot {
         Boot::Pvh {
@@ -110,9 +123,10 @@ pub fn command(
     com1: &Com1,
     paths: &Paths,
     dir: &Path,
+    drives: &[PathBuf],
 ) -> Result<Command> {
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(args(boot, accel, mem_mib, com1, paths)?);
+    cmd.args(args(boot, accel, mem_mib, com1, paths, drives)?);
     let chatter = fs::File::create(dir.join("qemu.out"))?;
     match com1 {
         Com1::Terminal => {
@@ -172,8 +186,17 @@ mod tests {
             initrd: "/i.cpio".into(),
             cmdline: "mem=4M".into(),
         };
-        let args =
-            strings(args(&boot, Accel::Tcg, 512, &Com1::Fifo { echo: false }, &paths).unwrap());
+        let args = strings(
+            args(
+                &boot,
+                Accel::Tcg,
+                512,
+                &Com1::Fifo { echo: false },
+                &paths,
+                &[],
+            )
+            .unwrap(),
+        );
         assert_eq!(after(&args, "-cpu"), ["EPYC"]);
         assert_eq!(after(&args, "-accel"), ["tcg"]);
         assert_eq!(after(&args, "-m"), ["512M"]);
@@ -199,7 +222,7 @@ mod tests {
     fn grub_kvm_terminal() {
         let paths = Paths::in_dir(Path::new("/d"));
         let boot = Boot::Iso("/d/x.iso".into());
-        let args = strings(args(&boot, Accel::Kvm, 1024, &Com1::Terminal, &paths).unwrap());
+        let args = strings(args(&boot, Accel::Kvm, 1024, &Com1::Terminal, &paths, &[]).unwrap());
         assert_eq!(after(&args, "-cpu"), ["host"]);
         assert_eq!(after(&args, "-accel"), ["kvm"]);
         assert_eq!(after(&args, "-m"), ["1024M"]);
@@ -212,6 +235,6 @@ mod tests {
         assert!(after(&args, "-append").is_empty());
         assert!(after(&args, "-kernel").is_empty());
         let socket = Com1::Socket { port: 1 };
-        assert!(super::args(&boot, Accel::Tcg, 64, &socket, &paths).is_err());
+        assert!(super::args(&boot, Accel::Tcg, 64, &socket, &paths, &[]).is_err());
     }
 }

@@ -35,6 +35,8 @@ pub struct BootSpec {
     pub cmdline: String,
     /// The emulated machine's RAM ([`linux::machine_mib`]).
     pub mem_mib: u64,
+    /// Raw disk images QEMU attaches as virtio block devices.
+    pub drives: Vec<PathBuf>,
 }
 
 /// Fills in defaults and rejects combinations no emulator offers.
@@ -101,7 +103,15 @@ pub fn prepare(
                 initrd,
                 cmdline: spec.cmdline.clone(),
             };
-            qemu::command(&boot, spec.accel, spec.mem_mib, com1, paths, dir)
+            qemu::command(
+                &boot,
+                spec.accel,
+                spec.mem_mib,
+                com1,
+                paths,
+                dir,
+                &spec.drives,
+            )
         }
         (Boot::Grub, Payload::RawInitrd(_)) => bail!("a raw initrd needs the PVH boot path"),
         (Boot::Grub, Payload::Modules(mods)) => {
@@ -114,6 +124,7 @@ pub fn prepare(
                     com1,
                     paths,
                     dir,
+                    &spec.drives,
                 ),
                 Emulator::Bochs => {
                     bochs::command(spec.cpu, spec.mem_mib, dir, "xenolith.iso", com1)
@@ -269,6 +280,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         payload: Payload::Modules(payload),
         cmdline,
         mem_mib,
+        drives: Vec::new(),
     };
     if args.accel == Accel::Kvm {
         qemu::check_kvm()?;

@@ -20,6 +20,7 @@ const APT_PACKAGES: &[&str] = &[
     "grub-common",
     "xorriso",
     "mtools",
+    "e2fsprogs",
 ];
 
 /// Firmware files Bochs loads (paths from the Debian packages).
@@ -35,6 +36,8 @@ pub enum Need {
     Qemu,
     Bochs,
     Grub,
+    /// mkfs.ext4, debugfs and e2fsck, for the disk tests' images.
+    E2fsprogs,
 }
 
 /// What must exist on the host for `need`: programs on PATH and plain files.
@@ -43,6 +46,7 @@ fn requirements(need: Need) -> (&'static [&'static str], &'static [&'static str]
         Need::Qemu => (&["qemu-system-x86_64"], &[]),
         Need::Bochs => (&["bochs"], &[BOCHS_BIOS, BOCHS_VGABIOS]),
         Need::Grub => (&["grub-mkrescue", "xorriso", "mformat"], &[GRUB_I386_PC]),
+        Need::E2fsprogs => (&["mkfs.ext4", "debugfs", "e2fsck"], &[]),
     }
 }
 

@@ -52,7 +52,28 @@ enum Load {
     /// As `LinuxKit`, with the driver domain told to crash when the guest
     /// prints [`judge::DRIVER_CRASH_TEXT`], which it does after its checks.
     LinuxKitDriverCrash,
+    /// As `LinuxKit`, with an ext4 image the guest sees as /dev/xvda
+    /// (see `disk_boots`).
+    LinuxKitDisk(Disk),
 }
+
+/// Where the disk test's image lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Disk {
+    /// A QEMU virtio-blk device driven by the driver domain: a boot that
+    /// writes, the image checked on the host, a boot that reads back.
+    Virtio,
+    /// A boot module the driver domain serves from its RAM: one boot
+    /// writes, remounts and reads back.
+    RamDisk,
+}
+
+/// The disk image's name as a boot module and its size.
+const DISK_MODULE: &str = "xvda.img";
+const DISK_MIB: u64 = 64;
+const RAMDISK_MIB: u64 = 16;
+/// Files guest_init.sh's `disk_write` makes.
+const DISK_FILES: usize = 14;
 
 struct Smoke {
     name: &'static str,
@@ -241,6 +262,26 @@ const SMOKES: &[Smoke] = &[
         expect: Expect::DriverCrash,
     },
     Smoke {
+        // ext4 on a virtio-blk disk through blkfront, blkback and the
+        // driver domain's virtio driver; checked on the host between boots.
+        name: "qemu-epyc-linux-disk",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        load: Load::LinuxKitDisk(Disk::Virtio),
+        cmdline: "",
+        expect: Expect::LinuxDisk("verify"),
+    },
+    Smoke {
+        name: "qemu-epyc-linux-ramdisk",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        load: Load::LinuxKitDisk(Disk::RamDisk),
+        cmdline: "",
+        expect: Expect::LinuxDisk("both"),
+    },
+    Smoke {
         name: "bochs-skylake-linux",
         emulator: Emulator::Bochs,
         cpu: Cpu::Skylake,
@@ -261,6 +302,15 @@ const SMOKES: &[Smoke] = &[
         expect: Expect::LinuxGuests(2),
     },
     Smoke {
+        name: "bochs-skylake-linux-ramdisk",
+        emulator: Emulator::Bochs,
+        cpu: Cpu::Skylake,
+        boot: Boot::Grub,
+        load: Load::LinuxKitDisk(Disk::RamDisk),
+        cmdline: "",
+        expect: Expect::LinuxDisk("both"),
+    },
+    Smoke {
         name: "bochs-ryzen-linux",
         emulator: Emulator::Bochs,
         cpu: Cpu::Ryzen,
@@ -278,14 +328,27 @@ impl Smoke {
             Load::LinuxKit | Load::LinuxKitDriverCrash => {
                 build::with_driver_domain(&linux::hv_cmdline(self.cmdline, GuestMem::DEFAULT))
             }
+            Load::LinuxKitDisk(Disk::Virtio) => {
+                build::with_driver_domain(&linux::hv_cmdline(self.cmdline, GuestMem::DEFAULT))
+            }
+            Load::LinuxKitDisk(Disk::RamDisk) => {
+                let extra = format!("{} ramdisk={DISK_MODULE}", self.cmdline);
+                build::with_driver_domain(&linux::hv_cmdline(extra.trim(), GuestMem::DEFAULT))
+            }
             _ => self.cmdline.to_string(),
         }
     }
 
     fn timeout(&self) -> Duration {
         match (self.load, self.emulator) {
-            (Load::LinuxKit | Load::LinuxKitDriverCrash, Emulator::Qemu) => QEMU_LINUX_TIMEOUT,
-            (Load::LinuxKit | Load::LinuxKitDriverCrash, Emulator::Bochs) => BOCHS_LINUX_TIMEOUT,
+            (
+                Load::LinuxKit | Load::LinuxKitDriverCrash | Load::LinuxKitDisk(_),
+                Emulator::Qemu,
+            ) => QEMU_LINUX_TIMEOUT,
+            (
+                Load::LinuxKit | Load::LinuxKitDriverCrash | Load::LinuxKitDisk(_),
+                Emulator::Bochs,
+            ) => BOCHS_LINUX_TIMEOUT,
             (_, Emulator::Qemu) => QEMU_TIMEOUT,
             (_, Emulator::Bochs) => BOCHS_TIMEOUT,
         }
@@ -412,6 +475,10 @@ fn run_smoke(smoke: &Smoke, image: &Path) -> TestResult {
                 ", guest cmdline \"{LINUX_SMOKE_CMDLINE} xenolith.crash_driver=1\", driver domain crash-on={}",
                 judge::DRIVER_CRASH_TEXT
             ),
+            Load::LinuxKitDisk(disk) => format!(
+                ", guest cmdline \"{LINUX_SMOKE_CMDLINE} xenolith.disk=...\", driver domain {}",
+                vbd_option(disk)
+            ),
             _ => String::new(),
         }
     );
@@ -463,7 +530,112 @@ fn show_tail(what: &str, path: &Path, lines: &[String]) {
     println!("    --- end of {what} ---");
 }
 
+/// The driver domain's `vbd=` option for the disk test.
+fn vbd_option(disk: Disk) -> String {
+    match disk {
+        Disk::Virtio => "vbd=linux:xvda:rw:virtio:0".into(),
+        Disk::RamDisk => format!("vbd=linux:xvda:rw:ramdisk:{DISK_MODULE}"),
+    }
+}
+
+/// The disk test: a fresh ext4 image, then one boot per mode. With
+/// virtio the first boot writes, the host checks the image (`e2fsck -fn`
+/// and every file's sum) and a second boot reads back; a RAM disk lives
+/// only as long as its boot, so one boot does both.
+fn disk_boots(smoke: &Smoke, image: &Path, disk: Disk) -> Result<(Vec<String>, Outcome, PathBuf)> {
+    let top = build::run_dir(&format!("smoke-{}", smoke.name))?;
+    let img = top.join(DISK_MODULE);
+    let (mib, modes): (u64, &[&str]) = match disk {
+        Disk::Virtio => (DISK_MIB, &["write", "verify"]),
+        Disk::RamDisk => (RAMDISK_MIB, &["both"]),
+    };
+    crate::disk::make_ext4(&img, mib)?;
+    let mut problems = Vec::new();
+    let mut last = None;
+    for (i, mode) in modes.iter().enumerate() {
+        let cmdline = format!("{LINUX_SMOKE_CMDLINE} xenolith.disk={mode}");
+        let mut modules = linux_guest::from_kit(&cmdline)?.modules();
+        modules.push(build::driver_domain_module()?);
+        modules.push(modules::Module {
+            name: format!("{}.cmdline", build::DRIVER_DOMAIN_MODULE),
+            data: vbd_option(disk).into_bytes(),
+        });
+        let drives = match disk {
+            Disk::Virtio => vec![img.clone()],
+            Disk::RamDisk => {
+                modules.push(modules::Module {
+                    name: DISK_MODULE.into(),
+                    data: std::fs::read(&img)?,
+                });
+                Vec::new()
+            }
+        };
+        let dir = if modes.len() == 1 {
+            top.clone()
+        } else {
+            build::run_dir(&format!("smoke-{}-{mode}", smoke.name))?
+        };
+        let spec = BootSpec {
+            emulator: smoke.emulator,
+            cpu: smoke.cpu,
+            boot: smoke.boot,
+            accel: Accel::Tcg,
+            payload: Payload::Modules(modules.clone()),
+            cmdline: smoke.hv_cmdline(),
+            mem_mib: linux::machine_mib(Some(GuestMem::DEFAULT)),
+            drives,
+        };
+        let paths = Paths::in_dir(&dir);
+        let com1 = Com1::Fifo { echo: false };
+        let command = run::prepare(&spec, &dir, image, &com1, &paths)?;
+        let timeout = smoke.timeout();
+        let outcome = session::run(Launch {
+            command,
+            paths: &paths,
+            com1,
+            elf: Some(&dir.join("xenolith")),
+            echo_hv: false,
+            timeout: Some(timeout),
+        })?;
+        let case = Case {
+            emulator: smoke.emulator,
+            cpu: smoke.cpu,
+            boot: smoke.boot,
+            expect: Expect::LinuxDisk(mode),
+            modules: &modules,
+            timeout,
+        };
+        let label = if modes.len() > 1 {
+            format!("boot {} ({mode}): ", i + 1)
+        } else {
+            String::new()
+        };
+        problems.extend(
+            judge::problems(&case, &outcome)
+                .into_iter()
+                .map(|p| format!("{label}{p}")),
+        );
+        if *mode == "write" {
+            let sums = crate::disk::printed_sums(&judge::numbered(&outcome.lines));
+            let found = crate::disk::verify(&img, &sums, DISK_FILES)?;
+            if found.is_empty() {
+                println!(
+                    "    host: e2fsck -fn clean, {} files read back with debugfs match their sums",
+                    sums.len()
+                );
+            }
+            problems.extend(found.into_iter().map(|p| format!("{label}host check: {p}")));
+        }
+        last = Some((outcome, dir));
+    }
+    let (outcome, dir) = last.expect("at least one mode");
+    Ok((problems, outcome, dir))
+}
+
 fn boot(smoke: &Smoke, image: &Path) -> Result<(Vec<String>, Outcome, PathBuf)> {
+    if let Load::LinuxKitDisk(disk) = smoke.load {
+        return disk_boots(smoke, image, disk);
+    }
     let modules = match smoke.load {
         Load::TestModules => modules::test_set(),
         Load::TestGuest => vec![build::test_guest_module()?],
@@ -474,6 +646,7 @@ fn boot(smoke: &Smoke, image: &Path) -> Result<(Vec<String>, Outcome, PathBuf)> 
             m.push(build::driver_domain_module()?);
             m
         }
+        Load::LinuxKitDisk(_) => unreachable!("disk_boots boots the disk smokes"),
         Load::LinuxKitDriverCrash => {
             let cmdline = format!("{LINUX_SMOKE_CMDLINE} xenolith.crash_driver=1");
             let mut m = linux_guest::from_kit(&cmdline)?.modules();
@@ -486,7 +659,9 @@ fn boot(smoke: &Smoke, image: &Path) -> Result<(Vec<String>, Outcome, PathBuf)> 
         }
     };
     let mem_mib = match smoke.load {
-        Load::LinuxKit | Load::LinuxKitDriverCrash => linux::machine_mib(Some(GuestMem::DEFAULT)),
+        Load::LinuxKit | Load::LinuxKitDriverCrash | Load::LinuxKitDisk(_) => {
+            linux::machine_mib(Some(GuestMem::DEFAULT))
+        }
         _ => linux::MACHINE_MIB,
     };
     let payload = match smoke.load {
@@ -501,6 +676,7 @@ fn boot(smoke: &Smoke, image: &Path) -> Result<(Vec<String>, Outcome, PathBuf)> 
         payload,
         cmdline: smoke.hv_cmdline(),
         mem_mib,
+        drives: Vec::new(),
     };
     let dir = build::run_dir(&format!("smoke-{}", smoke.name))?;
     let paths = Paths::in_dir(&dir);

@@ -215,6 +215,7 @@ fn lend_granter<R>(d: &mut Domain, f: impl FnOnce(&mut DynGranter<'_>) -> R) -> 
     let frames = RamFrames {
         space: d.space.as_ref(),
         ram,
+        dma: d.dma_range(),
     };
     let mut granter: DynGranter<'_> = Granter {
         domid: d.id,

@@ -94,12 +94,14 @@ pub struct RamFrames<'a> {
     pub space: &'a dyn AddressSpace,
     /// The domain's RAM, host-physical.
     pub ram: core::ops::Range<u64>,
+    /// The driver domain's DMA pool (empty for others): its memory too.
+    pub dma: core::ops::Range<u64>,
 }
 
 impl GuestFrames for RamFrames<'_> {
     fn ram_frame(&self, gfn: u64) -> Option<u64> {
         let gpa = gfn.checked_mul(4096)?;
         let hpa = self.space.translate(Gpa(gpa))?.hpa.0 & !0xfff;
-        self.ram.contains(&hpa).then_some(hpa)
+        (self.ram.contains(&hpa) || self.dma.contains(&hpa)).then_some(hpa)
     }
 }

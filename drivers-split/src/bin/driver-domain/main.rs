@@ -8,6 +8,10 @@ fn main() {
 }
 
 #[cfg(target_os = "none")]
+mod blk;
+#[cfg(target_os = "none")]
+mod dma;
+#[cfg(target_os = "none")]
 mod hypercall;
 #[cfg(target_os = "none")]
 mod page;
@@ -15,6 +19,8 @@ mod page;
 mod serial;
 #[cfg(target_os = "none")]
 mod service;
+#[cfg(target_os = "none")]
+mod virtio;
 #[cfg(target_os = "none")]
 mod xen;
 
@@ -53,7 +59,8 @@ extern "C" fn driver_fault() -> ! {
     hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH)
 }
 
-/// The command line and module 0 (the domain table) from `hvm_start_info`.
+/// The command line and module 0 (the domain table and the RAM disks
+/// after it) from `hvm_start_info`.
 #[cfg(target_os = "none")]
 fn start_info(addr: u64) -> (&'static str, &'static [u8]) {
     use xen_abi::start_info::{HvmModlistEntry, HvmStartInfo, HVM_START_MAGIC};
@@ -100,12 +107,12 @@ extern "C" fn driver_main(start: u64) -> ! {
         log!("fatal: shared_info or callback vector refused: {e}");
         hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH);
     }
-    let guests = match drivers_split::domains::parse(table) {
-        Ok(g) => g,
+    let parsed = match drivers_split::domains::parse(table) {
+        Ok(t) => t,
         Err(e) => {
             log!("fatal: domain table: {e}");
             hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH);
         }
     };
-    service::run(cmdline, guests)
+    service::run(cmdline, parsed, (table.as_ptr() as u64, table.len()))
 }

@@ -1,23 +1,37 @@
-//! A guest's page grant-mapped into this domain, seen through `RingMemory` with volatile and atomic accesses.
+//! A guest's pages grant-mapped into this domain, seen through `RingMemory` with volatile and atomic accesses.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 use drivers_split::xenstore::RingMemory;
 
-/// A 4 KiB page at `addr` in this domain, shared with a guest that may
-/// change it at any time.
+/// 4 KiB pages at `addr` in this domain, shared with a guest that may
+/// change them at any time.
 pub struct MappedPage {
     addr: u64,
+    bytes: usize,
 }
 
 impl MappedPage {
+    /// One page.
+    ///
     /// # Safety
     /// `addr` must be a page-aligned address mapped for the life of the value.
     pub unsafe fn new(addr: u64) -> Self {
-        MappedPage { addr }
+        MappedPage { addr, bytes: 4096 }
+    }
+
+    /// `pages` contiguous pages (a multi-page ring).
+    ///
+    /// # Safety
+    /// As `new`, for every page.
+    pub unsafe fn span(addr: u64, pages: usize) -> Self {
+        MappedPage {
+            addr,
+            bytes: pages * 4096,
+        }
     }
 
     fn at(&self, off: usize, len: usize) -> u64 {
-        assert!(off + len <= 4096, "ring access outside its page");
+        assert!(off + len <= self.bytes, "ring access outside its pages");
         self.addr + off as u64
     }
 }

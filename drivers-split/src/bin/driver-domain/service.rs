@@ -1,10 +1,11 @@
 //! The driver domain's work: start of day for every guest, then one loop serving consoles, typed input and the XenStore.
 
+use crate::blk::Vbds;
 use crate::page::MappedPage;
 use crate::{log, serial, xen};
 use alloc::vec::Vec;
 use drivers_split::console::{ConsoleRing, InputSwitch, Key, LineTagger};
-use drivers_split::domains::Guest;
+use drivers_split::domains::{Guest, Table};
 use drivers_split::toolstack;
 use drivers_split::xenstore::{Config, Ring, Server};
 use xen_abi::event_channel::VIRQ_TIMER;
@@ -29,12 +30,16 @@ struct Backend {
 /// Maps the guest's console and XenStore pages (its reserved grant refs 0
 /// and 1), binds its two unbound channels, writes its XenStore entries and
 /// connects its XenStore ring.
-fn connect(server: &mut Server<MappedPage>, g: &Guest, slot: u64) -> Result<Backend, &'static str> {
+fn connect(
+    server: &mut Server<MappedPage>,
+    g: &Guest,
+    slot: usize,
+) -> Result<Backend, &'static str> {
     toolstack::apply(server, &toolstack::guest_entries(g))
         .map_err(|_| "toolstack entries refused")?;
-    let console = xen::map_grant(g.domid, GNTTAB_RESERVED_CONSOLE, slot * 2)
+    let (console, _) = xen::map_grant(g.domid, GNTTAB_RESERVED_CONSOLE, xen::window(slot, 0))
         .map_err(|_| "console page grant not mappable")?;
-    let store = xen::map_grant(g.domid, GNTTAB_RESERVED_XENSTORE, slot * 2 + 1)
+    let (store, _) = xen::map_grant(g.domid, GNTTAB_RESERVED_XENSTORE, xen::window(slot, 1))
         .map_err(|_| "XenStore page grant not mappable")?;
     let console_port = xen::bind_interdomain(g.domid, g.console_port)
         .map_err(|_| "console channel not bindable")?;
@@ -77,7 +82,8 @@ fn crash_on_purpose() -> ! {
     crate::hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH)
 }
 
-pub fn run(cmdline: &str, guests: Vec<Guest>) -> ! {
+pub fn run(cmdline: &str, table: Table, module: (u64, usize)) -> ! {
+    let guests = table.guests;
     let crash = crash_text(cmdline);
     let mut server: Server<MappedPage> = Server::new(Config::default());
     if toolstack::apply(&mut server, &toolstack::driver_entries()).is_err() {
@@ -86,7 +92,7 @@ pub fn run(cmdline: &str, guests: Vec<Guest>) -> ! {
     }
     let mut backends: Vec<Backend> = Vec::new();
     for (slot, g) in guests.iter().enumerate() {
-        match connect(&mut server, g, slot as u64) {
+        match connect(&mut server, g, slot) {
             Ok(b) => {
                 log!(
                     "domain {} ({}): console port {}, XenStore port {}, {} KiB",
@@ -101,6 +107,7 @@ pub fn run(cmdline: &str, guests: Vec<Guest>) -> ! {
             Err(why) => log!("domain {} ({}): not served: {why}", g.domid, g.name),
         }
     }
+    let mut vbds = Vbds::setup(cmdline, &guests, &table.resources, module, &mut server);
     log!("xenstore-ls -p:");
     for line in toolstack::listing(server.store(), "/") {
         log!("{line}");
@@ -164,6 +171,10 @@ pub fn run(cmdline: &str, guests: Vec<Guest>) -> ! {
                 busy = true;
             }
         }
+        // The vbds' handshakes follow the frontends' XenStore writes; what
+        // they write back goes out on the next turn.
+        busy |= vbds.step(&mut server);
+        busy |= vbds.serve(&mut server);
         if busy {
             continue;
         }

@@ -13,8 +13,17 @@ use xen_abi::vcpu::*;
 /// Where shared_info is put: a hole in this domain's physical map, inside
 /// the 4 GiB entry.S maps.
 const SHARED_INFO_GFN: u64 = 0xc_0000;
-/// Guests' pages are grant-mapped from here up, two per guest.
+/// Guests' pages are grant-mapped from here up, `WINDOW_PAGES` per guest:
+/// console, XenStore, then `RING_PAGES` for each of its vbds.
 const GRANT_WINDOW: u64 = 0x8000_0000;
+pub const WINDOW_PAGES: u64 = 128;
+/// The most pages one ring may have (blkif `max-ring-page-order` 4).
+pub const RING_PAGES: u64 = 16;
+
+/// Where page `page` of guest number `guest`'s window is.
+pub fn window(guest: usize, page: u64) -> u64 {
+    GRANT_WINDOW + (guest as u64 * WINDOW_PAGES + page) * 4096
+}
 
 /// The byte the upcall stub clears (entry.S).
 #[no_mangle]
@@ -170,10 +179,9 @@ pub fn send(port: u32) {
     call_with(EVENT_CHANNEL_OP, EVTCHNOP_SEND, &mut a);
 }
 
-/// Maps grant `gref` of `domid` read-write into the window; returns the
-/// page's address here.
-pub fn map_grant(domid: u16, gref: u32, slot: u64) -> Result<u64, i16> {
-    let host_addr = GRANT_WINDOW + slot * 4096;
+/// Maps grant `gref` of `domid` read-write at `host_addr` (in the
+/// window); returns the address and the grant handle.
+pub fn map_grant(domid: u16, gref: u32, host_addr: u64) -> Result<(u64, u32), i16> {
     let mut op = GnttabMapGrantRef {
         host_addr,
         flags: GNTMAP_HOST_MAP,
@@ -195,7 +203,47 @@ pub fn map_grant(domid: u16, gref: u32, slot: u64) -> Result<u64, i16> {
     if op.status != GNTST_OKAY {
         return Err(op.status);
     }
-    Ok(host_addr)
+    Ok((host_addr, op.handle))
+}
+
+/// Unmaps a page `map_grant` mapped.
+pub fn unmap_grant(host_addr: u64, handle: u32) {
+    let mut op = GnttabUnmapGrantRef {
+        host_addr,
+        dev_bus_addr: 0,
+        handle,
+        status: 0,
+        pad: 0,
+    };
+    call(
+        GRANT_TABLE_OP,
+        GNTTABOP_UNMAP_GRANT_REF,
+        &mut op as *mut _ as u64,
+        1,
+    );
+}
+
+/// GNTTABOP_copy of `ops` (at most 512 per call, the hypervisor's batch).
+pub fn grant_copy(ops: &mut [GnttabCopy]) {
+    for chunk in ops.chunks_mut(512) {
+        let r = call(
+            GRANT_TABLE_OP,
+            GNTTABOP_COPY,
+            chunk.as_mut_ptr() as u64,
+            chunk.len() as u64,
+        );
+        if r != 0 {
+            for op in chunk.iter_mut() {
+                op.status = GNTST_GENERAL_ERROR;
+            }
+        }
+    }
+}
+
+/// Closes a port of this domain.
+pub fn close(port: u32) {
+    let mut a = EvtchnClose { port };
+    call_with(EVENT_CHANNEL_OP, EVTCHNOP_CLOSE, &mut a);
 }
 
 /// Xen system time in ns, from vCPU 0's pvclock (shared_info.h

@@ -1,0 +1,436 @@
+//! The driver domain's virtual disks: each `vbd=` option's device, its XenStore handshake with the guest's blkfront, and its ring served by grant copy.
+
+use crate::page::MappedPage;
+use crate::virtio::VirtioBlk;
+use crate::{dma, log, xen};
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use drivers_split::blkback::blkif::{Blkif, Grants};
+use drivers_split::blkback::config::{parse_vbd, Source, VbdSpec};
+use drivers_split::blkback::device::{BlockDevice, RamDisk};
+use drivers_split::blkback::request::{Limits, Piece};
+use drivers_split::blkback::xenbus::{self, Step};
+use drivers_split::domains::{Guest, Resources};
+use drivers_split::toolstack;
+use drivers_split::xenstore::Server;
+use xen_abi::domain_table::DEVICE_VIRTIO_BLK_LEGACY;
+use xen_abi::event_channel::DOMID_SELF;
+use xen_abi::grant_table::*;
+
+/// Bytes of data one batch carries: the largest request (256 indirect
+/// segments, 1 MiB) and as much again.
+const SCRATCH_BYTES: usize = 2 << 20;
+/// Vbds one guest may have: its grant window after the console and
+/// XenStore pages holds this many largest rings.
+const VBDS_PER_GUEST: usize = ((xen::WINDOW_PAGES - 2) / xen::RING_PAGES) as usize;
+
+/// GNTTABOP_copy between guests' grants and this domain's memory, which
+/// is identity-mapped (a buffer's address is its guest-physical address).
+struct HypervisorGrants;
+
+impl Grants for HypervisorGrants {
+    fn copy(
+        &mut self,
+        domid: u16,
+        to_guest: bool,
+        pieces: &[(Piece, usize)],
+        buf: &mut [u8],
+        status: &mut [i16],
+    ) {
+        let mut ops: Vec<GnttabCopy> = Vec::with_capacity(pieces.len() + 8);
+        let mut owner: Vec<usize> = Vec::with_capacity(pieces.len() + 8);
+        for (i, (p, at)) in pieces.iter().enumerate() {
+            if at + usize::from(p.len) > buf.len() {
+                status[i] = GNTST_BAD_COPY_ARG;
+                continue;
+            }
+            // A piece crossing a page of this domain's buffer is two copies.
+            let mut done = 0u16;
+            while done < p.len {
+                let local = buf.as_ptr() as u64 + (*at as u64) + u64::from(done);
+                let len = (p.len - done).min((4096 - (local & 0xfff)) as u16);
+                let guest = GnttabCopyPtr {
+                    u: u64::from(p.gref),
+                    domid,
+                    offset: p.offset + done,
+                    pad: 0,
+                };
+                let me = GnttabCopyPtr {
+                    u: local >> 12,
+                    domid: DOMID_SELF,
+                    offset: (local & 0xfff) as u16,
+                    pad: 0,
+                };
+                let (source, dest, flags) = if to_guest {
+                    (me, guest, GNTCOPY_DEST_GREF)
+                } else {
+                    (guest, me, GNTCOPY_SOURCE_GREF)
+                };
+                ops.push(GnttabCopy {
+                    source,
+                    dest,
+                    len,
+                    flags,
+                    status: 0,
+                    pad: 0,
+                });
+                owner.push(i);
+                done += len;
+            }
+            status[i] = GNTST_OKAY;
+        }
+        xen::grant_copy(&mut ops);
+        for (op, &i) in ops.iter().zip(&owner) {
+            if op.status != GNTST_OKAY {
+                status[i] = op.status;
+            }
+        }
+    }
+}
+
+/// A connected ring.
+struct Connection {
+    blkif: Blkif<MappedPage>,
+    port: u32,
+    /// The ring pages' addresses and grant handles.
+    maps: Vec<(u64, u32)>,
+}
+
+/// One virtual disk of one guest.
+struct Vbd {
+    spec: VbdSpec,
+    domid: u16,
+    /// Where its ring is mapped: the guest's window, from this page.
+    window_page: u64,
+    guest_index: usize,
+    limits: Limits,
+    dev: Box<dyn BlockDevice>,
+    scratch: &'static mut [u8],
+    /// The backend's XenbusState.
+    state: u8,
+    conn: Option<Connection>,
+}
+
+pub struct Vbds {
+    list: Vec<Vbd>,
+}
+
+/// The RAM disks of module 0, as disjoint byte slices.
+fn ram_disk(res: &Resources, module: (u64, usize), name: &str) -> Option<&'static mut [u8]> {
+    let d = res.ramdisks.iter().find(|d| d.name == name)?;
+    if d.offset + d.size > module.1 as u64 {
+        return None;
+    }
+    // SAFETY: inside module 0 (checked just above and by the table parser,
+    // which also refused overlapping RAM disks); each name is used by one
+    // vbd only (checked by `setup`), so the slices never alias.
+    Some(unsafe {
+        core::slice::from_raw_parts_mut((module.0 + d.offset) as *mut u8, d.size as usize)
+    })
+}
+
+impl Vbds {
+    /// Builds every `vbd=` option's disk and writes its XenStore nodes.
+    /// `module` is module 0's address and length.
+    pub fn setup(
+        cmdline: &str,
+        guests: &[Guest],
+        res: &Resources,
+        module: (u64, usize),
+        server: &mut Server<MappedPage>,
+    ) -> Vbds {
+        if let Some((base, size)) = res.dma {
+            dma::init(base, size);
+        }
+        let mut virtio: Vec<Option<VirtioBlk>> = res
+            .devices
+            .iter()
+            .map(|d| {
+                if d.kind != DEVICE_VIRTIO_BLK_LEGACY {
+                    return None;
+                }
+                match VirtioBlk::new(d.io_base) {
+                    Ok(v) => {
+                        log!(
+                            "virtio-blk {:02x}:{:02x}.{}: {} sectors{}{}",
+                            d.bdf >> 8,
+                            (d.bdf >> 3) & 31,
+                            d.bdf & 7,
+                            v.sectors(),
+                            if v.can_flush() { ", flush" } else { "" },
+                            if v.read_only() { ", read-only" } else { "" }
+                        );
+                        Some(v)
+                    }
+                    Err(e) => {
+                        log!("virtio-blk at {:#x}: {e}", d.io_base);
+                        None
+                    }
+                }
+            })
+            .collect();
+        let mut used_ramdisks: Vec<String> = Vec::new();
+        let mut list = Vec::new();
+        for text in cmdline
+            .split_ascii_whitespace()
+            .filter_map(|w| w.strip_prefix("vbd="))
+        {
+            let spec = match parse_vbd(text) {
+                Ok(s) => s,
+                Err(e) => {
+                    log!("vbd={text}: {e}");
+                    continue;
+                }
+            };
+            let Some((guest_index, g)) = guests
+                .iter()
+                .enumerate()
+                .find(|(_, g)| g.name == spec.guest)
+            else {
+                log!("vbd={text}: no guest named {}", spec.guest);
+                continue;
+            };
+            let nth = list.iter().filter(|v: &&Vbd| v.domid == g.domid).count();
+            if nth >= VBDS_PER_GUEST
+                || list
+                    .iter()
+                    .any(|v: &Vbd| v.domid == g.domid && v.spec.devid == spec.devid)
+            {
+                log!("vbd={text}: too many disks, or {} given twice", spec.vdev);
+                continue;
+            }
+            let (dev, params, scratch): (Box<dyn BlockDevice>, String, Option<&'static mut [u8]>) =
+                match &spec.source {
+                    Source::RamDisk(name) => {
+                        let bytes = if used_ramdisks.contains(name) {
+                            None
+                        } else {
+                            ram_disk(res, module, name)
+                        };
+                        let Some(bytes) = bytes else {
+                            log!("vbd={text}: no RAM disk {name} (or it is used already)");
+                            continue;
+                        };
+                        used_ramdisks.push(name.clone());
+                        let scratch = Vec::leak(vec![0u8; SCRATCH_BYTES]);
+                        (
+                            Box::new(RamDisk::new(bytes)),
+                            format!("ramdisk:{name}"),
+                            Some(scratch),
+                        )
+                    }
+                    Source::Virtio(n) => {
+                        let Some(v) = virtio.get_mut(*n).and_then(Option::take) else {
+                            log!("vbd={text}: no virtio block device {n} (or it is used already)");
+                            continue;
+                        };
+                        (
+                            Box::new(v),
+                            format!("virtio:{n}"),
+                            dma::alloc(SCRATCH_BYTES),
+                        )
+                    }
+                };
+            let Some(scratch) = scratch else {
+                log!("vbd={text}: no room for its buffers in the DMA pool");
+                continue;
+            };
+            let read_only = spec.read_only || dev.read_only();
+            let limits = Limits {
+                sectors: dev.sectors(),
+                read_only,
+                flush: dev.can_flush(),
+                discard: dev.can_discard(),
+                max_indirect_segments: xenbus::MAX_INDIRECT_SEGMENTS,
+            };
+            if let Err((path, e)) =
+                toolstack::apply(server, &xenbus::entries(&spec, g.domid, &limits, &params))
+            {
+                log!("vbd={text}: XenStore refused {path}: {e:?}");
+                continue;
+            }
+            log!(
+                "domain {} ({}): {} is {params}, {} MiB{}",
+                g.domid,
+                g.name,
+                spec.vdev,
+                limits.sectors >> 11,
+                if read_only { ", read-only" } else { "" }
+            );
+            list.push(Vbd {
+                domid: g.domid,
+                window_page: 2 + nth as u64 * xen::RING_PAGES,
+                guest_index,
+                spec,
+                limits,
+                dev,
+                scratch,
+                state: xenbus::INIT_WAIT,
+                conn: None,
+            });
+        }
+        Vbds { list }
+    }
+
+    /// Moves each vbd's handshake on from what the frontends wrote; true
+    /// if anything was written (the caller then flushes XenStore replies).
+    pub fn step(&mut self, server: &mut Server<MappedPage>) -> bool {
+        let mut wrote = false;
+        for v in self.list.iter_mut() {
+            let fe = xenbus::frontend_dir(v.domid, v.spec.devid);
+            let store = server.store();
+            let read = |key: &str| {
+                store
+                    .node(&format!("{fe}/{key}"))
+                    .map(|n| String::from_utf8_lossy(&n.value).into_owned())
+            };
+            let frontend = read("state").and_then(|s| s.trim().parse::<u8>().ok());
+            let step = xenbus::next_step(v.state, v.conn.is_some(), frontend, &read);
+            if step == Step::Nothing {
+                continue;
+            }
+            wrote = true;
+            let be = xenbus::backend_dir(v.domid, v.spec.devid);
+            match step {
+                Step::Nothing => {}
+                Step::Connect(ring) => match v.connect(&ring) {
+                    Ok(()) => {
+                        let _ = toolstack::apply(
+                            server,
+                            &xenbus::connected_entries(v.domid, v.spec.devid, &v.limits),
+                        );
+                        v.state = xenbus::CONNECTED;
+                        log!(
+                            "domain {}: {} connected, {} ring page(s), event channel {}",
+                            v.domid,
+                            v.spec.vdev,
+                            ring.grefs.len(),
+                            ring.port
+                        );
+                    }
+                    Err(why) => {
+                        log!("domain {}: {}: {why}", v.domid, v.spec.vdev);
+                        let _ = toolstack::set_state(server, &be, xenbus::CLOSING);
+                        v.state = xenbus::CLOSING;
+                    }
+                },
+                Step::Fail(why) => {
+                    log!("domain {}: {}: {why}", v.domid, v.spec.vdev);
+                    let _ = toolstack::set_state(server, &be, xenbus::CLOSING);
+                    v.state = xenbus::CLOSING;
+                }
+                Step::Disconnect { state } => {
+                    v.disconnect();
+                    let _ = toolstack::set_state(server, &be, state);
+                    v.state = state;
+                }
+                Step::SetState(state) => {
+                    let _ = toolstack::set_state(server, &be, state);
+                    v.state = state;
+                }
+            }
+        }
+        wrote
+    }
+
+    /// Serves every connected ring; true if any had work.
+    pub fn serve(&mut self, server: &mut Server<MappedPage>) -> bool {
+        let mut busy = false;
+        for v in self.list.iter_mut() {
+            let Some(c) = v.conn.as_mut() else { continue };
+            let before = c.blkif.counters.requests;
+            match c.blkif.serve(&mut *v.dev, &mut HypervisorGrants, v.scratch) {
+                Ok(notify) => {
+                    if notify {
+                        xen::send(c.port);
+                    }
+                    busy |= c.blkif.counters.requests != before;
+                }
+                Err(e) => {
+                    // The frontend broke the ring protocol: this disk
+                    // stops; the guest's other devices and the other
+                    // guests carry on.
+                    log!(
+                        "domain {}: {}: {e:?}; the ring is not served any more",
+                        v.domid,
+                        v.spec.vdev
+                    );
+                    v.disconnect();
+                    let be = xenbus::backend_dir(v.domid, v.spec.devid);
+                    let _ = toolstack::set_state(server, &be, xenbus::CLOSING);
+                    v.state = xenbus::CLOSING;
+                    busy = true;
+                }
+            }
+        }
+        busy
+    }
+}
+
+impl Vbd {
+    /// Maps the ring pages, binds the channel and starts serving.
+    fn connect(&mut self, ring: &xenbus::RingSpec) -> Result<(), &'static str> {
+        let base = xen::window(self.guest_index, self.window_page);
+        let mut maps = Vec::new();
+        for (i, &gref) in ring.grefs.iter().enumerate() {
+            match xen::map_grant(self.domid, gref, base + i as u64 * 4096) {
+                Ok(m) => maps.push(m),
+                Err(_) => {
+                    for (addr, handle) in maps {
+                        xen::unmap_grant(addr, handle);
+                    }
+                    return Err("a ring page is not granted to this domain");
+                }
+            }
+        }
+        let port = match xen::bind_interdomain(self.domid, ring.port) {
+            Ok(p) => p,
+            Err(_) => {
+                for (addr, handle) in maps {
+                    xen::unmap_grant(addr, handle);
+                }
+                return Err("the event channel is not bindable");
+            }
+        };
+        xen::unmask(port);
+        let pages = ring.grefs.len();
+        // SAFETY: the pages were just grant-mapped there, contiguously, and
+        // stay mapped until `disconnect` drops the ring first.
+        let mem = unsafe { MappedPage::span(base, pages) };
+        self.conn = Some(Connection {
+            blkif: Blkif::new(self.domid, mem, pages * 4096, self.limits),
+            port,
+            maps,
+        });
+        Ok(())
+    }
+
+    /// Stops serving the ring: its counters are logged, the channel
+    /// closed and the pages unmapped.
+    fn disconnect(&mut self) {
+        if let Some(c) = self.conn.take() {
+            let n = c.blkif.counters;
+            log!(
+                "domain {}: {} disconnected after {} requests ({} errors), {} KiB read, {} KiB written, {} batches, {} notifications",
+                self.domid,
+                self.spec.vdev,
+                n.requests,
+                n.errors,
+                n.bytes_read >> 10,
+                n.bytes_written >> 10,
+                n.batches,
+                n.notifications
+            );
+            let port = c.port;
+            let maps = c.maps.clone();
+            drop(c);
+            xen::close(port);
+            for (addr, handle) in maps {
+                xen::unmap_grant(addr, handle);
+            }
+        }
+    }
+}
