@@ -218,6 +218,36 @@ const DRIVER_DOMAIN_RAM: u64 = 32 << 20;
 /// bounce buffers for 4 vbds of 2 MiB each, and the virtqueues.
 const DMA_POOL_BYTES: u64 = 10 << 20;
 
+/// Where the driver domain's grant window starts (its own layout,
+/// drivers-split `xen.rs`): the identity-mapped pool must end below it.
+const DRIVER_GRANT_WINDOW: u64 = 0x8000_0000;
+
+/// Host frames for the DMA pool whose addresses, used as guest-physical
+/// ones, lie above the driver domain's RAM (`ram` bytes from 0) and below
+/// its grant window. The allocator hands out low frames first: frames that
+/// fall inside the RAM's range are held until a fitting block turns up,
+/// then given back.
+fn alloc_dma_pool(ram: u64) -> Option<u64> {
+    let frames = (DMA_POOL_BYTES / memory_map::PAGE_SIZE) as usize;
+    let mut held = Vec::new();
+    let found = loop {
+        let Some(base) = memory::alloc_frames(frames) else {
+            break None;
+        };
+        if base >= ram && base + DMA_POOL_BYTES <= DRIVER_GRANT_WINDOW {
+            break Some(base);
+        }
+        held.push(base);
+        if base + DMA_POOL_BYTES > DRIVER_GRANT_WINDOW || held.len() > 64 {
+            break None;
+        }
+    };
+    for base in held {
+        memory::free_frames(base, frames);
+    }
+    found
+}
+
 /// COM1's eight registers: the driver domain's console port.
 static COM1_PORTS: [u16; 8] = [0x3f8, 0x3f9, 0x3fa, 0x3fb, 0x3fc, 0x3fd, 0x3fe, 0x3ff];
 
@@ -299,14 +329,6 @@ fn driver_domain(
     }
     drop(table);
     let table = blob;
-    let pool = (!devices.is_empty())
-        .then(|| memory::alloc_frames((DMA_POOL_BYTES / memory_map::PAGE_SIZE) as usize))
-        .flatten();
-    if let Some(base) = pool {
-        res.dma_base = base;
-        res.dma_size = DMA_POOL_BYTES;
-    }
-    table[res_at..res_at + DriverResources::SIZE].copy_from_slice(&res.to_bytes());
     let ram = match module_text(boot, &format!("{module}.mem")) {
         None => DRIVER_DOMAIN_RAM,
         Some(text) => cmdline::parse_size(text)
@@ -315,6 +337,19 @@ fn driver_domain(
     };
     // The RAM disks live in the driver domain's RAM, on top of what it needs.
     let ram = ram + (table.len() as u64).next_multiple_of(2 << 20);
+    let pool = if devices.is_empty() {
+        None
+    } else {
+        Some(
+            alloc_dma_pool(ram)
+                .ok_or("no room for the DMA pool between the driver domain's RAM and 2 GiB")?,
+        )
+    };
+    if let Some(base) = pool {
+        res.dma_base = base;
+        res.dma_size = DMA_POOL_BYTES;
+    }
+    table[res_at..res_at + DriverResources::SIZE].copy_from_slice(&res.to_bytes());
     let mut ports = Vec::from(COM1_PORTS);
     for d in &devices {
         ports.extend(d.io_base..d.io_base + d.io_size);
