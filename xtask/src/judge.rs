@@ -37,6 +37,10 @@ pub enum Expect {
     /// the files' sums checked where the mode verifies, and the driver
     /// domain saw the disk connect and, once the guest unbound it, disconnect.
     LinuxDisk(&'static str),
+    /// `LinuxDisk("both")` for domain 1 while domain 2, the test guest with
+    /// `blk-garbage`, attacks its own vbd: its checks pass, its garbage is
+    /// refused, its overrun ring is dropped, and it powers off.
+    DiskGarbage,
     /// As `LinuxGuest`, but the driver domain crashes on purpose when the
     /// guest asks (after its checks): the hypervisor takes COM1 back and
     /// says so, the guest keeps running (more exits at its end than when
@@ -250,7 +254,8 @@ pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
         | Expect::LinuxGuest
         | Expect::LinuxGuests(_)
         | Expect::Lines(_)
-        | Expect::LinuxDisk(_) => HvExit::Success,
+        | Expect::LinuxDisk(_)
+        | Expect::DiskGarbage => HvExit::Success,
         Expect::Fatal(_) | Expect::Exception(_) | Expect::TestGuest | Expect::DriverCrash => {
             HvExit::Failure
         }
@@ -307,6 +312,14 @@ pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
                 );
             }
         }
+        Expect::DiskGarbage => {
+            check_modules(lines, case.modules, &mut problems);
+            check_caps(lines, case.cpu, &mut problems);
+            check_hv_log(&outcome.hv_log, &mut problems);
+            problems.extend(linux_judge::problems(lines));
+            check_disk(lines, "both", &mut problems);
+            check_garbage(lines, &outcome.hv_log.lines, &mut problems);
+        }
         Expect::LinuxDisk(mode) => {
             check_modules(lines, case.modules, &mut problems);
             check_caps(lines, case.cpu, &mut problems);
@@ -348,6 +361,36 @@ pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
         }
     }
     problems
+}
+
+/// The hostile frontend's lines (domain 2, the test guest). It writes
+/// with `console_io`, which reaches the hypervisor's log (COM2) once the
+/// driver domain owns COM1.
+fn check_garbage(lines: &[String], hv_lines: &[String], problems: &mut Vec<String>) {
+    let has = |want: &str| lines.iter().any(|l| l == want);
+    let guest: Vec<&str> = hv_lines
+        .iter()
+        .filter_map(|l| l.split_once(" INFO ").map(|(_, text)| text))
+        .filter(|t| t.starts_with("(d2) "))
+        .collect();
+    let summary = format!("(d2) {} passed, 0 failed", TEST_GUEST_CHECKS.len());
+    if !guest.contains(&summary.as_str()) {
+        problems.push(format!("missing {summary:?} in the hypervisor log"));
+    }
+    match guest.iter().find(|l| l.starts_with("(d2) blk: ")) {
+        Some(l) if l.ends_with(": ok") => {}
+        Some(l) => problems.push(format!("the hostile frontend: {l}")),
+        None => problems.push("no \"(d2) blk: ...\" line from the hostile frontend".into()),
+    }
+    if !lines
+        .iter()
+        .any(|l| l.starts_with("(d0) domain 2: xvda: Overrun"))
+    {
+        problems.push("the driver domain did not report domain 2's overrun ring".into());
+    }
+    if !has("domain 2 (test-guest.elf): poweroff") {
+        problems.push("missing \"domain 2 (test-guest.elf): poweroff\"".into());
+    }
 }
 
 /// The disk test's lines from domain 1 and the driver domain.

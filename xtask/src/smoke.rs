@@ -66,7 +66,13 @@ enum Disk {
     /// A boot module the driver domain serves from its RAM: one boot
     /// writes, remounts and reads back.
     RamDisk,
+    /// `Virtio` in one boot (write, remount, read back) while the test
+    /// guest, domain 2, puts garbage on its own vbd's ring (a RAM disk).
+    Garbage,
 }
+
+/// The hostile frontend's RAM disk.
+const GARBAGE_MODULE: &str = "garbage.img";
 
 /// The disk image's name as a boot module and its size.
 const DISK_MODULE: &str = "xvda.img";
@@ -273,6 +279,16 @@ const SMOKES: &[Smoke] = &[
         expect: Expect::LinuxDisk("verify"),
     },
     Smoke {
+        // A hostile frontend next to a Linux guest using its disk.
+        name: "qemu-epyc-linux-disk-garbage",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        load: Load::LinuxKitDisk(Disk::Garbage),
+        cmdline: "",
+        expect: Expect::DiskGarbage,
+    },
+    Smoke {
         name: "qemu-epyc-linux-ramdisk",
         emulator: Emulator::Qemu,
         cpu: Cpu::Epyc,
@@ -331,6 +347,11 @@ impl Smoke {
             Load::LinuxKitDisk(Disk::Virtio) => {
                 build::with_driver_domain(&linux::hv_cmdline(self.cmdline, GuestMem::DEFAULT))
             }
+            Load::LinuxKitDisk(Disk::Garbage) => format!(
+                "{} guest={}:blk-garbage ramdisk={GARBAGE_MODULE}",
+                build::with_driver_domain(&linux::hv_cmdline(self.cmdline, GuestMem::DEFAULT)),
+                build::TEST_GUEST_MODULE
+            ),
             Load::LinuxKitDisk(Disk::RamDisk) => {
                 let extra = format!("{} ramdisk={DISK_MODULE}", self.cmdline);
                 build::with_driver_domain(&linux::hv_cmdline(extra.trim(), GuestMem::DEFAULT))
@@ -535,6 +556,10 @@ fn vbd_option(disk: Disk) -> String {
     match disk {
         Disk::Virtio => "vbd=linux:xvda:rw:virtio:0".into(),
         Disk::RamDisk => format!("vbd=linux:xvda:rw:ramdisk:{DISK_MODULE}"),
+        Disk::Garbage => format!(
+            "vbd=linux:xvda:rw:virtio:0 vbd={}:xvda:rw:ramdisk:{GARBAGE_MODULE}",
+            build::TEST_GUEST_MODULE
+        ),
     }
 }
 
@@ -547,7 +572,7 @@ fn disk_boots(smoke: &Smoke, image: &Path, disk: Disk) -> Result<(Vec<String>, O
     let img = top.join(DISK_MODULE);
     let (mib, modes): (u64, &[&str]) = match disk {
         Disk::Virtio => (DISK_MIB, &["write", "verify"]),
-        Disk::RamDisk => (RAMDISK_MIB, &["both"]),
+        Disk::RamDisk | Disk::Garbage => (RAMDISK_MIB, &["both"]),
     };
     crate::disk::make_ext4(&img, mib)?;
     let mut problems = Vec::new();
@@ -562,6 +587,20 @@ fn disk_boots(smoke: &Smoke, image: &Path, disk: Disk) -> Result<(Vec<String>, O
         });
         let drives = match disk {
             Disk::Virtio => vec![img.clone()],
+            Disk::Garbage => {
+                let garbage = top.join(GARBAGE_MODULE);
+                crate::disk::make_ext4(&garbage, 4)?;
+                modules.push(build::test_guest_module()?);
+                modules.push(modules::Module {
+                    name: format!("{}.mem", build::TEST_GUEST_MODULE),
+                    data: b"8M".to_vec(),
+                });
+                modules.push(modules::Module {
+                    name: GARBAGE_MODULE.into(),
+                    data: std::fs::read(&garbage)?,
+                });
+                vec![img.clone()]
+            }
             Disk::RamDisk => {
                 modules.push(modules::Module {
                     name: DISK_MODULE.into(),
@@ -601,7 +640,11 @@ fn disk_boots(smoke: &Smoke, image: &Path, disk: Disk) -> Result<(Vec<String>, O
             emulator: smoke.emulator,
             cpu: smoke.cpu,
             boot: smoke.boot,
-            expect: Expect::LinuxDisk(mode),
+            expect: if disk == Disk::Garbage {
+                Expect::DiskGarbage
+            } else {
+                Expect::LinuxDisk(mode)
+            },
             modules: &modules,
             timeout,
         };

@@ -8,6 +8,8 @@ fn main() {
 }
 
 #[cfg(target_os = "none")]
+mod blk_garbage;
+#[cfg(target_os = "none")]
 mod checks;
 #[cfg(target_os = "none")]
 mod console;
@@ -57,11 +59,12 @@ extern "C" fn guest_main(start_info: u64) -> ! {
     println!("{passed} passed, {failed} failed");
     let word = |w: &str| cmdline.split_ascii_whitespace().any(|x| x == w);
     type Pair = fn() -> Result<&'static str, &'static str>;
-    let pairs: [(&str, &str, Pair); 4] = [
+    let pairs: [(&str, &str, Pair); 5] = [
         ("evtchn-listen", "evtchn", checks::evtchn_listen),
         ("evtchn-send", "evtchn", checks::evtchn_send),
         ("grant-give", "grant", checks::grant_give),
         ("grant-take", "grant", checks::grant_take),
+        ("blk-garbage", "blk", blk_garbage::run),
     ];
     for (mode, label, run) in pairs {
         if word(mode) {
