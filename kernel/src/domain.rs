@@ -53,6 +53,8 @@ pub struct Domain {
     pub exits: [u64; Exit::REASONS.len()],
     /// Hypercalls answered -ENOSYS.
     pub unknown_hypercalls: u64,
+    /// EVTCHNOP_send calls: the notifications this domain sent.
+    pub evtchn_sends: u64,
     /// An interrupt vector waiting to be injected (test operation).
     pub pending_irq: Option<u8>,
     /// The guest's local APIC (x2APIC mode).
@@ -170,6 +172,7 @@ pub fn create(backend: &mut dyn Backend, spec: &Spec) -> Result<Domain, CreateEr
         ending: None,
         exits: [0; Exit::REASONS.len()],
         unknown_hypercalls: 0,
+        evtchn_sends: 0,
         pending_irq: None,
         vlapic: xenolith::vlapic::VLapic::new(0),
         lapic_timer_deadline: None,

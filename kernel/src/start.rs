@@ -359,7 +359,7 @@ fn driver_domain(
         name: "Domain-0",
         image: image.data,
         cmdline: module_text(boot, &format!("{module}.cmdline")).unwrap_or(""),
-        initrd: Some(&table),
+        initrd: Some(table),
         ram_bytes: ram,
         // Built once per run and kept by the vCPU's I/O bitmap for its life.
         passthrough_ports: Vec::leak(ports),
@@ -422,8 +422,8 @@ fn report(dom: &domain::Domain) -> bool {
     let cpu_ms = dom.cpu_tsc / time::tsc_khz().max(1);
     defmt::info!("d{=u16} ran {=u64} ms", dom.id, cpu_ms);
     println!(
-        "domain {} exits:{line} total={total} unknown-hypercalls={} cpu={cpu_ms}ms",
-        dom.id, dom.unknown_hypercalls
+        "domain {} exits:{line} total={total} unknown-hypercalls={} cpu={cpu_ms}ms sends={}",
+        dom.id, dom.unknown_hypercalls, dom.evtchn_sends
     );
     let mut ports = dom.io_ports.clone();
     ports.sort_unstable_by_key(|(_, n)| core::cmp::Reverse(*n));

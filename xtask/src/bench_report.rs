@@ -18,12 +18,14 @@ pub fn median(samples: &[Duration]) -> Option<Duration> {
 /// its counters, in the order printed.
 pub fn parse_exits(line: &str, domain: u16) -> Option<Vec<(String, u64)>> {
     let rest = line.strip_prefix(&format!("domain {domain} exits:"))?;
+    // Counters only: fields with units (`cpu=311ms`) are left out.
     rest.split_whitespace()
         .map(|field| {
             let (name, count) = field.split_once('=')?;
-            Some((name.to_string(), count.parse().ok()?))
+            Some(count.parse().ok().map(|c| (name.to_string(), c)))
         })
-        .collect()
+        .collect::<Option<Vec<_>>>()
+        .map(|v| v.into_iter().flatten().collect())
 }
 
 /// A table with one row per counter and one column per run; counters a run
@@ -97,7 +99,12 @@ mod tests {
             .map(|(n, c)| (n.to_string(), c))
         );
         assert_eq!(parse_exits(line, 2), None);
-        assert_eq!(parse_exits("domain 1 exits: cpuid=x", 1), None);
+        assert_eq!(parse_exits("domain 1 exits: cpuid", 1), None);
+        // Fields with units are not counters.
+        assert_eq!(
+            parse_exits("domain 1 exits: hlt=3 cpu=311ms sends=2", 1).unwrap(),
+            [("hlt".to_string(), 3), ("sends".to_string(), 2)]
+        );
         assert_eq!(parse_exits("domain 1 exits: total=0", 1).unwrap().len(), 1);
     }
 

@@ -403,7 +403,7 @@ pub fn check_disk(lines: &[String], mode: &str, problems: &mut Vec<String>) {
         problems.push(format!("the guest's disk test failed: {l}"));
     }
     let done = format!("(d1) DISK DONE {mode}");
-    if !lines.iter().any(|l| *l == done) {
+    if !lines.contains(&done) {
         problems.push(format!("no {done:?} line"));
     }
     if mode != "write" && !lines.iter().any(|l| l == "(d1) DISK VERIFY ok 14 files") {

@@ -1,6 +1,7 @@
 //! `cargo xtask`: build, pack, boot and test the Xenolith hypervisor image.
 
 mod bench;
+mod bench_blk;
 mod bench_report;
 mod bochs;
 mod build;
@@ -65,6 +66,17 @@ pub enum BenchCommand {
     /// Time the guest kit's Linux to its /init marker, booted directly by QEMU
     /// and under Xenolith in QEMU (TCG), alternating, and compare the medians.
     Boot(BenchBootArgs),
+    /// Sequential and random disk I/O in Linux through blkfront and the
+    /// driver domain, against the same disk as virtio-blk in a guest QEMU
+    /// boots directly.
+    Blk(BenchBlkArgs),
+}
+
+#[derive(Args)]
+pub struct BenchBlkArgs {
+    /// Boot this prebuilt hypervisor ELF instead of building the image.
+    #[arg(long, value_name = "ELF")]
+    pub image: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -257,6 +269,7 @@ fn main() -> ExitCode {
         }),
         Command::Test(args) => smoke::test_command(&args),
         Command::Bench(BenchCommand::Boot(args)) => bench::boot(&args),
+        Command::Bench(BenchCommand::Blk(args)) => bench_blk::blk(&args),
     };
     match result {
         Ok(code) => code,

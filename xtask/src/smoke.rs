@@ -65,7 +65,7 @@ enum Disk {
     Virtio,
     /// A boot module the driver domain serves from its RAM: one boot
     /// writes, remounts and reads back.
-    RamDisk,
+    Ram,
     /// `Virtio` in one boot (write, remount, read back) while the test
     /// guest, domain 2, puts garbage on its own vbd's ring (a RAM disk).
     Garbage,
@@ -293,7 +293,7 @@ const SMOKES: &[Smoke] = &[
         emulator: Emulator::Qemu,
         cpu: Cpu::Epyc,
         boot: Boot::Pvh,
-        load: Load::LinuxKitDisk(Disk::RamDisk),
+        load: Load::LinuxKitDisk(Disk::Ram),
         cmdline: "",
         expect: Expect::LinuxDisk("both"),
     },
@@ -322,7 +322,7 @@ const SMOKES: &[Smoke] = &[
         emulator: Emulator::Bochs,
         cpu: Cpu::Skylake,
         boot: Boot::Grub,
-        load: Load::LinuxKitDisk(Disk::RamDisk),
+        load: Load::LinuxKitDisk(Disk::Ram),
         cmdline: "",
         expect: Expect::LinuxDisk("both"),
     },
@@ -352,7 +352,7 @@ impl Smoke {
                 build::with_driver_domain(&linux::hv_cmdline(self.cmdline, GuestMem::DEFAULT)),
                 build::TEST_GUEST_MODULE
             ),
-            Load::LinuxKitDisk(Disk::RamDisk) => {
+            Load::LinuxKitDisk(Disk::Ram) => {
                 let extra = format!("{} ramdisk={DISK_MODULE}", self.cmdline);
                 build::with_driver_domain(&linux::hv_cmdline(extra.trim(), GuestMem::DEFAULT))
             }
@@ -555,7 +555,7 @@ fn show_tail(what: &str, path: &Path, lines: &[String]) {
 fn vbd_option(disk: Disk) -> String {
     match disk {
         Disk::Virtio => "vbd=linux:xvda:rw:virtio:0".into(),
-        Disk::RamDisk => format!("vbd=linux:xvda:rw:ramdisk:{DISK_MODULE}"),
+        Disk::Ram => format!("vbd=linux:xvda:rw:ramdisk:{DISK_MODULE}"),
         Disk::Garbage => format!(
             "vbd=linux:xvda:rw:virtio:0 vbd={}:xvda:rw:ramdisk:{GARBAGE_MODULE}",
             build::TEST_GUEST_MODULE
@@ -572,7 +572,7 @@ fn disk_boots(smoke: &Smoke, image: &Path, disk: Disk) -> Result<(Vec<String>, O
     let img = top.join(DISK_MODULE);
     let (mib, modes): (u64, &[&str]) = match disk {
         Disk::Virtio => (DISK_MIB, &["write", "verify"]),
-        Disk::RamDisk | Disk::Garbage => (RAMDISK_MIB, &["both"]),
+        Disk::Ram | Disk::Garbage => (RAMDISK_MIB, &["both"]),
     };
     crate::disk::make_ext4(&img, mib)?;
     let mut problems = Vec::new();
@@ -601,7 +601,7 @@ fn disk_boots(smoke: &Smoke, image: &Path, disk: Disk) -> Result<(Vec<String>, O
                 });
                 vec![img.clone()]
             }
-            Disk::RamDisk => {
+            Disk::Ram => {
                 modules.push(modules::Module {
                     name: DISK_MODULE.into(),
                     data: std::fs::read(&img)?,
@@ -761,7 +761,12 @@ mod tests {
     fn linux_smokes_come_last_and_filter_as_linux() {
         let linux: Vec<&str> = SMOKES
             .iter()
-            .filter(|s| matches!(s.load, Load::LinuxKit | Load::LinuxKitDriverCrash))
+            .filter(|s| {
+                matches!(
+                    s.load,
+                    Load::LinuxKit | Load::LinuxKitDriverCrash | Load::LinuxKitDisk(_)
+                )
+            })
             .map(|s| s.name)
             .collect();
         assert_eq!(
@@ -770,8 +775,12 @@ mod tests {
                 "qemu-epyc-linux",
                 "qemu-epyc-two-linux",
                 "qemu-epyc-linux-driver-crash",
+                "qemu-epyc-linux-disk",
+                "qemu-epyc-linux-disk-garbage",
+                "qemu-epyc-linux-ramdisk",
                 "bochs-skylake-linux",
                 "bochs-skylake-two-linux",
+                "bochs-skylake-linux-ramdisk",
                 "bochs-ryzen-linux"
             ]
         );
@@ -781,9 +790,9 @@ mod tests {
             .map(|s| s.name)
             .collect();
         assert_eq!(by_filter, linux);
-        assert!(SMOKES[SMOKES.len() - 3..]
+        assert!(SMOKES[SMOKES.len() - 4..]
             .iter()
-            .all(|s| matches!(s.load, Load::LinuxKit)));
+            .all(|s| matches!(s.load, Load::LinuxKit | Load::LinuxKitDisk(_))));
     }
 
     #[test]

@@ -96,7 +96,10 @@ pub fn call(dom: &mut Domain, others: &mut Others, call: &Call) -> Ret {
             Err(f) => f.into(),
         },
         EVTCHNOP_SEND => match read_arg::<EvtchnSend>(dom, gva) {
-            Ok(a) => send(dom, others, a.port),
+            Ok(a) => {
+                dom.evtchn_sends += 1;
+                send(dom, others, a.port)
+            }
             Err(f) => f.into(),
         },
         EVTCHNOP_STATUS => with_arg!(dom, gva, EvtchnStatus, |a| {

@@ -192,11 +192,11 @@ fn read_request(id: u64, nr_segments: u8, sector: u64, gref: u32) -> [u8; 112] {
 pub fn run() -> Result<&'static str, &'static str> {
     let mut xs = Store::new();
     let mut out = [0u8; 256];
-    let n = xs.read(&alloc_path(VBD, "backend"), &mut out)?;
+    let n = xs.read(alloc_path(VBD, "backend"), &mut out)?;
     let mut backend = [0u8; 128];
     backend[..n].copy_from_slice(&out[..n]);
     let backend = core::str::from_utf8(&backend[..n]).map_err(|_| "backend path not UTF-8")?;
-    xs.wait_for(&alloc_path(backend, "state"), b"2")?;
+    xs.wait_for(alloc_path(backend, "state"), b"2")?;
 
     // Grant table frame 0, the ring (SHARED_RING_INIT) and a data page.
     let xatp: [u64; 3] = [0x7ff0 | (1 << 32), 0, GRANT_FRAME_GFN];
@@ -214,11 +214,11 @@ pub fn run() -> Result<&'static str, &'static str> {
     }
     let port = a[1];
     let mut num = [0u8; 12];
-    xs.write(&alloc_path(VBD, "ring-ref"), fmt_u32(RING_REF, &mut num))?;
-    xs.write(&alloc_path(VBD, "event-channel"), fmt_u32(port, &mut num))?;
-    xs.write(&alloc_path(VBD, "protocol"), b"x86_64-abi")?;
-    xs.write(&alloc_path(VBD, "state"), b"3")?;
-    xs.wait_for(&alloc_path(backend, "state"), b"4")?;
+    xs.write(alloc_path(VBD, "ring-ref"), fmt_u32(RING_REF, &mut num))?;
+    xs.write(alloc_path(VBD, "event-channel"), fmt_u32(port, &mut num))?;
+    xs.write(alloc_path(VBD, "protocol"), b"x86_64-abi")?;
+    xs.write(alloc_path(VBD, "state"), b"3")?;
+    xs.wait_for(alloc_path(backend, "state"), b"4")?;
 
     // Garbage, then one good read of the superblock's sector (ext4 magic
     // 0xEF53 at byte 56 of the superblock at byte 1024).
@@ -271,7 +271,7 @@ pub fn run() -> Result<&'static str, &'static str> {
     // stop serving this ring and say so with Closing (5).
     set32(ring, 1004);
     send(port);
-    xs.wait_for(&alloc_path(backend, "state"), b"5")?;
+    xs.wait_for(alloc_path(backend, "state"), b"5")?;
     Ok("bad segment count, foreign grant, sector beyond the end refused; a good read served; an overrun ring closed")
 }
 

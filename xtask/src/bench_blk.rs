@@ -1,0 +1,232 @@
+//! `cargo xtask bench blk`: sequential and random disk I/O in the guest kit's Linux, through blkfront, blkback and the driver domain's virtio driver, against the same disk as virtio-blk in a guest QEMU boots directly.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::judge::numbered;
+use crate::linux::{self, GuestMem, LinuxGuest};
+use crate::modules::Module;
+use crate::run::{self, BootSpec, Payload};
+use crate::session::{self, Com1, Launch, Outcome, Paths};
+use crate::setup::{self, Need};
+use crate::{build, kit, qemu, Accel, BenchBlkArgs, Boot, Cpu, Emulator, ImageArgs, LogLevel};
+
+const TIMEOUT: Duration = Duration::from_secs(600);
+/// The raw disk both guests use (sparse; the test touches 64 MiB of it).
+const DISK_MIB: u64 = 128;
+
+/// One guest's `BENCH blk ...` line.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Numbers {
+    mib: u64,
+    write_cs: u64,
+    read_cs: u64,
+    reads: u64,
+    random_cs: u64,
+}
+
+impl Numbers {
+    fn parse(line: &str) -> Option<Self> {
+        let rest = line.strip_prefix("BENCH blk ")?;
+        let mut n = Numbers::default();
+        for field in rest.split_whitespace() {
+            let (k, v) = field.split_once('=')?;
+            let v: u64 = v.parse().ok()?;
+            match k {
+                "mib" => n.mib = v,
+                "write_cs" => n.write_cs = v,
+                "read_cs" => n.read_cs = v,
+                "reads" => n.reads = v,
+                "random_cs" => n.random_cs = v,
+                _ => return None,
+            }
+        }
+        (n.mib > 0 && n.reads > 0).then_some(n)
+    }
+
+    fn mb_s(&self, cs: u64) -> f64 {
+        (self.mib as f64 * 1.048_576) / (cs.max(1) as f64 / 100.0)
+    }
+
+    fn iops(&self) -> f64 {
+        self.reads as f64 / (self.random_cs.max(1) as f64 / 100.0)
+    }
+}
+
+/// `total=` and `sends=` of a `domain N exits:` line.
+fn exit_counts(lines: &[String], domain: u16) -> Option<(u64, u64)> {
+    let line = lines
+        .iter()
+        .find(|l| l.starts_with(&format!("domain {domain} exits:")))?;
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(name)?.parse::<u64>().ok())
+    };
+    Some((field("total=")?, field("sends=")?))
+}
+
+fn fresh_disk(path: &Path) -> Result<()> {
+    let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    f.set_len(DISK_MIB << 20)?;
+    Ok(())
+}
+
+fn bench_line(lines: &[String], prefix: &str) -> Result<Numbers> {
+    if let Some(fail) = lines.iter().find(|l| l.contains("BENCH FAIL")) {
+        bail!("{fail}");
+    }
+    lines
+        .iter()
+        .find_map(|l| Numbers::parse(l.strip_prefix(prefix)?))
+        .context("no BENCH line on the console")
+}
+
+/// `cargo xtask bench blk`.
+pub fn blk(args: &BenchBlkArgs) -> Result<ExitCode> {
+    setup::ensure(&[Need::Qemu])?;
+    let kit = kit::ensure()?;
+    let image = build::image(&ImageArgs {
+        debug: false,
+        log: LogLevel::Info,
+        image: args.image.clone(),
+    })?;
+    let mem = GuestMem::DEFAULT;
+    let mem_mib = linux::machine_mib(Some(mem));
+    println!(
+        "==> bench blk: 64 MiB written then read in 1 MiB O_DIRECT blocks, then 500 random \
+         4 KiB O_DIRECT reads (one busybox dd each), on a fresh {DISK_MIB} MiB raw virtio-blk disk"
+    );
+
+    // Direct: QEMU boots the kit itself; the guest drives virtio-blk.
+    let dir = build::run_dir("bench-blk-direct")?;
+    let disk = dir.join("disk.raw");
+    fresh_disk(&disk)?;
+    let paths = Paths::in_dir(&dir);
+    let com1 = Com1::Fifo { echo: false };
+    let boot = qemu::Boot::Pvh {
+        kernel: kit.vmlinux.clone(),
+        initrd: kit.initramfs.clone(),
+        cmdline: "console=ttyS0 xenolith.bench=blk-virtio".into(),
+    };
+    let command = qemu::command(&boot, Accel::Tcg, mem_mib, &com1, &paths, &dir, &[disk])?;
+    let direct_out = run_it(command, &paths, None)?;
+    let direct = bench_line(&direct_out.lines, "").context("direct boot")?;
+
+    // Nested: Xenolith, the driver domain with the disk, the kit as domain 1.
+    let dir = build::run_dir("bench-blk-nested")?;
+    let disk = dir.join("disk.raw");
+    fresh_disk(&disk)?;
+    let mut modules = LinuxGuest {
+        vmlinux: std::fs::read(&kit.vmlinux)?,
+        initrd: std::fs::read(&kit.initramfs)?,
+        cmdline: "console=hvc0 xenolith.bench=blk-xen".into(),
+    }
+    .modules();
+    modules.push(build::driver_domain_module()?);
+    modules.push(Module {
+        name: format!("{}.cmdline", build::DRIVER_DOMAIN_MODULE),
+        data: b"vbd=linux:xvda:rw:virtio:0".to_vec(),
+    });
+    let spec = BootSpec {
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        accel: Accel::Tcg,
+        payload: Payload::Modules(modules),
+        cmdline: build::with_driver_domain(&linux::hv_cmdline("", mem)),
+        mem_mib,
+        drives: vec![disk],
+    };
+    let paths = Paths::in_dir(&dir);
+    let com1 = Com1::Fifo { echo: false };
+    let command = run::prepare(&spec, &dir, &image, &com1, &paths)?;
+    let nested_out = run_it(command, &paths, Some(&dir.join("xenolith")))?;
+    let lines = numbered(&nested_out.lines);
+    let nested = bench_line(&lines, "(d1) ").context("nested boot")?;
+
+    println!("                         direct virtio-blk   Xenolith blkfront   ratio");
+    let row = |what: &str, d: f64, n: f64, unit: &str| {
+        println!(
+            "  {what:<22} {d:>12.1} {unit:<5} {n:>12.1} {unit:<5} {:>7.2}",
+            n / d.max(f64::MIN_POSITIVE)
+        )
+    };
+    row(
+        "sequential write",
+        direct.mb_s(direct.write_cs),
+        nested.mb_s(nested.write_cs),
+        "MB/s",
+    );
+    row(
+        "sequential read",
+        direct.mb_s(direct.read_cs),
+        nested.mb_s(nested.read_cs),
+        "MB/s",
+    );
+    row("random 4 KiB read", direct.iops(), nested.iops(), "IOPS");
+    let moved_mib = (2 * nested.mib) as f64 + nested.reads as f64 * 4.0 / 1024.0;
+    let backend_notes = lines.iter().find_map(|l| {
+        let rest = l.strip_prefix("(d0) domain 1: xvda disconnected after ")?;
+        let n = rest.split(" batches, ").nth(1)?.split_whitespace().next()?;
+        n.parse::<u64>().ok()
+    });
+    match (exit_counts(&lines, 0), exit_counts(&lines, 1)) {
+        (Some((d0_exits, d0_sends)), Some((d1_exits, d1_sends))) => {
+            println!(
+                "  per MiB moved ({moved_mib:.0} MiB): {:.1} VM exits (guest {:.1}, driver domain {:.1}), \
+                 {:.2} event-channel notifications (guest to backend {:.2}, backend to guest {:.2})",
+                (d0_exits + d1_exits) as f64 / moved_mib,
+                d1_exits as f64 / moved_mib,
+                d0_exits as f64 / moved_mib,
+                (d0_sends + d1_sends) as f64 / moved_mib,
+                d1_sends as f64 / moved_mib,
+                d0_sends as f64 / moved_mib,
+            );
+            if let Some(n) = backend_notes {
+                println!("  blkback sent {n} ring notifications for the whole run");
+            }
+            println!("  (exits and sends count the whole boot, not only the I/O)");
+        }
+        _ => println!("  no exit counts from the hypervisor"),
+    }
+    let seq = (nested.mb_s(nested.write_cs) / direct.mb_s(direct.write_cs))
+        .min(nested.mb_s(nested.read_cs) / direct.mb_s(direct.read_cs));
+    println!(
+        "  target: sequential >= 0.80 of direct; measured {seq:.2} ({})",
+        if seq >= 0.8 { "met" } else { "not met" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_it(command: std::process::Command, paths: &Paths, elf: Option<&Path>) -> Result<Outcome> {
+    session::run(Launch {
+        command,
+        paths,
+        com1: Com1::Fifo { echo: false },
+        elf,
+        echo_hv: false,
+        timeout: Some(TIMEOUT),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_lines_parse() {
+        let n = Numbers::parse("BENCH blk mib=64 write_cs=50 read_cs=25 reads=500 random_cs=200")
+            .unwrap();
+        assert_eq!((n.mib, n.write_cs, n.reads), (64, 50, 500));
+        assert!((n.mb_s(25) - 268.4).abs() < 0.1);
+        assert!((n.iops() - 250.0).abs() < 0.01);
+        assert_eq!(Numbers::parse("BENCH blk mib=64 bogus=1"), None);
+        assert_eq!(Numbers::parse("BENCH blk mib=0 reads=1"), None);
+        let lines =
+            vec!["domain 1 exits: hlt=3 total=7 unknown-hypercalls=0 cpu=5ms sends=4".to_string()];
+        assert_eq!(exit_counts(&lines, 1), Some((7, 4)));
+    }
+}
