@@ -10,9 +10,13 @@
 //! kernel = "kit"      # "kit", "test-guest", or a vmlinux ELF / bzImage path
 //! ramdisk = "kit"     # optional: "kit" or a path
 //! cmdline = "console=hvc0 earlyprintk=xen"   # optional
-//! disks = []          # not supported yet
+//! disks = ["disk.img:xvda:rw"]   # optional: <raw image>:<xvdX>:<rw|ro>
 //! nics = []           # not supported yet
 //! ```
+//!
+//! Disks are served by the driver domain's blkback: on QEMU each image is
+//! a virtio-blk device (writes reach the file), on Bochs a RAM disk boot
+//! module (writes last as long as the run).
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -87,6 +91,53 @@ pub struct Domain {
     pub kernel: Kernel,
     pub ramdisk: Option<Ramdisk>,
     pub cmdline: Option<String>,
+    pub disks: Vec<DiskSpec>,
+}
+
+/// One `disks` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskSpec {
+    pub path: PathBuf,
+    /// The guest's name for it: xvda, xvdb, …
+    pub vdev: String,
+    pub read_only: bool,
+}
+
+/// How the disks reach the driver domain on one emulator.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct DiskPlan {
+    /// Images QEMU attaches as virtio-blk devices, in device order.
+    pub drives: Vec<PathBuf>,
+    /// RAM disk modules (Bochs): (module name, image path).
+    pub ramdisks: Vec<(String, PathBuf)>,
+    /// `ramdisk=` words for the hypervisor command line.
+    pub hv_words: Vec<String>,
+    /// `vbd=` words for the driver domain's command line.
+    pub vbd_words: Vec<String>,
+}
+
+fn parse_disk(text: &str, base: &Path) -> Result<DiskSpec> {
+    let mut parts = text.rsplitn(3, ':');
+    let (Some(mode), Some(vdev), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+        bail!("disk {text:?}: expected \"<image>:<xvdX>:<rw|ro>\"");
+    };
+    let read_only = match mode {
+        "rw" | "w" => false,
+        "ro" | "r" => true,
+        _ => bail!("disk {text:?}: the mode {mode:?} is neither rw nor ro"),
+    };
+    let letters = vdev.strip_prefix("xvd").unwrap_or("");
+    if letters.is_empty() || letters.len() > 2 || !letters.bytes().all(|b| b.is_ascii_lowercase()) {
+        bail!("disk {text:?}: {vdev:?} is not a Xen disk name (xvda, xvdb, …)");
+    }
+    if path.is_empty() {
+        bail!("disk {text:?}: no image path");
+    }
+    Ok(DiskSpec {
+        path: base.join(path),
+        vdev: vdev.to_string(),
+        read_only,
+    })
 }
 
 /// A validated configuration: domain 1, 2, … in file order.
@@ -186,8 +237,13 @@ fn validate(raw: RawDomain, base: &Path) -> Result<Domain> {
         None | Some(1) => {}
         Some(n) => bail!("`vcpus` = {n}: only 1 vCPU per domain is supported"),
     }
-    if !raw.disks.is_empty() {
-        bail!("`disks` is not supported yet (the driver domain comes later); leave it empty");
+    let mut disks: Vec<DiskSpec> = Vec::new();
+    for text in &raw.disks {
+        let d = parse_disk(text, base)?;
+        if disks.iter().any(|o| o.vdev == d.vdev) {
+            bail!("disk {text:?}: {} is given twice", d.vdev);
+        }
+        disks.push(d);
     }
     if !raw.nics.is_empty() {
         bail!("`nics` is not supported yet (the driver domain comes later); leave it empty");
@@ -198,6 +254,7 @@ fn validate(raw: RawDomain, base: &Path) -> Result<Domain> {
         kernel,
         ramdisk,
         cmdline: raw.cmdline,
+        disks,
     })
 }
 
@@ -214,6 +271,29 @@ impl Config {
             out.push_str(&d.name);
         }
         out
+    }
+
+    /// Every domain's disks: virtio-blk devices on QEMU (`virtio`), RAM
+    /// disk modules otherwise, and the driver domain's `vbd=` words.
+    pub fn disk_plan(&self, virtio: bool) -> DiskPlan {
+        let mut plan = DiskPlan::default();
+        for d in &self.domains {
+            for disk in &d.disks {
+                let mode = if disk.read_only { "ro" } else { "rw" };
+                let source = if virtio {
+                    plan.drives.push(disk.path.clone());
+                    format!("virtio:{}", plan.drives.len() - 1)
+                } else {
+                    let name = format!("{}.{}.img", d.name, disk.vdev);
+                    plan.ramdisks.push((name.clone(), disk.path.clone()));
+                    plan.hv_words.push(format!("ramdisk={name}"));
+                    format!("ramdisk:{name}")
+                };
+                plan.vbd_words
+                    .push(format!("vbd={}:{}:{mode}:{source}", d.name, disk.vdev));
+            }
+        }
+        plan
     }
 
     /// The emulated machine's RAM: all domains' RAM plus the hypervisor's
@@ -336,6 +416,7 @@ mod tests {
                     kernel: Kernel::Kit,
                     ramdisk: Some(Ramdisk::Kit),
                     cmdline: Some("console=hvc0 earlyprintk=xen".into()),
+                    disks: Vec::new(),
                 },
                 Domain {
                     name: "db-2".into(),
@@ -343,6 +424,7 @@ mod tests {
                     kernel: Kernel::File("/cfg/images/vmlinuz".into()),
                     ramdisk: Some(Ramdisk::File("/abs/initrd.img".into())),
                     cmdline: None,
+                    disks: Vec::new(),
                 },
             ]
         );
@@ -384,9 +466,12 @@ mod tests {
             (&one("memory = -1"), "memory"),
             (&one("memory = \"256M\""), "memory"),
             (&one("vcpus = 2"), "only 1 vCPU"),
+            (&one("disks = [\"a.img:xvda:rx\"]"), "neither rw nor ro"),
+            (&one("disks = [\"a.img:sda:rw\"]"), "not a Xen disk name"),
+            (&one("disks = [\"a.img\"]"), "expected"),
             (
-                &one("disks = [\"phy:/dev/sda,xvda,w\"]"),
-                "`disks` is not supported yet",
+                &one("disks = [\"a.img:xvda:rw\", \"b.img:xvda:ro\"]"),
+                "given twice",
             ),
             (
                 &one("nics = [\"bridge=br0\"]"),
@@ -459,6 +544,46 @@ mod tests {
     }
 
     #[test]
+    fn disks_go_to_virtio_on_qemu_and_ram_disks_elsewhere() {
+        let cfg = parse_ok(
+            "[[domain]]\nname = \"a\"\nkernel = \"kit\"\ndisks = [\"x.img:xvda:rw\", \"/d/y:z.img:xvdb:ro\"]\n\
+             [[domain]]\nname = \"b\"\nkernel = \"kit\"\ndisks = [\"w.img:xvda:rw\"]\n",
+        );
+        assert_eq!(
+            cfg.domains[0].disks[1],
+            DiskSpec {
+                path: "/d/y:z.img".into(),
+                vdev: "xvdb".into(),
+                read_only: true
+            }
+        );
+        let q = cfg.disk_plan(true);
+        assert_eq!(
+            q.drives,
+            [
+                PathBuf::from("/cfg/x.img"),
+                "/d/y:z.img".into(),
+                "/cfg/w.img".into()
+            ]
+        );
+        assert_eq!(
+            q.vbd_words,
+            [
+                "vbd=a:xvda:rw:virtio:0",
+                "vbd=a:xvdb:ro:virtio:1",
+                "vbd=b:xvda:rw:virtio:2"
+            ]
+        );
+        let b = cfg.disk_plan(false);
+        assert!(b.drives.is_empty());
+        assert_eq!(b.hv_words[2], "ramdisk=b.xvda.img");
+        assert_eq!(b.vbd_words[1], "vbd=a:xvdb:ro:ramdisk:a.xvdb.img");
+        for (name, _) in &b.ramdisks {
+            check_name(name).unwrap();
+        }
+    }
+
+    #[test]
     fn a_small_config_still_gets_the_usual_machine() {
         let cfg = parse_ok("[[domain]]\nname = \"t\"\nkernel = \"test-guest\"\nmemory = 8\n");
         assert_eq!(cfg.machine_mib(), linux::MACHINE_MIB.max(8 + 768));
@@ -477,6 +602,7 @@ mod tests {
                 kernel: Kernel::Kit,
                 ramdisk: Some(Ramdisk::Kit),
                 cmdline: Some(linux::DEFAULT_CMDLINE.into()),
+                disks: Vec::new(),
             }]
         );
         assert_eq!(

@@ -261,6 +261,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let mut payload = modules::load(&args.modules)?;
     let mut cmdline = args.cmdline.clone();
     let mut mem_mib = linux::MACHINE_MIB;
+    let mut drives = Vec::new();
     if let Some(path) = &args.config {
         let config = domain_config::load(path)?;
         add_modules(&mut payload, config.load_modules()?)?;
@@ -268,6 +269,33 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         mem_mib = config.machine_mib();
         let mut dd = Vec::new();
         build::add_driver_domain(&mut dd, &mut cmdline)?;
+        // Disks: virtio-blk devices on QEMU, RAM disk modules on Bochs.
+        let plan = config.disk_plan(args.emulator == Emulator::Qemu);
+        for (name, path) in &plan.ramdisks {
+            let data =
+                fs::read(path).with_context(|| format!("reading disk {}", path.display()))?;
+            mem_mib += (data.len() as u64).div_ceil(1 << 20);
+            dd.push(Module {
+                name: name.clone(),
+                data,
+            });
+        }
+        for path in &plan.drives {
+            if !path.is_file() {
+                bail!("disk image {} does not exist", path.display());
+            }
+        }
+        for w in &plan.hv_words {
+            cmdline.push(' ');
+            cmdline.push_str(w);
+        }
+        if !plan.vbd_words.is_empty() {
+            dd.push(Module {
+                name: format!("{}.cmdline", build::DRIVER_DOMAIN_MODULE),
+                data: plan.vbd_words.join(" ").into_bytes(),
+            });
+        }
+        drives = plan.drives;
         add_modules(&mut payload, dd)?;
     } else {
         boot_guest_options(args, &mut payload, &mut cmdline, &mut mem_mib)?;
@@ -280,7 +308,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         payload: Payload::Modules(payload),
         cmdline,
         mem_mib,
-        drives: Vec::new(),
+        drives,
     };
     if args.accel == Accel::Kvm {
         qemu::check_kvm()?;
