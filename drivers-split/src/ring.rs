@@ -62,10 +62,6 @@ impl<M: RingMemory> BackRing<M> {
         }
     }
 
-    pub fn slots(&self) -> u32 {
-        self.slots
-    }
-
     fn slot_offset(&self, index: u32) -> usize {
         HEADER + (index & (self.slots - 1)) as usize * self.slot_size
     }

@@ -125,6 +125,19 @@ disk_verify() {
 
 # --- end of disk functions ---
 
+# wait_for_block DEV: a front-end driver connects to its backend after
+# insmod returns; waits for the disk node to appear (the handshake), 30 s
+# at most.
+wait_for_block() {
+    i=0
+    while [ ! -b "$1" ]; do
+        i=$((i + 1))
+        [ $i -gt 300 ] && return 1
+        sleep 0.1
+    done
+    return 0
+}
+
 # disk_test MODE (xenolith.disk=write|verify|both): ext4 on /dev/xvda through
 # xen-blkfront; writes files and their sums, checks them, or both with a
 # remount between; then unbinds the frontend, which closes the device.
@@ -135,17 +148,10 @@ disk_test() {
             return 1
         fi
     done
-    # blkfront connects to its backend after insmod returns: wait for the
-    # disk to appear (its handshake), 30 s at most.
-    i=0
-    while [ ! -b /dev/xvda ]; do
-        i=$((i + 1))
-        if [ $i -gt 300 ]; then
-            echo "DISK FAIL no /dev/xvda after 30 s"
-            return 1
-        fi
-        sleep 0.1
-    done
+    if ! wait_for_block /dev/xvda; then
+        echo "DISK FAIL no /dev/xvda after 30 s"
+        return 1
+    fi
     echo "DISK xvda $(cat /sys/block/xvda/size) sectors"
     mkdir -p /mnt
     if ! mount -t ext4 /dev/xvda /mnt; then
@@ -196,15 +202,10 @@ bench_blk() {
         done
         dev=/dev/vda
     fi
-    i=0
-    while [ ! -b $dev ]; do
-        i=$((i + 1))
-        if [ $i -gt 300 ]; then
-            echo "BENCH FAIL no $dev"
-            return 1
-        fi
-        sleep 0.1
-    done
+    if ! wait_for_block $dev; then
+        echo "BENCH FAIL no $dev"
+        return 1
+    fi
     t0=$(now_cs)
     dd if=/dev/zero of=$dev bs=1M count=64 oflag=direct 2>/dev/null || { echo "BENCH FAIL write"; return 1; }
     t1=$(now_cs)

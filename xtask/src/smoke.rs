@@ -551,6 +551,24 @@ fn show_tail(what: &str, path: &Path, lines: &[String]) {
     println!("    --- end of {what} ---");
 }
 
+/// Boots `spec` in `dir` with COM1 on a FIFO and the smoke's timeout;
+/// returns what the session saw and that timeout.
+fn launch(smoke: &Smoke, spec: &BootSpec, dir: &Path, image: &Path) -> Result<(Outcome, Duration)> {
+    let paths = Paths::in_dir(dir);
+    let com1 = Com1::Fifo { echo: false };
+    let command = run::prepare(spec, dir, image, &com1, &paths)?;
+    let timeout = smoke.timeout();
+    let outcome = session::run(Launch {
+        command,
+        paths: &paths,
+        com1,
+        elf: Some(&dir.join("xenolith")),
+        echo_hv: false,
+        timeout: Some(timeout),
+    })?;
+    Ok((outcome, timeout))
+}
+
 /// The driver domain's `vbd=` option for the disk test.
 fn vbd_option(disk: Disk) -> String {
     match disk {
@@ -624,18 +642,7 @@ fn disk_boots(smoke: &Smoke, image: &Path, disk: Disk) -> Result<(Vec<String>, O
             mem_mib: linux::machine_mib(Some(GuestMem::DEFAULT)),
             drives,
         };
-        let paths = Paths::in_dir(&dir);
-        let com1 = Com1::Fifo { echo: false };
-        let command = run::prepare(&spec, &dir, image, &com1, &paths)?;
-        let timeout = smoke.timeout();
-        let outcome = session::run(Launch {
-            command,
-            paths: &paths,
-            com1,
-            elf: Some(&dir.join("xenolith")),
-            echo_hv: false,
-            timeout: Some(timeout),
-        })?;
+        let (outcome, timeout) = launch(smoke, &spec, &dir, image)?;
         let case = Case {
             emulator: smoke.emulator,
             cpu: smoke.cpu,
@@ -722,18 +729,7 @@ fn boot(smoke: &Smoke, image: &Path) -> Result<(Vec<String>, Outcome, PathBuf)> 
         drives: Vec::new(),
     };
     let dir = build::run_dir(&format!("smoke-{}", smoke.name))?;
-    let paths = Paths::in_dir(&dir);
-    let com1 = Com1::Fifo { echo: false };
-    let command = run::prepare(&spec, &dir, image, &com1, &paths)?;
-    let timeout = smoke.timeout();
-    let outcome = session::run(Launch {
-        command,
-        paths: &paths,
-        com1,
-        elf: Some(&dir.join("xenolith")),
-        echo_hv: false,
-        timeout: Some(timeout),
-    })?;
+    let (outcome, timeout) = launch(smoke, &spec, &dir, image)?;
     let case = Case {
         emulator: smoke.emulator,
         cpu: smoke.cpu,

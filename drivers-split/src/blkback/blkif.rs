@@ -85,10 +85,6 @@ impl<M: RingMemory> Blkif<M> {
         }
     }
 
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     /// Serves every waiting request; true if the frontend is to be
     /// notified. A ring the frontend overran is an error: the caller
     /// stops serving it.
@@ -205,7 +201,9 @@ impl<M: RingMemory> Blkif<M> {
             }
         }
         self.copy_data(&mut jobs, false, grants, scratch);
-        let mut ios: Vec<(usize, Io)> = Vec::new();
+        // The device's I/Os and, for each, the job it belongs to.
+        let mut ios: Vec<Io> = Vec::new();
+        let mut owner: Vec<usize> = Vec::new();
         for (i, j) in jobs.iter().enumerate() {
             let Some(op) = &j.op else { continue };
             let io = |kind, sector, len| Io {
@@ -215,35 +213,37 @@ impl<M: RingMemory> Blkif<M> {
                 ok: false,
             };
             match op {
-                Op::Read { sector, pieces } => ios.push((
-                    i,
-                    io(IoKind::Read, *sector, request::bytes(pieces) as usize),
-                )),
+                Op::Read { sector, pieces } => {
+                    ios.push(io(IoKind::Read, *sector, request::bytes(pieces) as usize));
+                    owner.push(i);
+                }
                 Op::Write { sector, pieces } => {
-                    ios.push((
-                        i,
-                        io(IoKind::Write, *sector, request::bytes(pieces) as usize),
-                    ));
+                    ios.push(io(IoKind::Write, *sector, request::bytes(pieces) as usize));
+                    owner.push(i);
                     // A barrier, or a flush carrying data, is a write made
                     // durable before its response.
                     if j.operation == BLKIF_OP_WRITE_BARRIER
                         || j.operation == BLKIF_OP_FLUSH_DISKCACHE
                     {
-                        ios.push((i, io(IoKind::Flush, 0, 0)));
+                        ios.push(io(IoKind::Flush, 0, 0));
+                        owner.push(i);
                     }
                 }
-                Op::Flush => ios.push((i, io(IoKind::Flush, 0, 0))),
+                Op::Flush => {
+                    ios.push(io(IoKind::Flush, 0, 0));
+                    owner.push(i);
+                }
                 Op::Discard { sector, count } => {
-                    ios.push((i, io(IoKind::Discard { count: *count }, *sector, 0)))
+                    ios.push(io(IoKind::Discard { count: *count }, *sector, 0));
+                    owner.push(i);
                 }
                 Op::Indirect { .. } => {}
             }
         }
-        let mut plain: Vec<Io> = ios.iter().map(|(_, io)| io.clone()).collect();
-        dev.run(scratch, &mut plain);
-        for ((i, _), io) in ios.iter().zip(&plain) {
+        dev.run(scratch, &mut ios);
+        for (io, &i) in ios.iter().zip(&owner) {
             if !io.ok {
-                jobs[*i].status = BLKIF_RSP_ERROR;
+                jobs[i].status = BLKIF_RSP_ERROR;
             }
         }
         self.copy_data(&mut jobs, true, grants, scratch);
