@@ -60,6 +60,9 @@ struct Job {
     status: i16,
 }
 
+/// Batches one `serve` call runs at most.
+pub const BATCHES_PER_TURN: usize = 8;
+
 /// One connected ring of a vbd.
 pub struct Blkif<M: RingMemory> {
     pub domid: u16,
@@ -95,7 +98,11 @@ impl<M: RingMemory> Blkif<M> {
         scratch: &mut [u8],
     ) -> Result<bool, RingError> {
         let mut notify = false;
-        loop {
+        // A frontend that never stops producing must not keep the driver
+        // domain from its other rings: after this many batches the caller
+        // gets control back (its requests counter moved, so it comes back
+        // without waiting for an event).
+        for _ in 0..BATCHES_PER_TURN {
             let batch = self.take_batch(scratch.len())?;
             if batch.is_empty() {
                 if self.ring.final_check()? {

@@ -237,3 +237,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_busy_ring_gives_the_caller_back_control() {
+    // 12 requests of 64 KiB, a scratch area of 64 KiB: one per batch.
+    let mut ring = fresh(4096);
+    let mut guest = Guest::default();
+    for g in 0..11 {
+        guest.pages.insert(g, (page(0), false));
+    }
+    let grefs: Vec<u32> = (0..11).collect();
+    for id in 0..12 {
+        push(&mut ring, 32, rw(BLKIF_OP_READ, id, 0, &grefs));
+    }
+    let mut disk = RamDisk::new(vec![0u8; 1024 * 512]);
+    let mut scratch = vec![0u8; 11 * 4096];
+    let mut b = Blkif::new(1, &mut ring, 4096, LIMITS);
+    assert!(b.serve(&mut disk, &mut guest, &mut scratch).is_ok());
+    assert_eq!(b.counters.batches, BATCHES_PER_TURN as u64);
+    assert!(b.serve(&mut disk, &mut guest, &mut scratch).is_ok());
+    assert_eq!(b.counters.requests, 12);
+    assert_eq!(ring.load_u32(8), 12);
+}
