@@ -91,6 +91,18 @@ impl<M: RingMemory> BackRing<M> {
         self.req_cons = self.req_cons.wrapping_add(1);
     }
 
+    /// Copies the slot `k` places after the next request into `out`
+    /// without consuming it. Call only with `k` below `unconsumed`.
+    pub fn peek_request(&self, k: u32, out: &mut [u8]) {
+        let at = self.slot_offset(self.req_cons.wrapping_add(k));
+        self.mem.read_bytes(at, &mut out[..self.slot_size]);
+    }
+
+    /// Consumes `n` requests already looked at with `peek_request`.
+    pub fn consume(&mut self, n: u32) {
+        self.req_cons = self.req_cons.wrapping_add(n);
+    }
+
     /// Writes a response into the next response slot (not yet visible).
     pub fn put_response(&mut self, rsp: &[u8]) {
         debug_assert!(rsp.len() <= self.slot_size);

@@ -16,21 +16,7 @@ use alloc::vec::Vec;
 use xen_abi::blkif::*;
 use xen_abi::grant_table::GNTST_OKAY;
 
-/// Copies between a guest's granted frames and this domain's memory
-/// (GNTTABOP_copy).
-pub trait Grants {
-    /// For each `(piece, at)`: `piece.len` bytes between the guest's
-    /// granted frame and `buf[at..]`, into the guest if `to_guest`. Sets
-    /// each `status` to a `GNTST_*` value.
-    fn copy(
-        &mut self,
-        domid: u16,
-        to_guest: bool,
-        pieces: &[(Piece, usize)],
-        buf: &mut [u8],
-        status: &mut [i16],
-    );
-}
+pub use crate::grant_copy::Grants;
 
 /// Counters of one ring, for the end-of-run report and the benchmark.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -295,7 +281,7 @@ impl<M: RingMemory> Blkif<M> {
             })
             .collect();
         let mut status = vec![0i16; wanted.len()];
-        grants.copy(self.domid, false, &wanted, &mut self.indirect, &mut status);
+        grants.copy_in(self.domid, &wanted, &mut self.indirect, &mut status);
         if status.iter().any(|&s| s != GNTST_OKAY) {
             return Err(Refusal::Invalid("indirect page not granted"));
         }
@@ -341,7 +327,11 @@ impl<M: RingMemory> Blkif<M> {
             return;
         }
         let mut status = vec![0i16; wanted.len()];
-        grants.copy(self.domid, to_guest, &wanted, scratch, &mut status);
+        if to_guest {
+            grants.copy_out(self.domid, &wanted, scratch, &mut status);
+        } else {
+            grants.copy_in(self.domid, &wanted, scratch, &mut status);
+        }
         for (s, &i) in status.iter().zip(&owner) {
             if *s != GNTST_OKAY {
                 jobs[i].status = BLKIF_RSP_ERROR;

@@ -3,13 +3,7 @@
 use alloc::vec::Vec;
 use xen_abi::blkif::*;
 
-/// Part of a granted 4 KiB frame: `len` bytes at `offset`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Piece {
-    pub gref: u32,
-    pub offset: u16,
-    pub len: u16,
-}
+pub use crate::grant_copy::Piece;
 
 /// What a checked request asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,13 +8,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use xen_abi::blkif::{BLKIF_MAX_RING_PAGE_ORDER, VDISK_READONLY};
 
-// XenbusState (io/xenbus.h).
-pub const INITIALISING: u8 = 1;
-pub const INIT_WAIT: u8 = 2;
-pub const INITIALISED: u8 = 3;
-pub const CONNECTED: u8 = 4;
-pub const CLOSING: u8 = 5;
-pub const CLOSED: u8 = 6;
+use crate::xenbus_state::node;
+pub use crate::xenbus_state::{CLOSED, CLOSING, CONNECTED, INITIALISED, INITIALISING, INIT_WAIT};
 
 /// Segments per indirect request this backend accepts (1 MiB requests;
 /// Linux's blkfront asks for at most its `max_indirect_segments`, 32 by default).
@@ -26,14 +21,6 @@ pub fn frontend_dir(domid: u16, devid: u32) -> String {
 
 pub fn backend_dir(domid: u16, devid: u32) -> String {
     format!("/local/domain/0/backend/vbd/{domid}/{devid}")
-}
-
-fn node(path: String, value: impl Into<String>, perms: Option<&[String]>) -> Entry {
-    Entry {
-        path,
-        value: value.into(),
-        perms: perms.map(<[String]>::to_vec),
-    }
 }
 
 /// What a toolstack writes for a disk before the guest boots
@@ -126,20 +113,7 @@ pub struct RingSpec {
 }
 
 /// What the backend should do next.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Step {
-    Nothing,
-    /// Map the ring, bind the channel, then write `connected_entries`.
-    Connect(RingSpec),
-    /// The frontend's nodes are unusable: go to Closing.
-    Fail(&'static str),
-    /// Drop the connection if there is one, then set `state`.
-    Disconnect {
-        state: u8,
-    },
-    /// Set the backend's `state` only.
-    SetState(u8),
-}
+pub type Step = crate::xenbus_state::Step<RingSpec>;
 
 /// Reads the frontend's ring nodes (blkback `read_per_ring_refs`,
 /// `connect_ring`): `ring-page-order` with `ring-ref0..`, or one
@@ -186,21 +160,7 @@ pub fn next_step(
     frontend: Option<u8>,
     read: &dyn Fn(&str) -> Option<String>,
 ) -> Step {
-    match frontend {
-        None | Some(CLOSED) if connected || backend != CLOSED => Step::Disconnect { state: CLOSED },
-        Some(INITIALISING) if backend == CLOSED || backend == CLOSING => {
-            // The frontend came back (a driver reload): offer the device again.
-            Step::SetState(INIT_WAIT)
-        }
-        Some(INITIALISED | CONNECTED) if backend == INIT_WAIT && !connected => {
-            match ring_spec(read) {
-                Ok(spec) => Step::Connect(spec),
-                Err(why) => Step::Fail(why),
-            }
-        }
-        Some(CLOSING) if connected || backend != CLOSING => Step::Disconnect { state: CLOSING },
-        _ => Step::Nothing,
-    }
+    crate::xenbus_state::next_step(backend, connected, frontend, || ring_spec(read))
 }
 
 #[cfg(test)]

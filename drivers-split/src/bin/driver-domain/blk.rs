@@ -1,5 +1,6 @@
 //! The driver domain's virtual disks: each `vbd=` option's device, its XenStore handshake with the guest's blkfront, and its ring served by grant copy.
 
+use crate::grants::HypervisorGrants;
 use crate::page::MappedPage;
 use crate::virtio::VirtioBlk;
 use crate::{dma, log, xen};
@@ -8,88 +9,22 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
-use drivers_split::blkback::blkif::{Blkif, Grants};
+use drivers_split::blkback::blkif::Blkif;
 use drivers_split::blkback::config::{parse_vbd, Source, VbdSpec};
 use drivers_split::blkback::device::{BlockDevice, RamDisk};
-use drivers_split::blkback::request::{Limits, Piece};
+use drivers_split::blkback::request::Limits;
 use drivers_split::blkback::xenbus::{self, Step};
 use drivers_split::domains::{Guest, Resources};
 use drivers_split::toolstack;
 use drivers_split::xenstore::Server;
 use xen_abi::domain_table::DEVICE_VIRTIO_BLK_LEGACY;
-use xen_abi::event_channel::DOMID_SELF;
-use xen_abi::grant_table::*;
 
 /// Bytes of data one batch carries: the largest request (256 indirect
 /// segments, 1 MiB) and as much again.
 const SCRATCH_BYTES: usize = 2 << 20;
 /// Vbds one guest may have: its grant window after the console and
 /// XenStore pages holds this many largest rings.
-const VBDS_PER_GUEST: usize = ((xen::WINDOW_PAGES - 2) / xen::RING_PAGES) as usize;
-
-/// GNTTABOP_copy between guests' grants and this domain's memory, which
-/// is identity-mapped (a buffer's address is its guest-physical address).
-struct HypervisorGrants;
-
-impl Grants for HypervisorGrants {
-    fn copy(
-        &mut self,
-        domid: u16,
-        to_guest: bool,
-        pieces: &[(Piece, usize)],
-        buf: &mut [u8],
-        status: &mut [i16],
-    ) {
-        let mut ops: Vec<GnttabCopy> = Vec::with_capacity(pieces.len() + 8);
-        let mut owner: Vec<usize> = Vec::with_capacity(pieces.len() + 8);
-        for (i, (p, at)) in pieces.iter().enumerate() {
-            if at + usize::from(p.len) > buf.len() {
-                status[i] = GNTST_BAD_COPY_ARG;
-                continue;
-            }
-            // A piece crossing a page of this domain's buffer is two copies.
-            let mut done = 0u16;
-            while done < p.len {
-                let local = buf.as_ptr() as u64 + (*at as u64) + u64::from(done);
-                let len = (p.len - done).min((4096 - (local & 0xfff)) as u16);
-                let guest = GnttabCopyPtr {
-                    u: u64::from(p.gref),
-                    domid,
-                    offset: p.offset + done,
-                    pad: 0,
-                };
-                let me = GnttabCopyPtr {
-                    u: local >> 12,
-                    domid: DOMID_SELF,
-                    offset: (local & 0xfff) as u16,
-                    pad: 0,
-                };
-                let (source, dest, flags) = if to_guest {
-                    (me, guest, GNTCOPY_DEST_GREF)
-                } else {
-                    (guest, me, GNTCOPY_SOURCE_GREF)
-                };
-                ops.push(GnttabCopy {
-                    source,
-                    dest,
-                    len,
-                    flags,
-                    status: 0,
-                    pad: 0,
-                });
-                owner.push(i);
-                done += len;
-            }
-            status[i] = GNTST_OKAY;
-        }
-        xen::grant_copy(&mut ops);
-        for (op, &i) in ops.iter().zip(&owner) {
-            if op.status != GNTST_OKAY {
-                status[i] = op.status;
-            }
-        }
-    }
-}
+const VBDS_PER_GUEST: usize = ((xen::VIF_PAGES - 2) / xen::RING_PAGES) as usize;
 
 /// A connected ring.
 struct Connection {

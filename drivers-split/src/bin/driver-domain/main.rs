@@ -12,7 +12,11 @@ mod blk;
 #[cfg(target_os = "none")]
 mod dma;
 #[cfg(target_os = "none")]
+mod grants;
+#[cfg(target_os = "none")]
 mod hypercall;
+#[cfg(target_os = "none")]
+mod net;
 #[cfg(target_os = "none")]
 mod page;
 #[cfg(target_os = "none")]

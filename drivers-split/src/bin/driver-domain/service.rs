@@ -1,6 +1,7 @@
 //! The driver domain's work: start of day for every guest, then one loop serving consoles, typed input and the XenStore.
 
 use crate::blk::Vbds;
+use crate::net::Nets;
 use crate::page::MappedPage;
 use crate::{log, serial, xen};
 use alloc::vec::Vec;
@@ -108,6 +109,7 @@ pub fn run(cmdline: &str, table: Table, module: (u64, usize)) -> ! {
         }
     }
     let mut vbds = Vbds::setup(cmdline, &guests, &table.resources, module, &mut server);
+    let mut nets = Nets::setup(cmdline, &guests, &mut server);
     log!("xenstore-ls -p:");
     for line in toolstack::listing(server.store(), "/") {
         log!("{line}");
@@ -175,6 +177,8 @@ pub fn run(cmdline: &str, table: Table, module: (u64, usize)) -> ! {
         // they write back goes out on the next turn.
         busy |= vbds.step(&mut server);
         busy |= vbds.serve(&mut server);
+        busy |= nets.step(&mut server);
+        busy |= nets.serve(&mut server);
         if busy {
             continue;
         }

@@ -14,11 +14,14 @@ use xen_abi::vcpu::*;
 /// the 4 GiB entry.S maps.
 const SHARED_INFO_GFN: u64 = 0xc_0000;
 /// Guests' pages are grant-mapped from here up, `WINDOW_PAGES` per guest:
-/// console, XenStore, then `RING_PAGES` for each of its vbds.
+/// console, XenStore, `RING_PAGES` for each of its vbds, and from
+/// `VIF_PAGES` two pages for each of its vifs.
 const GRANT_WINDOW: u64 = 0x8000_0000;
 pub const WINDOW_PAGES: u64 = 128;
 /// The most pages one ring may have (blkif `max-ring-page-order` 4).
 pub const RING_PAGES: u64 = 16;
+/// Where the vifs' transmit and receive ring pages start in a window.
+pub const VIF_PAGES: u64 = 120;
 
 /// Where page `page` of guest number `guest`'s window is.
 pub fn window(guest: usize, page: u64) -> u64 {

@@ -2,47 +2,11 @@
 
 use super::*;
 use crate::blkback::device::RamDisk;
+use crate::grant_copy::fake::GuestPages;
 use crate::ring::tests::{fresh, Heap};
-use alloc::collections::BTreeMap;
 use proptest::prelude::*;
-use xen_abi::grant_table::{GNTST_BAD_GNTREF, GNTST_PERMISSION_DENIED};
 
-/// The guest's granted pages: gref → (page, read-only).
-#[derive(Default)]
-struct Guest {
-    pages: BTreeMap<u32, (Vec<u8>, bool)>,
-    calls: usize,
-}
-
-impl Grants for Guest {
-    fn copy(
-        &mut self,
-        _domid: u16,
-        to_guest: bool,
-        pieces: &[(Piece, usize)],
-        buf: &mut [u8],
-        status: &mut [i16],
-    ) {
-        self.calls += 1;
-        for ((p, at), s) in pieces.iter().zip(status.iter_mut()) {
-            let Some((page, ro)) = self.pages.get_mut(&p.gref) else {
-                *s = GNTST_BAD_GNTREF;
-                continue;
-            };
-            let (o, l) = (usize::from(p.offset), usize::from(p.len));
-            if to_guest {
-                if *ro {
-                    *s = GNTST_PERMISSION_DENIED;
-                    continue;
-                }
-                page[o..o + l].copy_from_slice(&buf[*at..*at + l]);
-            } else {
-                buf[*at..*at + l].copy_from_slice(&page[o..o + l]);
-            }
-            *s = GNTST_OKAY;
-        }
-    }
-}
+type Guest = GuestPages;
 
 const LIMITS: Limits = Limits {
     sectors: 1024,
@@ -91,10 +55,10 @@ fn page(fill: u8) -> Vec<u8> {
 fn write_then_read_back_through_the_ring() {
     let mut ring = fresh(4096);
     let mut guest = Guest::default();
-    guest.pages.insert(10, (page(0xab), true));
-    guest.pages.insert(11, (page(0xcd), true));
-    guest.pages.insert(20, (page(0), false));
-    guest.pages.insert(21, (page(0), false));
+    guest.grant(1, 10, page(0xab), true);
+    guest.grant(1, 11, page(0xcd), true);
+    guest.grant(1, 20, page(0), false);
+    guest.grant(1, 21, page(0), false);
     push(&mut ring, 32, rw(BLKIF_OP_WRITE, 1, 8, &[10, 11]));
     push(&mut ring, 32, rw(BLKIF_OP_READ, 2, 8, &[20, 21]));
     let mut disk = RamDisk::new(vec![0u8; 1024 * 512]);
@@ -107,8 +71,8 @@ fn write_then_read_back_through_the_ring() {
     assert_eq!(guest.calls, 2);
     assert_eq!(response(&ring, 32, 0).status, BLKIF_RSP_OKAY);
     assert_eq!(response(&ring, 32, 1).id, 2);
-    assert!(guest.pages[&20].0.iter().all(|&b| b == 0xab));
-    assert!(guest.pages[&21].0.iter().all(|&b| b == 0xcd));
+    assert!(guest.page(1, 20).iter().all(|&b| b == 0xab));
+    assert!(guest.page(1, 21).iter().all(|&b| b == 0xcd));
     assert!(disk.bytes()[8 * 512..9 * 512].iter().all(|&b| b == 0xab));
 }
 
@@ -116,8 +80,8 @@ fn write_then_read_back_through_the_ring() {
 fn garbage_gets_errors_and_good_requests_still_work() {
     let mut ring = fresh(4096);
     let mut guest = Guest::default();
-    guest.pages.insert(10, (page(0x11), true));
-    guest.pages.insert(20, (page(0), false));
+    guest.grant(1, 10, page(0x11), true);
+    guest.grant(1, 20, page(0), false);
     let mut bad_count = rw(BLKIF_OP_READ, 1, 0, &[20]);
     bad_count[1] = 200;
     push(&mut ring, 32, bad_count);
@@ -162,7 +126,7 @@ fn indirect_requests_and_small_scratch_batches() {
     // 40 data pages, listed in one indirect page.
     let mut list = page(0);
     for s in 0..40u32 {
-        guest.pages.insert(100 + s, (page(s as u8), true));
+        guest.grant(1, 100 + s, page(s as u8), true);
         list[s as usize * 8..s as usize * 8 + 8].copy_from_slice(
             &BlkifSegment {
                 gref: 100 + s,
@@ -173,7 +137,7 @@ fn indirect_requests_and_small_scratch_batches() {
             .to_bytes(),
         );
     }
-    guest.pages.insert(50, (list, true));
+    guest.grant(1, 50, list, true);
     for id in 0..3u64 {
         let r = BlkifRequestIndirect {
             operation: BLKIF_OP_INDIRECT,
@@ -221,7 +185,7 @@ proptest! {
         let mut ring = fresh(4096);
         let mut guest = Guest::default();
         for g in 0..4 {
-            guest.pages.insert(g, (page(g as u8), g % 2 == 0));
+            guest.grant(1, g, page(g as u8), g % 2 == 0);
         }
         for s in &slots {
             push(&mut ring, 32, s.clone().try_into().unwrap());
@@ -244,7 +208,7 @@ fn a_busy_ring_gives_the_caller_back_control() {
     let mut ring = fresh(4096);
     let mut guest = Guest::default();
     for g in 0..11 {
-        guest.pages.insert(g, (page(0), false));
+        guest.grant(1, g, page(0), false);
     }
     let grefs: Vec<u32> = (0..11).collect();
     for id in 0..12 {

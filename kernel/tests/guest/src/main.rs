@@ -14,9 +14,13 @@ mod checks;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
+mod frontend;
+#[cfg(target_os = "none")]
 mod hypercall;
 #[cfg(target_os = "none")]
 mod idt;
+#[cfg(target_os = "none")]
+mod net_garbage;
 
 #[cfg(target_os = "none")]
 core::arch::global_asm!(include_str!("entry.S"), options(att_syntax));
@@ -59,12 +63,13 @@ extern "C" fn guest_main(start_info: u64) -> ! {
     println!("{passed} passed, {failed} failed");
     let word = |w: &str| cmdline.split_ascii_whitespace().any(|x| x == w);
     type Pair = fn() -> Result<&'static str, &'static str>;
-    let pairs: [(&str, &str, Pair); 5] = [
+    let pairs: [(&str, &str, Pair); 6] = [
         ("evtchn-listen", "evtchn", checks::evtchn_listen),
         ("evtchn-send", "evtchn", checks::evtchn_send),
         ("grant-give", "grant", checks::grant_give),
         ("grant-take", "grant", checks::grant_take),
         ("blk-garbage", "blk", blk_garbage::run),
+        ("net-garbage", "net", net_garbage::run),
     ];
     for (mode, label, run) in pairs {
         if word(mode) {

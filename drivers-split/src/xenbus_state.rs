@@ -1,0 +1,63 @@
+//! The backend half of the XenbusState handshake every split device follows (io/xenbus.h; Linux xen-blkback and xen-netback `frontend_changed`).
+
+use crate::toolstack::Entry;
+use alloc::string::String;
+
+// XenbusState (io/xenbus.h).
+pub const INITIALISING: u8 = 1;
+pub const INIT_WAIT: u8 = 2;
+pub const INITIALISED: u8 = 3;
+pub const CONNECTED: u8 = 4;
+pub const CLOSING: u8 = 5;
+pub const CLOSED: u8 = 6;
+
+/// A XenStore node to write; `perms` only where a directory starts.
+pub fn node(path: String, value: impl Into<String>, perms: Option<&[String]>) -> Entry {
+    Entry {
+        path,
+        value: value.into(),
+        perms: perms.map(<[String]>::to_vec),
+    }
+}
+
+/// What the backend should do next; `T` is what it needs to connect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step<T> {
+    Nothing,
+    /// Map the rings, bind the channel, then publish Connected.
+    Connect(T),
+    /// The frontend's nodes are unusable: go to Closing.
+    Fail(&'static str),
+    /// Drop the connection if there is one, then set `state`.
+    Disconnect {
+        state: u8,
+    },
+    /// Set the backend's `state` only.
+    SetState(u8),
+}
+
+/// The next step for a backend in `backend` state (`connected` if it holds
+/// rings) seeing the frontend in `frontend` (`None`: the node is gone).
+/// `read_rings` reads what the frontend published, when it is time to.
+/// Netfront goes from Initialising straight to Connected; blkfront passes
+/// Initialised; both mean "my rings are there".
+pub fn next_step<T>(
+    backend: u8,
+    connected: bool,
+    frontend: Option<u8>,
+    read_rings: impl FnOnce() -> Result<T, &'static str>,
+) -> Step<T> {
+    match frontend {
+        None | Some(CLOSED) if connected || backend != CLOSED => Step::Disconnect { state: CLOSED },
+        Some(INITIALISING) if backend == CLOSED || backend == CLOSING => {
+            // The frontend came back (a driver reload): offer the device again.
+            Step::SetState(INIT_WAIT)
+        }
+        Some(INITIALISED | CONNECTED) if backend == INIT_WAIT && !connected => match read_rings() {
+            Ok(spec) => Step::Connect(spec),
+            Err(why) => Step::Fail(why),
+        },
+        Some(CLOSING) if connected || backend != CLOSING => Step::Disconnect { state: CLOSING },
+        _ => Step::Nothing,
+    }
+}
