@@ -14,7 +14,7 @@ use crate::run::{self, BootSpec, Payload};
 use crate::serial::{self, HvExit};
 use crate::session::{self, Com1, Launch, Outcome, Paths};
 use crate::setup::{self, Need};
-use crate::{build, kit, qemu, Accel, BenchBootArgs, Boot, Cpu, Emulator, ImageArgs, LogLevel};
+use crate::{build, kit, qemu, Accel, BenchBootArgs, Emulator, ImageArgs};
 
 /// QEMU's own PVH loader boots this kernel in seconds.
 const DIRECT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -43,11 +43,7 @@ pub fn boot(args: &BenchBootArgs) -> Result<ExitCode> {
     let kit = kit::ensure()?;
     // The direct numbers need no hypervisor: a broken image build only
     // takes the nested side out.
-    let image = build::image(&ImageArgs {
-        debug: false,
-        log: LogLevel::Info,
-        image: args.image.clone(),
-    });
+    let image = build::image(&ImageArgs::release(args.image.clone()));
     if let Err(err) = &image {
         println!("    the hypervisor image did not build, so only direct boots run: {err:#}");
     }
@@ -211,28 +207,14 @@ fn direct_boot(run: u32, kit: &kit::Kit, mem_mib: u64) -> Result<Sample> {
 
 /// The kit under Xenolith in QEMU TCG, as `cargo xtask run --guest linux` boots it.
 fn nested_boot(run: u32, image: &Path, modules: &[Module], mem: GuestMem) -> Result<Sample> {
-    let spec = BootSpec {
-        emulator: Emulator::Qemu,
-        cpu: Cpu::Epyc,
-        boot: Boot::Pvh,
-        accel: Accel::Tcg,
-        payload: Payload::Modules(modules.to_vec()),
-        cmdline: linux::hv_cmdline("", mem),
-        mem_mib: linux::machine_mib(Some(mem)),
-        drives: Vec::new(),
-    };
+    let spec = BootSpec::qemu(
+        Payload::Modules(modules.to_vec()),
+        linux::hv_cmdline("", mem),
+        linux::machine_mib(Some(mem)),
+        Vec::new(),
+    );
     let dir: PathBuf = build::run_dir(&format!("bench-nested-{run}"))?;
-    let paths = Paths::in_dir(&dir);
-    let com1 = Com1::Fifo { echo: false };
-    let command = run::prepare(&spec, &dir, image, &com1, &paths)?;
-    let outcome = session::run(Launch {
-        command,
-        paths: &paths,
-        com1,
-        elf: Some(&dir.join("xenolith")),
-        echo_hv: false,
-        timeout: Some(NESTED_TIMEOUT),
-    })?;
+    let outcome = run::boot_quietly(&spec, &dir, image, NESTED_TIMEOUT)?;
     let marker_at = outcome.first_line_at(linux_judge::is_nested_marker);
     let guest: Vec<String> = outcome
         .lines

@@ -4,17 +4,19 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
+use crate::bench_report::{bench_fields, bench_line, exit_counts, mb_per_s};
 use crate::judge::numbered;
 use crate::linux::{self, GuestMem, LinuxGuest};
 use crate::modules::Module;
 use crate::run::{self, BootSpec, Payload};
 use crate::session::{self, Com1, Launch, Outcome, Paths};
 use crate::setup::{self, Need};
-use crate::{build, kit, qemu, Accel, BenchBlkArgs, Boot, Cpu, Emulator, ImageArgs, LogLevel};
+use crate::{build, kit, qemu, Accel, BenchArgs, ImageArgs};
 
-const TIMEOUT: Duration = Duration::from_secs(600);
+/// How long one benchmark boot may take (`bench net` too).
+pub const TIMEOUT: Duration = Duration::from_secs(600);
 /// The raw disk both guests use (sparse; the test touches 64 MiB of it).
 const DISK_MIB: u64 = 128;
 
@@ -30,10 +32,8 @@ struct Numbers {
 
 impl Numbers {
     fn parse(line: &str) -> Option<Self> {
-        let rest = line.strip_prefix("BENCH blk ")?;
         let mut n = Numbers::default();
-        for field in rest.split_whitespace() {
-            let (k, v) = field.split_once('=')?;
+        for (k, v) in bench_fields(line, "BENCH blk ")? {
             let v: u64 = v.parse().ok()?;
             match k {
                 "mib" => n.mib = v,
@@ -48,24 +48,12 @@ impl Numbers {
     }
 
     fn mb_s(&self, cs: u64) -> f64 {
-        (self.mib as f64 * 1.048_576) / (cs.max(1) as f64 / 100.0)
+        mb_per_s(self.mib, cs)
     }
 
     fn iops(&self) -> f64 {
         self.reads as f64 / (self.random_cs.max(1) as f64 / 100.0)
     }
-}
-
-/// `total=` and `sends=` of a `domain N exits:` line.
-fn exit_counts(lines: &[String], domain: u16) -> Option<(u64, u64)> {
-    let line = lines
-        .iter()
-        .find(|l| l.starts_with(&format!("domain {domain} exits:")))?;
-    let field = |name: &str| {
-        line.split_whitespace()
-            .find_map(|f| f.strip_prefix(name)?.parse::<u64>().ok())
-    };
-    Some((field("total=")?, field("sends=")?))
 }
 
 fn fresh_disk(path: &Path) -> Result<()> {
@@ -74,25 +62,11 @@ fn fresh_disk(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn bench_line(lines: &[String], prefix: &str) -> Result<Numbers> {
-    if let Some(fail) = lines.iter().find(|l| l.contains("BENCH FAIL")) {
-        bail!("{fail}");
-    }
-    lines
-        .iter()
-        .find_map(|l| Numbers::parse(l.strip_prefix(prefix)?))
-        .context("no BENCH line on the console")
-}
-
 /// `cargo xtask bench blk`.
-pub fn blk(args: &BenchBlkArgs) -> Result<ExitCode> {
+pub fn blk(args: &BenchArgs) -> Result<ExitCode> {
     setup::ensure(&[Need::Qemu])?;
     let kit = kit::ensure()?;
-    let image = build::image(&ImageArgs {
-        debug: false,
-        log: LogLevel::Info,
-        image: args.image.clone(),
-    })?;
+    let image = build::image(&ImageArgs::release(args.image.clone()))?;
     let mem = GuestMem::DEFAULT;
     let mem_mib = linux::machine_mib(Some(mem));
     println!(
@@ -112,8 +86,8 @@ pub fn blk(args: &BenchBlkArgs) -> Result<ExitCode> {
         cmdline: "console=ttyS0 xenolith.bench=blk-virtio".into(),
     };
     let command = qemu::command(&boot, Accel::Tcg, mem_mib, &com1, &paths, &dir, &[disk])?;
-    let direct_out = run_it(command, &paths, None)?;
-    let direct = bench_line(&direct_out.lines, "").context("direct boot")?;
+    let direct_out = run_direct(command, &paths)?;
+    let direct = bench_line(&direct_out.lines, "", Numbers::parse).context("direct boot")?;
 
     // Nested: Xenolith, the driver domain with the disk, the kit as domain 1.
     let dir = build::run_dir("bench-blk-nested")?;
@@ -130,22 +104,15 @@ pub fn blk(args: &BenchBlkArgs) -> Result<ExitCode> {
         name: format!("{}.cmdline", build::DRIVER_DOMAIN_MODULE),
         data: b"vbd=linux:xvda:rw:virtio:0".to_vec(),
     });
-    let spec = BootSpec {
-        emulator: Emulator::Qemu,
-        cpu: Cpu::Epyc,
-        boot: Boot::Pvh,
-        accel: Accel::Tcg,
-        payload: Payload::Modules(modules),
-        cmdline: build::with_driver_domain(&linux::hv_cmdline("", mem)),
+    let spec = BootSpec::qemu(
+        Payload::Modules(modules),
+        build::with_driver_domain(&linux::hv_cmdline("", mem)),
         mem_mib,
-        drives: vec![disk],
-    };
-    let paths = Paths::in_dir(&dir);
-    let com1 = Com1::Fifo { echo: false };
-    let command = run::prepare(&spec, &dir, &image, &com1, &paths)?;
-    let nested_out = run_it(command, &paths, Some(&dir.join("xenolith")))?;
+        vec![disk],
+    );
+    let nested_out = run::boot_quietly(&spec, &dir, &image, TIMEOUT)?;
     let lines = numbered(&nested_out.lines);
-    let nested = bench_line(&lines, "(d1) ").context("nested boot")?;
+    let nested = bench_line(&lines, "(d1) ", Numbers::parse).context("nested boot")?;
 
     println!("                         direct virtio-blk   Xenolith blkfront   ratio");
     let row = |what: &str, d: f64, n: f64, unit: &str| {
@@ -201,12 +168,13 @@ pub fn blk(args: &BenchBlkArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_it(command: std::process::Command, paths: &Paths, elf: Option<&Path>) -> Result<Outcome> {
+/// Runs a QEMU that boots the kit directly (no hypervisor, so nothing on COM2).
+fn run_direct(command: std::process::Command, paths: &Paths) -> Result<Outcome> {
     session::run(Launch {
         command,
         paths,
         com1: Com1::Fifo { echo: false },
-        elf,
+        elf: None,
         echo_hv: false,
         timeout: Some(TIMEOUT),
     })
@@ -225,8 +193,5 @@ mod tests {
         assert!((n.iops() - 250.0).abs() < 0.01);
         assert_eq!(Numbers::parse("BENCH blk mib=64 bogus=1"), None);
         assert_eq!(Numbers::parse("BENCH blk mib=0 reads=1"), None);
-        let lines =
-            vec!["domain 1 exits: hlt=3 total=7 unknown-hypercalls=0 cpu=5ms sends=4".to_string()];
-        assert_eq!(exit_counts(&lines, 1), Some((7, 4)));
     }
 }

@@ -1,6 +1,8 @@
-//! The arithmetic and tables of `cargo xtask bench boot`: medians, the ratio, the exit-count table.
+//! The arithmetic and tables of `cargo xtask bench`: medians, the exit-count table, guests' BENCH lines, MB/s.
 
 use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
 
 /// The median; for an even count, the mean of the middle two.
 pub fn median(samples: &[Duration]) -> Option<Duration> {
@@ -26,6 +28,45 @@ pub fn parse_exits(line: &str, domain: u16) -> Option<Vec<(String, u64)>> {
         })
         .collect::<Option<Vec<_>>>()
         .map(|v| v.into_iter().flatten().collect())
+}
+
+/// `total=` and `sends=` (event-channel notifications) of a `domain N exits:` line.
+pub fn exit_counts(lines: &[String], domain: u16) -> Option<(u64, u64)> {
+    let counts = lines.iter().find_map(|l| parse_exits(l, domain))?;
+    let field = |name: &str| counts.iter().find(|(n, _)| n == name).map(|(_, c)| *c);
+    Some((field("total")?, field("sends")?))
+}
+
+/// The `key=value` fields of a guest's `<prefix>k=v k=v` line.
+pub fn bench_fields<'a>(line: &'a str, prefix: &str) -> Option<Vec<(&'a str, &'a str)>> {
+    line.strip_prefix(prefix)?
+        .split_whitespace()
+        .map(|field| field.split_once('='))
+        .collect()
+}
+
+/// The first console line (after `console`, such as `(d1) `) that `parse`
+/// takes; an error if a guest reported a failure instead.
+pub fn bench_line<T>(
+    lines: &[String],
+    console: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<T> {
+    if let Some(fail) = lines
+        .iter()
+        .find(|l| l.contains("BENCH FAIL") || l.contains("NET FAIL"))
+    {
+        bail!("{fail}");
+    }
+    lines
+        .iter()
+        .find_map(|l| parse(l.strip_prefix(console)?))
+        .context("no BENCH line on the console")
+}
+
+/// MB/s (10^6 bytes) for `mib` MiB in `cs` centiseconds.
+pub fn mb_per_s(mib: u64, cs: u64) -> f64 {
+    (mib as f64 * 1.048_576) / (cs.max(1) as f64 / 100.0)
 }
 
 /// A table with one row per counter and one column per run; counters a run
@@ -106,6 +147,32 @@ mod tests {
             [("hlt".to_string(), 3), ("sends".to_string(), 2)]
         );
         assert_eq!(parse_exits("domain 1 exits: total=0", 1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn exit_counts_and_bench_lines() {
+        let lines: Vec<String> = [
+            "domain 1 exits: hlt=3 total=7 unknown-hypercalls=0 cpu=5ms sends=4",
+            "domain 2 exits: hlt=3 total=9",
+            "(d1) BENCH x a=1 b=2.5",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(exit_counts(&lines, 1), Some((7, 4)));
+        assert_eq!(exit_counts(&lines, 2), None);
+        assert_eq!(
+            bench_fields("BENCH x a=1 b=2.5", "BENCH x "),
+            Some(vec![("a", "1"), ("b", "2.5")])
+        );
+        assert_eq!(bench_fields("BENCH x a", "BENCH x "), None);
+        let a = |l: &str| Some(bench_fields(l, "BENCH x ")?[0].1.to_string());
+        assert_eq!(bench_line(&lines, "(d1) ", a).unwrap(), "1");
+        assert!(bench_line(&lines, "(d2) ", a).is_err());
+        let mut failed = lines.clone();
+        failed.push("(d2) NET FAIL ping: 10.0.0.1 never answered".into());
+        let err = bench_line(&failed, "(d1) ", a).unwrap_err().to_string();
+        assert!(err.contains("never answered"), "{err}");
+        assert!((mb_per_s(64, 25) - 268.4).abs() < 0.1);
     }
 
     #[test]

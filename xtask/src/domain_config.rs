@@ -11,12 +11,17 @@
 //! ramdisk = "kit"     # optional: "kit" or a path
 //! cmdline = "console=hvc0 earlyprintk=xen"   # optional
 //! disks = ["disk.img:xvda:rw"]   # optional: <raw image>:<xvdX>:<rw|ro>
-//! nics = []           # not supported yet
+//! nics = ["mac=00:16:3e:01:02:03", ""]   # optional, at most 4: eth0, eth1, …
 //! ```
 //!
 //! Disks are served by the driver domain's blkback: on QEMU each image is
 //! a virtio-blk device (writes reach the file), on Bochs a RAM disk boot
 //! module (writes last as long as the run).
+//!
+//! NICs are served by the driver domain's netback, all on one switch. Each
+//! entry is comma-separated `key=value` options; the only key is `mac`
+//! (unicast, not all zero); an empty entry gets a MAC the driver domain
+//! derives from the domain's name and the NIC's index, stable across runs.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -39,6 +44,8 @@ pub const MAX_MACHINE_MIB: u64 = 3072;
 pub const MAX_TOTAL_MEMORY_MIB: u64 = MAX_MACHINE_MIB - linux::MACHINE_HEADROOM_MIB;
 /// Below this a Linux kernel cannot boot with its initramfs (as `--guest-mem`).
 const LINUX_MIN_MIB: u64 = 64;
+/// NICs per domain: what the driver domain's netback serves.
+pub const MAX_NICS: usize = 4;
 
 /// The file as written; every key is checked, unknown ones are errors.
 #[derive(Deserialize)]
@@ -92,6 +99,15 @@ pub struct Domain {
     pub ramdisk: Option<Ramdisk>,
     pub cmdline: Option<String>,
     pub disks: Vec<DiskSpec>,
+    /// Its NICs: vif/0 (eth0), vif/1, … in order.
+    pub nics: Vec<NicSpec>,
+}
+
+/// One `nics` entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NicSpec {
+    /// None: the driver domain generates one.
+    pub mac: Option<[u8; 6]>,
 }
 
 /// One `disks` entry.
@@ -138,6 +154,52 @@ fn parse_disk(text: &str, base: &Path) -> Result<DiskSpec> {
         vdev: vdev.to_string(),
         read_only,
     })
+}
+
+/// `xx:xx:xx:xx:xx:xx` (either case) as bytes: a unicast address (the low
+/// bit of the first byte clear), not all zero.
+fn parse_mac(text: &str) -> Result<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        let part = parts.next().unwrap_or("");
+        if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("mac {text:?} is not six hex pairs like 00:16:3e:01:02:03");
+        }
+        *byte = u8::from_str_radix(part, 16).expect("two hex digits");
+    }
+    if parts.next().is_some() {
+        bail!("mac {text:?} is not six hex pairs like 00:16:3e:01:02:03");
+    }
+    if mac[0] & 1 != 0 {
+        bail!("mac {text:?} is a multicast address (the low bit of its first byte is set)");
+    }
+    if mac == [0; 6] {
+        bail!("mac {text:?} is all zero");
+    }
+    Ok(mac)
+}
+
+/// A MAC as the driver domain's `vif=` word takes it: lowercase hex pairs.
+fn mac_text(mac: &[u8; 6]) -> String {
+    let pairs: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+    pairs.join(":")
+}
+
+fn parse_nic(text: &str) -> Result<NicSpec> {
+    let mut nic = NicSpec::default();
+    for option in text.split(',').filter(|o| !o.is_empty()) {
+        match option.split_once('=') {
+            Some(("mac", value)) => {
+                if nic.mac.is_some() {
+                    bail!("nic {text:?}: mac is given twice");
+                }
+                nic.mac = Some(parse_mac(value).with_context(|| format!("nic {text:?}"))?);
+            }
+            _ => bail!("nic {text:?}: unknown option {option:?} (the only one is mac=)"),
+        }
+    }
+    Ok(nic)
 }
 
 /// A validated configuration: domain 1, 2, … in file order.
@@ -187,6 +249,15 @@ pub fn parse(text: &str, base: &Path) -> Result<Config> {
             );
         }
         domains.push(domain);
+    }
+    let mut macs = BTreeSet::new();
+    for mac in domains.iter().flat_map(|d| &d.nics).filter_map(|n| n.mac) {
+        if !macs.insert(mac) {
+            bail!(
+                "the mac {} is given to two NICs (they share one switch)",
+                mac_text(&mac)
+            );
+        }
     }
     let total: u64 = domains.iter().map(|d| d.memory_mib).sum();
     if total > MAX_TOTAL_MEMORY_MIB {
@@ -245,9 +316,17 @@ fn validate(raw: RawDomain, base: &Path) -> Result<Domain> {
         }
         disks.push(d);
     }
-    if !raw.nics.is_empty() {
-        bail!("`nics` is not supported yet (the driver domain comes later); leave it empty");
+    if raw.nics.len() > MAX_NICS {
+        bail!(
+            "{} nics: at most {MAX_NICS} per domain are supported",
+            raw.nics.len()
+        );
     }
+    let nics = raw
+        .nics
+        .iter()
+        .map(|text| parse_nic(text))
+        .collect::<Result<_>>()?;
     Ok(Domain {
         name,
         memory_mib,
@@ -255,7 +334,22 @@ fn validate(raw: RawDomain, base: &Path) -> Result<Domain> {
         ramdisk,
         cmdline: raw.cmdline,
         disks,
+        nics,
     })
+}
+
+/// A Linux domain from the guest kit with `nics` NICs of generated MACs,
+/// as the network smoke tests and `bench net` boot them.
+pub fn kit_domain(name: &str, memory_mib: u64, cmdline: String, nics: usize) -> Domain {
+    Domain {
+        name: name.into(),
+        memory_mib,
+        kernel: Kernel::Kit,
+        ramdisk: Some(Ramdisk::Kit),
+        cmdline: Some(cmdline),
+        disks: Vec::new(),
+        nics: vec![NicSpec::default(); nics],
+    }
 }
 
 impl Config {
@@ -294,6 +388,21 @@ impl Config {
             }
         }
         plan
+    }
+
+    /// The driver domain's `vif=<name>[:<mac>]` words: every domain's NICs
+    /// in order, so the n-th word naming a domain is its vif/n.
+    pub fn vif_words(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for d in &self.domains {
+            for nic in &d.nics {
+                out.push(match &nic.mac {
+                    Some(mac) => format!("vif={}:{}", d.name, mac_text(mac)),
+                    None => format!("vif={}", d.name),
+                });
+            }
+        }
+        out
     }
 
     /// The emulated machine's RAM: all domains' RAM plus the hypervisor's
@@ -417,6 +526,7 @@ mod tests {
                     ramdisk: Some(Ramdisk::Kit),
                     cmdline: Some("console=hvc0 earlyprintk=xen".into()),
                     disks: Vec::new(),
+                    nics: Vec::new(),
                 },
                 Domain {
                     name: "db-2".into(),
@@ -425,6 +535,7 @@ mod tests {
                     ramdisk: Some(Ramdisk::File("/abs/initrd.img".into())),
                     cmdline: None,
                     disks: Vec::new(),
+                    nics: Vec::new(),
                 },
             ]
         );
@@ -475,8 +586,26 @@ mod tests {
             ),
             (
                 &one("nics = [\"bridge=br0\"]"),
-                "`nics` is not supported yet",
+                "unknown option \"bridge=br0\"",
             ),
+            (&one("nics = [\"mac\"]"), "unknown option \"mac\""),
+            (&one("nics = [\"mac=00:16:3e:01:02\"]"), "six hex pairs"),
+            (
+                &one("nics = [\"mac=00:16:3e:01:02:03:04\"]"),
+                "six hex pairs",
+            ),
+            (&one("nics = [\"mac=00:16:3e:01:02:3\"]"), "six hex pairs"),
+            (&one("nics = [\"mac=00-16-3e-01-02-03\"]"), "six hex pairs"),
+            (&one("nics = [\"mac=00:16:3g:01:02:03\"]"), "six hex pairs"),
+            (&one("nics = [\"mac=01:16:3e:01:02:03\"]"), "multicast"),
+            (&one("nics = [\"mac=ff:ff:ff:ff:ff:ff\"]"), "multicast"),
+            (&one("nics = [\"mac=00:00:00:00:00:00\"]"), "all zero"),
+            (
+                &one("nics = [\"mac=00:16:3e:01:02:03,mac=00:16:3e:01:02:04\"]"),
+                "mac is given twice",
+            ),
+            (&one("nics = [\"\", \"\", \"\", \"\", \"\"]"), "at most 4"),
+            (&one("nics = [1]"), "invalid type"),
             (&one("ramdisk = \"\""), "`ramdisk` is empty"),
             (
                 "[[domain]]\nname = \"a\"\nkernel = \"\"",
@@ -584,6 +713,56 @@ mod tests {
     }
 
     #[test]
+    fn nics_become_vif_words_in_order() {
+        let cfg = parse_ok(
+            "[[domain]]\nname = \"a\"\nkernel = \"kit\"\nnics = [\"\", \"mac=02:AB:cd:00:00:01\", \",mac=00:16:3e:00:00:01,\"]\n\
+             [[domain]]\nname = \"b\"\nkernel = \"kit\"\n\
+             [[domain]]\nname = \"c\"\nkernel = \"test-guest\"\nmemory = 8\nnics = [\"\", \"\", \"\", \"\"]\n",
+        );
+        assert_eq!(
+            cfg.domains[0].nics[1],
+            NicSpec {
+                mac: Some([2, 0xab, 0xcd, 0, 0, 1])
+            }
+        );
+        assert_eq!(cfg.domains[1].nics, []);
+        assert_eq!(
+            cfg.vif_words(),
+            [
+                "vif=a",
+                "vif=a:02:ab:cd:00:00:01",
+                "vif=a:00:16:3e:00:00:01",
+                "vif=c",
+                "vif=c",
+                "vif=c",
+                "vif=c"
+            ]
+        );
+        // Disks are planned apart from NICs.
+        assert_eq!(cfg.disk_plan(true), DiskPlan::default());
+        let twice =
+            "[[domain]]\nname = \"a\"\nkernel = \"kit\"\nnics = [\"mac=02:00:00:00:00:01\"]\n\
+             [[domain]]\nname = \"b\"\nkernel = \"kit\"\nnics = [\"mac=02:00:00:00:00:01\"]\n";
+        let err = parse_err(twice);
+        assert!(
+            err.contains("02:00:00:00:00:01 is given to two NICs"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn kit_domains_get_generated_macs() {
+        let d = kit_domain("linux1", 192, "console=hvc0".into(), 2);
+        assert_eq!(
+            (d.kernel.clone(), d.ramdisk.clone()),
+            (Kernel::Kit, Some(Ramdisk::Kit))
+        );
+        let cfg = Config { domains: vec![d] };
+        assert_eq!(cfg.vif_words(), ["vif=linux1", "vif=linux1"]);
+        assert_eq!(cfg.machine_mib(), 192 + 768);
+    }
+
+    #[test]
     fn a_small_config_still_gets_the_usual_machine() {
         let cfg = parse_ok("[[domain]]\nname = \"t\"\nkernel = \"test-guest\"\nmemory = 8\n");
         assert_eq!(cfg.machine_mib(), linux::MACHINE_MIB.max(8 + 768));
@@ -603,6 +782,7 @@ mod tests {
                 ramdisk: Some(Ramdisk::Kit),
                 cmdline: Some(linux::DEFAULT_CMDLINE.into()),
                 disks: Vec::new(),
+                nics: Vec::new(),
             }]
         );
         assert_eq!(
@@ -612,6 +792,19 @@ mod tests {
         let two = load(&dir.join("two-linux.toml")).unwrap();
         assert_eq!(two.hv_cmdline(""), "guest=linux1 guest=linux2");
         assert_eq!(two.machine_mib(), 2 * 192 + 768);
+        let net = load(&dir.join("two-linux-net.toml")).unwrap();
+        assert_eq!(
+            net.vif_words(),
+            ["vif=linux1:00:16:3e:00:00:01", "vif=linux2"]
+        );
+        for d in &net.domains {
+            assert!(d
+                .cmdline
+                .as_deref()
+                .unwrap()
+                .contains(" xenolith.ip=10.0.0."));
+            assert!(!d.cmdline.as_deref().unwrap().contains("xenolith.test"));
+        }
         let test = load(&dir.join("two-linux-test.toml")).unwrap();
         assert_eq!(test.domains.len(), 2);
         for d in &test.domains {

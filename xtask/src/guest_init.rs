@@ -6,7 +6,20 @@ pub const INIT_SCRIPT: &str = include_str!("guest_init.sh");
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::{Path, PathBuf};
     use std::process::Command;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The script's `# --- NAME functions` section.
+    fn section(name: &str) -> &'static str {
+        let start = INIT_SCRIPT
+            .find(&format!("# --- {name} functions"))
+            .unwrap();
+        let end = INIT_SCRIPT
+            .find(&format!("# --- end of {name} functions"))
+            .unwrap();
+        &INIT_SCRIPT[start..end]
+    }
 
     #[test]
     fn init_script_is_valid_sh_and_keeps_the_contract() {
@@ -22,6 +35,14 @@ mod tests {
             "xenolith.test=1",
             "CHECKS DONE $passed passed, $failed failed",
             "poweroff -f",
+            // The network lines crate::net_test and bench_net judge.
+            "echo \"NET eth0 $(cat /sys/class/net/eth0/address) $1\"",
+            "echo \"NET PING $1 sent $2 received $3 loss $4% avg $5\"",
+            "echo \"NET TCP SENT $(net_sum \"$NET_DIR/data\")\"",
+            "echo \"NET TCP RECV $sum $bytes\"",
+            "echo \"NET TCP DONE\"",
+            "echo \"BENCH net mib=$3 xen_cs=$((t1 - t0)) loop_cs=$((t3 - t2)) rtt_avg_ms=$rtt\"",
+            "echo \"BENCH net-recv done\"",
         ] {
             assert!(INIT_SCRIPT.contains(needle), "{needle}");
         }
@@ -33,8 +54,6 @@ mod tests {
     /// Runs the script's disk functions: `disk_write` into a fresh
     /// directory, then `disk_verify` after `damage` ran there.
     fn disk_round_trip(damage: &str) -> (String, String) {
-        let start = INIT_SCRIPT.find("# --- disk functions").unwrap();
-        let end = INIT_SCRIPT.find("# --- end of disk functions").unwrap();
         let dir = std::env::temp_dir().join(format!(
             "xtask-disk-{}-{}",
             std::process::id(),
@@ -42,12 +61,7 @@ mod tests {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         let run = |tail: &str| {
-            let script = format!(
-                "{}
-{tail}
-",
-                &INIT_SCRIPT[start..end]
-            );
+            let script = format!("{}\n{tail}\n", section("disk"));
             let out = Command::new("sh")
                 .args(["-c", &script])
                 .env("D", &dir)
@@ -79,11 +93,9 @@ mod tests {
     /// Runs the script's check functions with `dmesg` replaced by `log`
     /// and returns what `check NAME FUNCTION` printed.
     fn run_check(name: &str, function: &str, log: &str) -> String {
-        let start = INIT_SCRIPT.find("# --- check functions").unwrap();
-        let end = INIT_SCRIPT.find("# --- end of check functions").unwrap();
         let script = format!(
             "dmesg() {{ printf '%s\\n' \"$LOG\"; }}\npassed=0\nfailed=0\n{}\ncheck {name} {function}\n",
-            &INIT_SCRIPT[start..end]
+            section("check")
         );
         let out = Command::new("sh")
             .args(["-c", &script])
@@ -182,5 +194,219 @@ mod tests {
     fn hvc_is_found_in_dmesg() {
         let log = "[    0.5] printk: console [hvc0] enabled";
         assert_eq!(run_check("hvc", "hvc_console", log), "CHECK hvc: ok");
+    }
+
+    /// Runs `tail` after the timing and net functions under `shell` with
+    /// `path` as PATH, `log` as dmesg's output and a fresh NET_DIR; returns
+    /// stdout.
+    fn run_net(shell: &Path, path: &str, log: &str, tail: &str) -> String {
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "xtask-net-{}-{}",
+            std::process::id(),
+            RUNS.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let script = format!(
+            "dmesg() {{ printf '%s\\n' \"$LOG\"; }}\n{}\n{}\nNET_DIR=\"$D\"\n{tail}\n",
+            section("timing"),
+            section("net")
+        );
+        let out = Command::new(shell)
+            .args(["-c", &script])
+            .env("PATH", path)
+            .env("LOG", log)
+            .env("D", &dir)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// [`run_net`] under the host's sh.
+    fn run_sh(log: &str, tail: &str) -> String {
+        let path = std::env::var("PATH").unwrap_or_default();
+        run_net(Path::new("sh"), &path, log, tail)
+    }
+
+    #[test]
+    fn ping_summaries_parse() {
+        let stats = |out: &str| run_sh("", &format!("printf '%s\\n' '{out}' | ping_stats"));
+        let good = "PING 10.0.0.2 (10.0.0.2): 56 data bytes\n\
+            64 bytes from 10.0.0.2: seq=0 ttl=64 time=1.234 ms\n\
+            \n\
+            --- 10.0.0.2 ping statistics ---\n\
+            100 packets transmitted, 100 packets received, 0% packet loss\n\
+            round-trip min/avg/max = 0.512/1.873/9.001 ms";
+        assert_eq!(stats(good), "100 100 0 1.873\n");
+        let lossy = "3 packets transmitted, 2 packets received, 1 duplicates, 33% packet loss\n\
+            round-trip min/avg/max = 1/2/3 ms";
+        assert_eq!(stats(lossy), "3 2 33 2\n");
+        let none = "--- 10.0.0.2 ping statistics ---\n\
+            10 packets transmitted, 0 packets received, 100% packet loss";
+        assert_eq!(stats(none), "10 0 100 -\n");
+        assert_eq!(stats("ping: sendto: Network is unreachable"), "- - - -\n");
+        // As net_ping prints it.
+        let line = run_sh(
+            "",
+            &format!(
+                "net_wait_peer() {{ :; }}\nping() {{ printf '%s\\n' '{good}'; }}\nnet_ping 10.0.0.2 100"
+            ),
+        );
+        assert_eq!(
+            line,
+            "NET PING 10.0.0.2 sent 100 received 100 loss 0% avg 1.873\n"
+        );
+    }
+
+    #[test]
+    fn net_words_reach_their_functions() {
+        let stubs = "net_ping() { echo \"ping $1 $2\"; }\n\
+            net_recv_start() { echo \"recv $1\"; }\n\
+            net_send() { echo \"send $1 $2 $3\"; }\n\
+            net_listen() { echo \"listen $1\" >&2; }\n\
+            bench_net_send() { echo \"bench $1 $2 $3\"; }\n";
+        let words = [
+            "ping:10.0.0.2:100",
+            "tcp-recv:5001",
+            "tcp-send:10.0.0.1:5001:64",
+            "net-recv:5001",
+            "net-send:10.0.0.1:5001:256",
+            "ping:10.0.0.2",
+            "udp:1",
+        ]
+        .map(|w| format!("net_word {w}"))
+        .join("\n");
+        let out = run_sh("", &format!("{stubs}{words}"));
+        assert_eq!(
+            out.lines().collect::<Vec<_>>(),
+            [
+                "ping 10.0.0.2 100",
+                "recv 5001",
+                "send 10.0.0.1 5001 64",
+                "BENCH net-recv done",
+                "bench 10.0.0.1 5001 256",
+                "NET FAIL cannot read the word ping with 1 arguments",
+                "NET FAIL cannot read the word udp with 1 arguments",
+            ]
+        );
+    }
+
+    #[test]
+    fn netfront_complaints_fail_the_net_words() {
+        for fine in [
+            "[    9.1] xen_netfront: Initialising Xen virtual ethernet driver",
+            "[    9.2] xen_netfront: backend supports XDP headroom",
+        ] {
+            assert_eq!(run_sh(fine, "net_finish && echo clean"), "clean\n");
+        }
+        for bad in [
+            "[   12.0] vif vif-0 eth0: Missing extra info",
+            "[   12.0] vif vif-0: 2 writing tx ring-ref",
+            "[   12.0] xen_netfront: can't alloc rx grant refs: error",
+            "[   30.0] NETDEV WATCHDOG: eth0 (vif): transmit queue 0 timed out",
+        ] {
+            let log = format!("[    9.1] xen_netfront: Initialising\n{bad}");
+            assert_eq!(run_sh(&log, "net_finish"), format!("NET FAIL {bad}\n"));
+        }
+    }
+
+    /// A directory with the guest kit's busybox and links for the applets
+    /// the net functions use, or None before the kit was fetched.
+    fn kit_busybox(tag: &str) -> Option<PathBuf> {
+        let kit = crate::kit::dir().ok()?.join("busybox");
+        if !kit.is_file() {
+            eprintln!("no guest kit busybox at {}: skipped", kit.display());
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("xtask-bb-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let busybox = dir.join("busybox");
+        std::fs::copy(&kit, &busybox).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&busybox, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for applet in [
+            "sh",
+            "nc",
+            "sha256sum",
+            "tee",
+            "wc",
+            "mkfifo",
+            "mkdir",
+            "head",
+            "tail",
+            "sleep",
+            "ping",
+            "dd",
+            "grep",
+            "printf",
+            "cat",
+        ] {
+            std::os::unix::fs::symlink("busybox", dir.join(applet)).unwrap();
+        }
+        Some(dir)
+    }
+
+    /// A port of its own for each test run, so parallel runs do not meet.
+    fn port(offset: u32) -> u32 {
+        20000 + (std::process::id() % 10000) * 4 + offset
+    }
+
+    #[test]
+    fn tcp_words_carry_the_bytes_over_loopback() {
+        let Some(bb) = kit_busybox("tcp") else {
+            return;
+        };
+        let p = port(0);
+        // The sender starts first: it retries until the receiver listens.
+        let out = run_net(
+            &bb.join("sh"),
+            bb.to_str().unwrap(),
+            "",
+            &format!(
+                "net_word tcp-send:127.0.0.1:{p}:2 &\nnet_word tcp-recv:{p}\nwait\nnet_finish"
+            ),
+        );
+        std::fs::remove_dir_all(&bb).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        let sent = lines[0].strip_prefix("NET TCP SENT ").unwrap();
+        assert!(sent.ends_with(" 2097152"), "{out}");
+        assert_eq!(lines[1], "NET TCP DONE");
+        assert_eq!(lines[2], format!("NET TCP RECV {sent}"));
+    }
+
+    #[test]
+    fn the_net_bench_runs_over_loopback() {
+        let Some(bb) = kit_busybox("bench") else {
+            return;
+        };
+        let can_ping = Command::new(bb.join("ping"))
+            .args(["-c", "1", "-W", "1", "127.0.0.1"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !can_ping {
+            eprintln!("busybox ping 127.0.0.1 does not work here: skipped");
+            std::fs::remove_dir_all(&bb).unwrap();
+            return;
+        }
+        let (p, lp) = (port(1), port(2));
+        let out = run_net(
+            &bb.join("sh"),
+            bb.to_str().unwrap(),
+            "",
+            &format!(
+                "NET_LOOP_PORT={lp}\n(net_word net-recv:{p}) &\nnet_word net-send:127.0.0.1:{p}:8\nwait"
+            ),
+        );
+        std::fs::remove_dir_all(&bb).unwrap();
+        let mut lines: Vec<&str> = out.lines().collect();
+        lines.sort();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert!(lines[0].starts_with("BENCH net mib=8 xen_cs="), "{out}");
+        assert!(lines[0].contains(" loop_cs="), "{out}");
+        assert!(lines[0].contains(" rtt_avg_ms="), "{out}");
+        assert_eq!(lines[1], "BENCH net-recv done");
     }
 }

@@ -90,6 +90,31 @@ xenbus_up() {
 
 # --- end of check functions ---
 
+# --- timing functions (unit-tested on the host by xtask/src/guest_init.rs) ---
+
+# wait_until SECONDS CMD...: runs CMD every 0.1 s until it succeeds, false
+# after SECONDS (a front-end driver connects to its backend after insmod
+# returns, so its device shows up a while later).
+wait_until() {
+    limit=$(($1 * 10))
+    shift
+    waited=0
+    until "$@"; do
+        waited=$((waited + 1))
+        [ $waited -gt $limit ] && return 1
+        sleep 0.1
+    done
+    return 0
+}
+
+# centiseconds since boot, from /proc/uptime.
+now_cs() {
+    read -r up _ </proc/uptime
+    echo $((${up%.*} * 100 + 1${up#*.} - 100))
+}
+
+# --- end of timing functions ---
+
 # --- disk functions (unit-tested on the host by xtask/src/guest_init.rs) ---
 
 # Sizes of the files disk_write makes: around sector and page edges, and
@@ -125,17 +150,230 @@ disk_verify() {
 
 # --- end of disk functions ---
 
-# wait_for_block DEV: a front-end driver connects to its backend after
-# insmod returns; waits for the disk node to appear (the handshake), 30 s
-# at most.
-wait_for_block() {
-    i=0
-    while [ ! -b "$1" ]; do
-        i=$((i + 1))
-        [ $i -gt 300 ] && return 1
-        sleep 0.1
+# --- net functions (unit-tested on the host by xtask/src/guest_init.rs) ---
+
+# Where receivers keep their state, and the FIFO their nc reads as stdin.
+NET_DIR=/tmp/net
+# The port of bench_net_send's loopback receiver.
+NET_LOOP_PORT=5002
+
+# ping_stats: busybox ping's output on stdin to "SENT RECEIVED LOSS AVG",
+# from "S packets transmitted, R packets received, [D duplicates, ]L% packet
+# loss" and "round-trip min/avg/max = a/b/c ms"; "-" for what is missing.
+ping_stats() {
+    sent=- received=- loss=- avg=-
+    while read -r line; do
+        case $line in
+        *" packets transmitted, "*)
+            sent=${line%% packets transmitted*}
+            received=${line#*transmitted, }
+            received=${received%% packets received*}
+            loss=${line%\% packet loss*}
+            loss=${loss##* }
+            ;;
+        "round-trip "*)
+            avg=${line#*= }
+            avg=${avg#*/}
+            avg=${avg%%/*}
+            ;;
+        esac
+    done
+    echo "$sent $received $loss $avg"
+}
+
+# net_wait_peer HOST: until HOST answers a ping, 60 tries of a second at
+# most (ARP and the peer's own boot take a while). No pause between tries:
+# the peer may be done soon after it answers, and its pings must not be
+# left waiting for ours.
+net_wait_peer() {
+    tries=0
+    until ping -c 1 -W 1 "$1" >/dev/null 2>&1; do
+        tries=$((tries + 1))
+        [ $tries -ge 60 ] && return 1
     done
     return 0
+}
+
+# net_ping HOST COUNT: waits for HOST, then COUNT pings back to back;
+# prints "NET PING HOST sent S received R loss L% avg A".
+net_ping() {
+    if ! net_wait_peer "$1"; then
+        echo "NET FAIL ping: $1 never answered"
+        return 1
+    fi
+    set -- "$1" $(ping -c "$2" -A "$1" 2>&1 | ping_stats)
+    echo "NET PING $1 sent $2 received $3 loss $4% avg $5"
+}
+
+# net_retry CMD...: runs CMD until it succeeds, 60 tries 0.5 s apart at
+# most: nc gives up at once, reading nothing, while nobody listens yet.
+net_retry() {
+    tries=0
+    until "$@" 2>"$NET_DIR/err"; do
+        tries=$((tries + 1))
+        [ $tries -ge 60 ] && return 1
+        sleep 0.5
+    done
+    return 0
+}
+
+# net_listen PORT: receives one TCP connection on PORT to stdout. busybox
+# nc shuts its sending side at EOF on stdin and exits when its peer does,
+# so a receiver whose stdin ended would make the sender stop after its
+# first buffer: this one's stdin is a FIFO it holds open itself, which
+# never ends.
+net_listen() {
+    [ -p "$NET_DIR/hold" ] || mkfifo "$NET_DIR/hold" || return 1
+    nc -l -p "$1" <>"$NET_DIR/hold"
+}
+
+# net_listening PORT: whether a socket listens on PORT: /proc/net/tcp or,
+# for nc's dual-stack socket, tcp6 has it with no remote end, in state 0A
+# (LISTEN).
+net_listening() {
+    cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -q -E ":$(printf %04X "$1") 0+:0000 0A "
+}
+
+# net_sum FILE: "<sha256> <bytes>" of FILE.
+net_sum() {
+    set -- "$1" $(sha256sum <"$1")
+    echo "$2 $(($(wc -c <"$1")))"
+}
+
+# net_recv_start PORT (xenolith.net=tcp-recv:PORT): receives one connection
+# on PORT in the background, hashing and counting the bytes (tee feeds wc
+# through a FIFO); net_finish prints the result.
+net_recv_start() {
+    dir=$NET_DIR/recv-$1
+    mkdir -p "$dir" && mkfifo "$dir/count" || { echo "NET FAIL tcp-recv: no $dir"; return 1; }
+    (
+        wc -c <"$dir/count" >"$dir/bytes" &
+        net_listen "$1" 2>"$dir/err" | tee "$dir/count" | sha256sum >"$dir/sum"
+        wait
+        : >"$dir/done"
+    ) </dev/null >/dev/null 2>&1 &
+    return 0
+}
+
+# net_recv_finish DIR: waits (5 minutes at most) for the receiver in DIR;
+# prints "NET TCP RECV <sha256> <bytes>".
+net_recv_finish() {
+    if ! wait_until 300 [ -e "$1/done" ]; then
+        echo "NET FAIL tcp-recv: nothing complete after 300 s $(cat "$1/err" 2>/dev/null)"
+        return 1
+    fi
+    read -r sum _ <"$1/sum"
+    read -r bytes <"$1/bytes"
+    echo "NET TCP RECV $sum $bytes"
+}
+
+# net_send_file HOST PORT: sends $NET_DIR/data.
+net_send_file() {
+    nc "$1" "$2" <"$NET_DIR/data"
+}
+
+# net_send HOST PORT MIB (xenolith.net=tcp-send:HOST:PORT:MIB): MIB MiB of
+# random bytes to HOST; prints "NET TCP SENT <sha256> <bytes>" first, then
+# "NET TCP DONE" once the receiver has everything.
+net_send() {
+    if ! head -c $(($3 * 1048576)) /dev/urandom >"$NET_DIR/data"; then
+        echo "NET FAIL tcp-send: cannot make $3 MiB of data"
+        return 1
+    fi
+    echo "NET TCP SENT $(net_sum "$NET_DIR/data")"
+    if ! net_retry net_send_file "$1" "$2"; then
+        echo "NET FAIL tcp-send: $(tail -n 1 "$NET_DIR/err")"
+        return 1
+    fi
+    echo "NET TCP DONE"
+}
+
+# net_zeros HOST PORT MIB: MIB MiB of zeros to HOST in 64 KiB writes.
+net_zeros() {
+    dd if=/dev/zero bs=64k count=$(($3 * 16)) 2>/dev/null | nc "$1" "$2"
+}
+
+# bench_net_send HOST PORT MIB (xenolith.bench=net-send:HOST:PORT:MIB): the
+# ping time to HOST, MIB MiB to its receiver, then the same through
+# loopback in this guest, the ceiling of what nc and the stack manage here;
+# prints one BENCH line.
+bench_net_send() {
+    if ! net_wait_peer "$1"; then
+        echo "BENCH FAIL $1 never answered"
+        return 1
+    fi
+    set -- "$1" "$2" "$3" $(ping -c 20 -A "$1" 2>&1 | ping_stats)
+    rtt=$7
+    t0=$(now_cs)
+    net_retry net_zeros "$1" "$2" "$3" || { echo "BENCH FAIL send: $(tail -n 1 "$NET_DIR/err")"; return 1; }
+    t1=$(now_cs)
+    net_listen $NET_LOOP_PORT >/dev/null 2>&1 &
+    wait_until 30 net_listening $NET_LOOP_PORT || { echo "BENCH FAIL no loopback listener"; return 1; }
+    t2=$(now_cs)
+    net_zeros 127.0.0.1 $NET_LOOP_PORT "$3" || { echo "BENCH FAIL loopback send"; return 1; }
+    t3=$(now_cs)
+    echo "BENCH net mib=$3 xen_cs=$((t1 - t0)) loop_cs=$((t3 - t2)) rtt_avg_ms=$rtt"
+}
+
+# net_word WORD: one xenolith.net= (ping:HOST:COUNT, tcp-recv:PORT,
+# tcp-send:HOST:PORT:MIB) or xenolith.bench= (net-recv:PORT,
+# net-send:HOST:PORT:MIB) word.
+net_word() {
+    mkdir -p "$NET_DIR"
+    kind=${1%%:*}
+    saved_ifs=$IFS
+    IFS=:
+    set -- ${1#*:}
+    IFS=$saved_ifs
+    case $kind:$# in
+    ping:2) net_ping "$1" "$2" ;;
+    tcp-recv:1) net_recv_start "$1" ;;
+    tcp-send:3) net_send "$1" "$2" "$3" ;;
+    net-recv:1) net_listen "$1" >/dev/null && echo "BENCH net-recv done" || echo "BENCH FAIL net-recv" ;;
+    net-send:3) bench_net_send "$1" "$2" "$3" ;;
+    *) echo "NET FAIL cannot read the word $kind with $# arguments" ;;
+    esac
+}
+
+# net_finish: after the last word, the background receivers' results, then
+# netfront's complaints in dmesg, if any (its "xen_netfront:" lines, its
+# device's "vif vif-N" ones, xenbus errors as "vif vif-N: <errno> <what>"),
+# and transmit timeouts.
+net_finish() {
+    for dir in "$NET_DIR"/recv-*; do
+        [ -d "$dir" ] && net_recv_finish "$dir"
+    done
+    bad=$(dmesg | grep -i -E '(xen_netfront|netfront|vif vif-[0-9]).*(error|fail|bad|invalid|missing|too many|slots|offset|rocket|fatal)|vif vif-[0-9]+: [0-9]+ |NETDEV WATCHDOG' |
+        head -n 1)
+    if [ -n "$bad" ]; then
+        echo "NET FAIL $bad"
+        return 1
+    fi
+    return 0
+}
+
+# --- end of net functions ---
+
+# net_up ADDR/LEN (xenolith.ip=): loads xen-netfront, waits for eth0 and
+# its carrier (the backend connected), gives it the address; prints
+# "NET eth0 <mac> <addr>".
+net_up() {
+    net_used=1
+    if ! insmod /lib/modules/xen-netfront.ko; then
+        echo "NET FAIL insmod xen-netfront"
+        return 1
+    fi
+    if ! wait_until 30 [ -e /sys/class/net/eth0 ]; then
+        echo "NET FAIL no eth0 after 30 s"
+        return 1
+    fi
+    ip link set lo up && ip addr add "$1" dev eth0 && ip link set eth0 up ||
+        { echo "NET FAIL ip could not set up eth0 with $1"; return 1; }
+    if ! wait_until 30 grep -q -x 1 /sys/class/net/eth0/carrier 2>/dev/null; then
+        echo "NET FAIL eth0 has no carrier after 30 s: its vif never connected"
+        return 1
+    fi
+    echo "NET eth0 $(cat /sys/class/net/eth0/address) $1"
 }
 
 # disk_test MODE (xenolith.disk=write|verify|both): ext4 on /dev/xvda through
@@ -148,7 +386,7 @@ disk_test() {
             return 1
         fi
     done
-    if ! wait_for_block /dev/xvda; then
+    if ! wait_until 30 [ -b /dev/xvda ]; then
         echo "DISK FAIL no /dev/xvda after 30 s"
         return 1
     fi
@@ -182,12 +420,6 @@ disk_test() {
     echo "DISK DONE $1"
 }
 
-# centiseconds since boot, from /proc/uptime.
-now_cs() {
-    read -r up _ </proc/uptime
-    echo $((${up%.*} * 100 + 1${up#*.} - 100))
-}
-
 # bench_blk KIND (xenolith.bench=blk-xen|blk-virtio): 64 MiB written and
 # read back in 1 MiB direct I/O, then 500 random 4 KiB direct reads (one
 # dd each, so process start-up is in that number), on xvda through
@@ -202,7 +434,7 @@ bench_blk() {
         done
         dev=/dev/vda
     fi
-    if ! wait_for_block $dev; then
+    if ! wait_until 30 [ -b $dev ]; then
         echo "BENCH FAIL no $dev"
         return 1
     fi
@@ -225,14 +457,32 @@ bench_blk() {
     return 0
 }
 
-for word in $(cat /proc/cmdline); do
-    case $word in
-    xenolith.bench=blk*)
-        bench_blk "${word#xenolith.bench=}"
-        poweroff -f
-        ;;
-    esac
-done
+# run_words [test]: the xenolith.ip=, xenolith.net=, xenolith.bench= and
+# (with the check list only) xenolith.disk= words, in command-line order;
+# then the network's results. A benchmark powers off when done.
+run_words() {
+    net_used=
+    for word in $(cat /proc/cmdline); do
+        case $word in
+        xenolith.disk=*) [ "$1" = test ] && disk_test "${word#xenolith.disk=}" ;;
+        xenolith.ip=*) net_up "${word#xenolith.ip=}" ;;
+        xenolith.net=*)
+            net_used=1
+            net_word "${word#xenolith.net=}"
+            ;;
+        xenolith.bench=blk*)
+            bench_blk "${word#xenolith.bench=}"
+            poweroff -f
+            ;;
+        xenolith.bench=net-*)
+            net_word "${word#xenolith.bench=}"
+            poweroff -f
+            ;;
+        esac
+    done
+    [ -n "$net_used" ] && net_finish
+    return 0
+}
 
 case " $(cat /proc/cmdline) " in
 *" xenolith.test=1 "*)
@@ -242,11 +492,7 @@ case " $(cat /proc/cmdline) " in
     check dmesg-clean dmesg_clean
     check xenbus xenbus_up
     echo "CHECKS DONE $passed passed, $failed failed"
-    for word in $(cat /proc/cmdline); do
-        case $word in
-        xenolith.disk=*) disk_test "${word#xenolith.disk=}" ;;
-        esac
-    done
+    run_words test
     case " $(cat /proc/cmdline) " in
     *" xenolith.crash_driver=1 "*)
         # The driver domain ends itself on seeing this line (its crash-on=
@@ -260,6 +506,7 @@ case " $(cat /proc/cmdline) " in
     poweroff -f
     echo "poweroff -f returned; falling back to a shell"
     ;;
+*) run_words ;;
 esac
 
 # cttyhack opens the real console device (hvc0, ttyS0) as the controlling

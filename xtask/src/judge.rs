@@ -6,6 +6,7 @@ use crate::defmt_log::HvLog;
 use crate::expect;
 use crate::linux_judge;
 use crate::modules::Module;
+use crate::net_test::{self, NetTest};
 use crate::serial::{self, BootPath, HvExit};
 use crate::session::Outcome;
 use crate::{Boot, Cpu, Emulator};
@@ -41,6 +42,13 @@ pub enum Expect {
     /// `blk-garbage`, attacks its own vbd: its checks pass, its garbage is
     /// refused, its overrun ring is dropped, and it powers off.
     DiskGarbage,
+    /// Two Linux guests on the driver domain's switch (domains 1 and 2),
+    /// each judged as `LinuxGuest` judges domain 1, then /init's network
+    /// words: eth0 up, every ping answered, linux1 received the bytes
+    /// linux2 sent, both vifs connected (see `net_test`). With `garbage`,
+    /// domain 3 is the test guest with `net-garbage`: its checks pass, its
+    /// hostile netfront gets what it expects, and it powers off.
+    LinuxNet(NetTest),
     /// As `LinuxGuest`, but the driver domain crashes on purpose when the
     /// guest asks (after its checks): the hypervisor takes COM1 back and
     /// says so, the guest keeps running (more exits at its end than when
@@ -255,7 +263,8 @@ pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
         | Expect::LinuxGuests(_)
         | Expect::Lines(_)
         | Expect::LinuxDisk(_)
-        | Expect::DiskGarbage => HvExit::Success,
+        | Expect::DiskGarbage
+        | Expect::LinuxNet(_) => HvExit::Success,
         Expect::Fatal(_) | Expect::Exception(_) | Expect::TestGuest | Expect::DriverCrash => {
             HvExit::Failure
         }
@@ -303,13 +312,21 @@ pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
             check_modules(lines, case.modules, &mut problems);
             check_caps(lines, case.cpu, &mut problems);
             check_hv_log(&outcome.hv_log, &mut problems);
-            for domain in 1..=count {
-                let seen = as_domain_one(lines, domain);
-                problems.extend(
-                    linux_judge::problems(&seen)
-                        .into_iter()
-                        .map(|p| format!("domain {domain}: {p}")),
-                );
+            check_linux_domains(lines, count, &mut problems);
+        }
+        Expect::LinuxNet(net) => {
+            check_modules(lines, case.modules, &mut problems);
+            check_caps(lines, case.cpu, &mut problems);
+            check_hv_log(&outcome.hv_log, &mut problems);
+            check_linux_domains(lines, 2, &mut problems);
+            problems.extend(net_test::problems(lines, net));
+            if net.garbage {
+                let hostile = Hostile {
+                    domain: 3,
+                    name: net_test::HOSTILE_NAME,
+                    label: "net",
+                };
+                hostile.check(lines, &outcome.hv_log.lines, &mut problems);
             }
         }
         Expect::DiskGarbage => {
@@ -363,33 +380,79 @@ pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
     problems
 }
 
-/// The hostile frontend's lines (domain 2, the test guest). It writes
-/// with `console_io`, which reaches the hypervisor's log (COM2) once the
-/// driver domain owns COM1.
+/// Domains 1..=`count` each judged as the Linux judge judges domain 1.
+fn check_linux_domains(lines: &[String], count: u16, problems: &mut Vec<String>) {
+    for domain in 1..=count {
+        let seen = as_domain_one(lines, domain);
+        problems.extend(
+            linux_judge::problems(&seen)
+                .into_iter()
+                .map(|p| format!("domain {domain}: {p}")),
+        );
+    }
+}
+
+/// A test-guest domain run as a hostile frontend next to Linux guests.
+struct Hostile<'a> {
+    domain: u16,
+    /// Its domain name in the hypervisor's lines.
+    name: &'a str,
+    /// What its verdict line starts with: `<label>: … ok` or `<label>: FAIL …`.
+    label: &'a str,
+}
+
+impl Hostile<'_> {
+    /// Its checks pass, its verdict is ok, and it powers off. It writes with
+    /// `console_io`, which reaches the hypervisor's log (COM2) once the
+    /// driver domain owns COM1.
+    fn check(&self, lines: &[String], hv_lines: &[String], problems: &mut Vec<String>) {
+        let mine = format!("({}) ", self.tag());
+        let guest: Vec<&str> = hv_lines
+            .iter()
+            .filter_map(|l| l.split_once(" INFO ").map(|(_, text)| text))
+            .filter_map(|t| t.strip_prefix(&mine))
+            .collect();
+        let summary = format!("{} passed, 0 failed", TEST_GUEST_CHECKS.len());
+        if !guest.contains(&summary.as_str()) {
+            problems.push(format!(
+                "missing \"({}) {summary}\" in the hypervisor log",
+                self.tag()
+            ));
+        }
+        let verdict = format!("{}: ", self.label);
+        match guest.iter().find(|l| l.starts_with(&verdict)) {
+            Some(l) if l.ends_with(": ok") => {}
+            Some(l) => problems.push(format!("the hostile frontend: ({}) {l}", self.tag())),
+            None => problems.push(format!(
+                "no \"({}) {verdict}...\" line from the hostile frontend",
+                self.tag()
+            )),
+        }
+        let off = format!("domain {} ({}): poweroff", self.domain, self.name);
+        if !lines.contains(&off) {
+            problems.push(format!("missing {off:?}"));
+        }
+    }
+
+    fn tag(&self) -> String {
+        format!("d{}", self.domain)
+    }
+}
+
+/// The hostile blkfront (domain 2, the test guest with `blk-garbage`):
+/// its verdict, and the driver domain's report of its overrun ring.
 fn check_garbage(lines: &[String], hv_lines: &[String], problems: &mut Vec<String>) {
-    let has = |want: &str| lines.iter().any(|l| l == want);
-    let guest: Vec<&str> = hv_lines
-        .iter()
-        .filter_map(|l| l.split_once(" INFO ").map(|(_, text)| text))
-        .filter(|t| t.starts_with("(d2) "))
-        .collect();
-    let summary = format!("(d2) {} passed, 0 failed", TEST_GUEST_CHECKS.len());
-    if !guest.contains(&summary.as_str()) {
-        problems.push(format!("missing {summary:?} in the hypervisor log"));
-    }
-    match guest.iter().find(|l| l.starts_with("(d2) blk: ")) {
-        Some(l) if l.ends_with(": ok") => {}
-        Some(l) => problems.push(format!("the hostile frontend: {l}")),
-        None => problems.push("no \"(d2) blk: ...\" line from the hostile frontend".into()),
-    }
+    let hostile = Hostile {
+        domain: 2,
+        name: crate::build::TEST_GUEST_MODULE,
+        label: "blk",
+    };
+    hostile.check(lines, hv_lines, problems);
     if !lines
         .iter()
         .any(|l| l.starts_with("(d0) domain 2: xvda: Overrun"))
     {
         problems.push("the driver domain did not report domain 2's overrun ring".into());
-    }
-    if !has("domain 2 (test-guest.elf): poweroff") {
-        problems.push("missing \"domain 2 (test-guest.elf): poweroff\"".into());
     }
 }
 
@@ -755,5 +818,82 @@ mod tests {
         o.timed_out = true;
         let problems = problems(&c, &o);
         assert!(problems[0].contains("timed out"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_net_run_with_a_hostile_netfront() {
+        let net = NetTest {
+            mem_mib: 256,
+            pings: 10,
+            mib: 1,
+            garbage: true,
+        };
+        let c = case(
+            Emulator::Qemu,
+            Boot::Pvh,
+            Cpu::Epyc,
+            Expect::LinuxNet(net),
+            &[],
+        );
+        let sum = "ab".repeat(32);
+        let mut lines = vec![EPYC.to_string()];
+        for (n, name) in [(1, "linux1"), (2, "linux2"), (3, "test-guest")] {
+            lines.push(format!(
+                "domain {n} ({name}): started, 262144 KiB, built in 9 ms"
+            ));
+        }
+        for n in 1..=2 {
+            lines.push(format!("[linux{n}] XENOLITH-INIT-OK"));
+            lines.push(format!("[linux{n}] {}", crate::kit::KERNEL_RELEASE));
+            for check in linux_judge::CHECKS {
+                lines.push(format!("[linux{n}] CHECK {check}: ok"));
+            }
+            lines.push(format!("[linux{n}] CHECKS DONE 5 passed, 0 failed"));
+            lines.push(format!(
+                "[linux{n}] NET eth0 00:16:3e:00:00:0{n} 10.0.0.{n}/24"
+            ));
+            let peer = 3 - n;
+            lines.push(format!(
+                "[linux{n}] NET PING 10.0.0.{peer} sent 10 received 10 loss 0% avg 3.5"
+            ));
+            lines.push(format!("[Domain-0] domain {n}: vif0 connected"));
+        }
+        lines.extend([
+            format!("[linux2] NET TCP SENT {sum} 1048576"),
+            "[linux2] NET TCP DONE".into(),
+            format!("[linux1] NET TCP RECV {sum} 1048576"),
+            "domain 3 (test-guest): poweroff".into(),
+            "domain 2 (linux2): poweroff".into(),
+            "domain 1 (linux1): halted with interrupts off".into(),
+        ]);
+        for n in 0..=3 {
+            lines.push(format!("domain {n} exits: hlt=1 total=1 sends=1"));
+        }
+        lines.push("xenolith: exit success".into());
+        let mut o = outcome(&lines, Some(33));
+        o.hv_log.lines = vec![
+            "0.100 INFO (d3) 11 passed, 0 failed".into(),
+            "0.200 INFO (d3) net: garbage refused, the switch carried on: ok".into(),
+        ];
+        assert_eq!(problems(&c, &o), Vec::<String>::new());
+        o.hv_log.lines[1] = "0.200 INFO (d3) net: FAIL the backend took a bad ring".into();
+        assert_eq!(
+            problems(&c, &o),
+            ["the hostile frontend: (d3) net: FAIL the backend took a bad ring"]
+        );
+        // Without its verdict, and with linux2 crashed.
+        o.hv_log.lines.pop();
+        let crashed = lines
+            .iter()
+            .map(|l| l.replace("(linux2): poweroff", "(linux2): crashed: triple fault"))
+            .collect::<Vec<_>>();
+        o.lines = crashed;
+        let got = problems(&c, &o);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(
+            got[0].starts_with("domain 2: domain 1 ended with \"crashed"),
+            "{got:?}"
+        );
+        assert!(got[1].contains("no \"(d3) net: ...\" line"), "{got:?}");
     }
 }

@@ -101,16 +101,19 @@ pub fn problems(lines: &[String]) -> Vec<String> {
 
 /// Adds what is wrong with how domain 1 ended and with its exit counts.
 fn ending_problems(lines: &[String], mut problems: Vec<String>) -> Vec<String> {
-    let ended = format!("domain 1 ({KERNEL_MODULE}): ");
-    // "started, N KiB" comes first; the last other line says how it ended.
+    // "domain 1 (<name>): started, N KiB" comes first; the last other line
+    // says how it ended. Domains from a config have their own names.
     let ending = lines
         .iter()
-        .filter_map(|l| l.strip_prefix(&ended))
+        .filter_map(|l| l.strip_prefix("domain 1 (")?.split_once("): "))
+        .map(|(_, how)| how)
         .rfind(|how| !how.starts_with("started"));
     match ending {
         Some(how) if how.contains("poweroff") || how.contains("halted with interrupts off") => {}
         Some(how) => problems.push(format!("domain 1 ended with \"{how}\", expected poweroff")),
-        None => problems.push(format!("no line \"{ended}...\" saying how domain 1 ended")),
+        None => problems.push(format!(
+            "no line \"domain 1 ({KERNEL_MODULE}): ...\" saying how domain 1 ended"
+        )),
     }
     if !lines.iter().any(|l| l.starts_with("domain 1 exits:")) {
         problems.push("no per-reason exit counts (\"domain 1 exits:\")".into());
@@ -144,6 +147,16 @@ mod tests {
         let mut halted = good();
         halted[10] = "domain 1 (linux): halted with interrupts off".into();
         assert!(problems(&halted).is_empty());
+        // A domain named by a config ends the same way.
+        let mut named = good();
+        named[0] = "domain 1 (linux1): started, 262144 KiB".into();
+        named[10] = "domain 1 (linux1): poweroff".into();
+        assert!(problems(&named).is_empty());
+        named[10] = "domain 1 (linux1): crashed: triple fault".into();
+        assert_eq!(
+            problems(&named),
+            ["domain 1 ended with \"crashed: triple fault\", expected poweroff"]
+        );
         assert!(is_nested_marker("(d1) XENOLITH-INIT-OK"));
         assert!(!is_nested_marker("XENOLITH-INIT-OK"));
     }

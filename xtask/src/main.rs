@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_blk;
+mod bench_net;
 mod bench_report;
 mod bochs;
 mod build;
@@ -25,6 +26,7 @@ mod linux;
 mod linux_guest;
 mod linux_judge;
 mod modules;
+mod net_test;
 mod qemu;
 mod run;
 mod serial;
@@ -56,7 +58,8 @@ enum Command {
     Iso(IsoArgs),
     /// Run formatting, lint and unit checks, then the boot smoke tests.
     Test(TestArgs),
-    /// Benchmarks: `bench boot` times Linux booting directly and under Xenolith.
+    /// Benchmarks: `bench boot` times Linux booting directly and under
+    /// Xenolith; `bench blk` and `bench net` measure disk and network I/O.
     #[command(subcommand)]
     Bench(BenchCommand),
 }
@@ -69,11 +72,16 @@ pub enum BenchCommand {
     /// Sequential and random disk I/O in Linux through blkfront and the
     /// driver domain, against the same disk as virtio-blk in a guest QEMU
     /// boots directly.
-    Blk(BenchBlkArgs),
+    Blk(BenchArgs),
+    /// TCP between two Linux guests through netfront and the driver
+    /// domain's netback and switch, against loopback inside one of them,
+    /// and the ping time between them.
+    Net(BenchArgs),
 }
 
+/// Options of the I/O benchmarks.
 #[derive(Args)]
-pub struct BenchBlkArgs {
+pub struct BenchArgs {
     /// Boot this prebuilt hypervisor ELF instead of building the image.
     #[arg(long, value_name = "ELF")]
     pub image: Option<PathBuf>,
@@ -205,6 +213,18 @@ pub enum LogLevel {
     Error,
 }
 
+impl ImageArgs {
+    /// The release image at the default log level, or `image` if given:
+    /// what the smoke tests and the benchmarks boot.
+    pub fn release(image: Option<PathBuf>) -> ImageArgs {
+        ImageArgs {
+            debug: false,
+            log: LogLevel::Info,
+            image,
+        }
+    }
+}
+
 impl LogLevel {
     /// The value DEFMT_LOG expects.
     pub fn as_str(self) -> &'static str {
@@ -270,6 +290,7 @@ fn main() -> ExitCode {
         Command::Test(args) => smoke::test_command(&args),
         Command::Bench(BenchCommand::Boot(args)) => bench::boot(&args),
         Command::Bench(BenchCommand::Blk(args)) => bench_blk::blk(&args),
+        Command::Bench(BenchCommand::Net(args)) => bench_net::net(&args),
     };
     match result {
         Ok(code) => code,

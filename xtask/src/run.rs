@@ -39,6 +39,22 @@ pub struct BootSpec {
     pub drives: Vec<PathBuf>,
 }
 
+impl BootSpec {
+    /// QEMU TCG, `-cpu EPYC`, PVH entry: how the benchmarks boot.
+    pub fn qemu(payload: Payload, cmdline: String, mem_mib: u64, drives: Vec<PathBuf>) -> BootSpec {
+        BootSpec {
+            emulator: Emulator::Qemu,
+            cpu: Cpu::Epyc,
+            boot: Boot::Pvh,
+            accel: Accel::Tcg,
+            payload,
+            cmdline,
+            mem_mib,
+            drives,
+        }
+    }
+}
+
 /// Fills in defaults and rejects combinations no emulator offers.
 pub fn resolve(
     emulator: Emulator,
@@ -255,6 +271,89 @@ fn boot_guest_options(
     Ok(())
 }
 
+/// What a domain configuration boots besides the image.
+pub struct ConfigBoot {
+    /// The domains' modules, then the driver domain's (its RAM disks and
+    /// its command line of `vbd=` and `vif=` words included).
+    pub modules: Vec<Module>,
+    /// The hypervisor command line.
+    pub cmdline: String,
+    /// The emulated machine's RAM, RAM disks included.
+    pub mem_mib: u64,
+    /// Disk images QEMU attaches as virtio-blk devices.
+    pub drives: Vec<PathBuf>,
+}
+
+/// Everything `config` needs on `emulator`, with the driver domain serving
+/// its disks (virtio-blk devices on QEMU, RAM disk modules elsewhere) and
+/// NICs; `extra` goes first on the hypervisor command line.
+pub fn config_boot(
+    config: &domain_config::Config,
+    emulator: Emulator,
+    extra: &str,
+) -> Result<ConfigBoot> {
+    let mut modules = config.load_modules()?;
+    let mut cmdline = config.hv_cmdline(extra);
+    let mut mem_mib = config.machine_mib();
+    build::add_driver_domain(&mut modules, &mut cmdline)?;
+    let plan = config.disk_plan(emulator == Emulator::Qemu);
+    for (name, path) in &plan.ramdisks {
+        let data = fs::read(path).with_context(|| format!("reading disk {}", path.display()))?;
+        mem_mib += (data.len() as u64).div_ceil(1 << 20);
+        modules.push(Module {
+            name: name.clone(),
+            data,
+        });
+    }
+    for path in &plan.drives {
+        if !path.is_file() {
+            bail!("disk image {} does not exist", path.display());
+        }
+    }
+    for w in &plan.hv_words {
+        cmdline.push(' ');
+        cmdline.push_str(w);
+    }
+    let dd_words: Vec<String> = plan
+        .vbd_words
+        .into_iter()
+        .chain(config.vif_words())
+        .collect();
+    if !dd_words.is_empty() {
+        modules.push(Module {
+            name: format!("{}.cmdline", build::DRIVER_DOMAIN_MODULE),
+            data: dd_words.join(" ").into_bytes(),
+        });
+    }
+    Ok(ConfigBoot {
+        modules,
+        cmdline,
+        mem_mib,
+        drives: plan.drives,
+    })
+}
+
+/// Boots `spec` in `dir` with COM1 on a FIFO, nothing echoed, killed after
+/// `timeout`: how the smoke tests and the benchmarks run the hypervisor.
+pub fn boot_quietly(
+    spec: &BootSpec,
+    dir: &Path,
+    image: &Path,
+    timeout: Duration,
+) -> Result<Outcome> {
+    let paths = Paths::in_dir(dir);
+    let com1 = Com1::Fifo { echo: false };
+    let command = prepare(spec, dir, image, &com1, &paths)?;
+    session::run(Launch {
+        command,
+        paths: &paths,
+        com1,
+        elf: Some(&dir.join("xenolith")),
+        echo_hv: false,
+        timeout: Some(timeout),
+    })
+}
+
 /// `cargo xtask run`.
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let (cpu, boot) = resolve(args.emulator, args.cpu, args.boot, args.accel)?;
@@ -264,39 +363,11 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let mut drives = Vec::new();
     if let Some(path) = &args.config {
         let config = domain_config::load(path)?;
-        add_modules(&mut payload, config.load_modules()?)?;
-        cmdline = config.hv_cmdline(&cmdline);
-        mem_mib = config.machine_mib();
-        let mut dd = Vec::new();
-        build::add_driver_domain(&mut dd, &mut cmdline)?;
-        // Disks: virtio-blk devices on QEMU, RAM disk modules on Bochs.
-        let plan = config.disk_plan(args.emulator == Emulator::Qemu);
-        for (name, path) in &plan.ramdisks {
-            let data =
-                fs::read(path).with_context(|| format!("reading disk {}", path.display()))?;
-            mem_mib += (data.len() as u64).div_ceil(1 << 20);
-            dd.push(Module {
-                name: name.clone(),
-                data,
-            });
-        }
-        for path in &plan.drives {
-            if !path.is_file() {
-                bail!("disk image {} does not exist", path.display());
-            }
-        }
-        for w in &plan.hv_words {
-            cmdline.push(' ');
-            cmdline.push_str(w);
-        }
-        if !plan.vbd_words.is_empty() {
-            dd.push(Module {
-                name: format!("{}.cmdline", build::DRIVER_DOMAIN_MODULE),
-                data: plan.vbd_words.join(" ").into_bytes(),
-            });
-        }
-        drives = plan.drives;
-        add_modules(&mut payload, dd)?;
+        let boot = config_boot(&config, args.emulator, &cmdline)?;
+        add_modules(&mut payload, boot.modules)?;
+        cmdline = boot.cmdline;
+        mem_mib = boot.mem_mib;
+        drives = boot.drives;
     } else {
         boot_guest_options(args, &mut payload, &mut cmdline, &mut mem_mib)?;
     }

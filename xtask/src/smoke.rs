@@ -11,12 +11,12 @@ use crate::judge::{
     GRANT_PAIR_LINES, TEST_GUEST_CMDLINE,
 };
 use crate::linux::{self, GuestMem};
-use crate::modules;
+use crate::modules::{self, Module};
+use crate::net_test::NetTest;
 use crate::run::{self, BootSpec, Payload};
-use crate::session::{self, Com1, Launch, Outcome, Paths};
+use crate::session::Outcome;
 use crate::{
-    build, checks, label, linux_guest, setup, Accel, Boot, Cpu, Emulator, ImageArgs, LogLevel,
-    TestArgs,
+    build, checks, label, linux_guest, setup, Accel, Boot, Cpu, Emulator, ImageArgs, TestArgs,
 };
 
 /// QEMU boots in about a second; a minute means something is stuck.
@@ -29,6 +29,9 @@ const QEMU_LINUX_TIMEOUT: Duration = Duration::from_secs(300);
 /// Bochs interprets all of that one instruction at a time (GRUB reading the
 /// ~67 MiB of modules from the ISO takes only about 15 s of it).
 const BOCHS_LINUX_TIMEOUT: Duration = Duration::from_secs(1200);
+/// Two or three domains booting side by side, then waiting for each other
+/// and moving up to 64 MiB through the driver domain.
+const QEMU_LINUX_NET_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The guest command line of the Linux smoke tests: hvc0 console plus the
 /// kit's check list.
@@ -55,7 +58,32 @@ enum Load {
     /// As `LinuxKit`, with an ext4 image the guest sees as /dev/xvda
     /// (see `disk_boots`).
     LinuxKitDisk(Disk),
+    /// Two kit guests, `linux1` and `linux2`, with a NIC each (and the
+    /// test guest as domain 3 for `garbage`), from a domain configuration
+    /// as `run --config` boots it (see `net_test`).
+    LinuxKitNet(NetTest),
 }
+
+/// The network tests: QEMU with the most traffic, Bochs (VMX) with a
+/// little, and QEMU with a hostile netfront next to the Linux pair.
+const NET_QEMU: NetTest = NetTest {
+    mem_mib: 256,
+    pings: 100,
+    mib: 64,
+    garbage: false,
+};
+const NET_BOCHS: NetTest = NetTest {
+    mem_mib: 192,
+    pings: 10,
+    mib: 1,
+    garbage: false,
+};
+const NET_GARBAGE: NetTest = NetTest {
+    mem_mib: 256,
+    pings: 100,
+    mib: 8,
+    garbage: true,
+};
 
 /// Where the disk test's image lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -289,6 +317,27 @@ const SMOKES: &[Smoke] = &[
         expect: Expect::DiskGarbage,
     },
     Smoke {
+        // Two Linux guests on the driver domain's switch: pings both ways
+        // and 64 MiB over TCP, checked by SHA-256 on both ends.
+        name: "qemu-epyc-linux-net",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        load: Load::LinuxKitNet(NET_QEMU),
+        cmdline: "",
+        expect: Expect::LinuxNet(NET_QEMU),
+    },
+    Smoke {
+        // A hostile netfront next to the Linux pair.
+        name: "qemu-epyc-linux-net-garbage",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        load: Load::LinuxKitNet(NET_GARBAGE),
+        cmdline: "",
+        expect: Expect::LinuxNet(NET_GARBAGE),
+    },
+    Smoke {
         name: "qemu-epyc-linux-ramdisk",
         emulator: Emulator::Qemu,
         cpu: Cpu::Epyc,
@@ -316,6 +365,15 @@ const SMOKES: &[Smoke] = &[
         load: Load::LinuxKit,
         cmdline: "guest=linux",
         expect: Expect::LinuxGuests(2),
+    },
+    Smoke {
+        name: "bochs-skylake-linux-net",
+        emulator: Emulator::Bochs,
+        cpu: Cpu::Skylake,
+        boot: Boot::Grub,
+        load: Load::LinuxKitNet(NET_BOCHS),
+        cmdline: "",
+        expect: Expect::LinuxNet(NET_BOCHS),
     },
     Smoke {
         name: "bochs-skylake-linux-ramdisk",
@@ -356,22 +414,50 @@ impl Smoke {
                 let extra = format!("{} ramdisk={DISK_MODULE}", self.cmdline);
                 build::with_driver_domain(&linux::hv_cmdline(extra.trim(), GuestMem::DEFAULT))
             }
+            Load::LinuxKitNet(net) => {
+                build::with_driver_domain(&net.config(LINUX_SMOKE_CMDLINE).hv_cmdline(self.cmdline))
+            }
             _ => self.cmdline.to_string(),
         }
     }
 
+    fn is_linux(&self) -> bool {
+        matches!(
+            self.load,
+            Load::LinuxKit
+                | Load::LinuxKitDriverCrash
+                | Load::LinuxKitDisk(_)
+                | Load::LinuxKitNet(_)
+        )
+    }
+
     fn timeout(&self) -> Duration {
         match (self.load, self.emulator) {
-            (
-                Load::LinuxKit | Load::LinuxKitDriverCrash | Load::LinuxKitDisk(_),
-                Emulator::Qemu,
-            ) => QEMU_LINUX_TIMEOUT,
-            (
-                Load::LinuxKit | Load::LinuxKitDriverCrash | Load::LinuxKitDisk(_),
-                Emulator::Bochs,
-            ) => BOCHS_LINUX_TIMEOUT,
+            (Load::LinuxKitNet(_), Emulator::Qemu) => QEMU_LINUX_NET_TIMEOUT,
+            (_, Emulator::Qemu) if self.is_linux() => QEMU_LINUX_TIMEOUT,
+            (_, Emulator::Bochs) if self.is_linux() => BOCHS_LINUX_TIMEOUT,
             (_, Emulator::Qemu) => QEMU_TIMEOUT,
             (_, Emulator::Bochs) => BOCHS_TIMEOUT,
+        }
+    }
+
+    /// The boot of this smoke's machine with these parts.
+    fn spec(
+        &self,
+        payload: Payload,
+        cmdline: String,
+        mem_mib: u64,
+        drives: Vec<PathBuf>,
+    ) -> BootSpec {
+        BootSpec {
+            emulator: self.emulator,
+            cpu: self.cpu,
+            boot: self.boot,
+            accel: Accel::Tcg,
+            payload,
+            cmdline,
+            mem_mib,
+            drives,
         }
     }
 }
@@ -428,11 +514,7 @@ pub fn test_command(args: &TestArgs) -> Result<ExitCode> {
     }
     if !smokes.is_empty() {
         println!("==> building the image for the boot smoke tests");
-        let image = build::image(&ImageArgs {
-            debug: false,
-            log: LogLevel::Info,
-            image: args.image.clone(),
-        });
+        let image = build::image(&ImageArgs::release(args.image.clone()));
         if let Err(err) = &image {
             println!("    {err:#}");
         }
@@ -500,6 +582,7 @@ fn run_smoke(smoke: &Smoke, image: &Path) -> TestResult {
                 ", guest cmdline \"{LINUX_SMOKE_CMDLINE} xenolith.disk=...\", driver domain {}",
                 vbd_option(disk)
             ),
+            Load::LinuxKitNet(net) => net_description(net),
             _ => String::new(),
         }
     );
@@ -551,22 +634,42 @@ fn show_tail(what: &str, path: &Path, lines: &[String]) {
     println!("    --- end of {what} ---");
 }
 
-/// Boots `spec` in `dir` with COM1 on a FIFO and the smoke's timeout;
-/// returns what the session saw and that timeout.
-fn launch(smoke: &Smoke, spec: &BootSpec, dir: &Path, image: &Path) -> Result<(Outcome, Duration)> {
-    let paths = Paths::in_dir(dir);
-    let com1 = Com1::Fifo { echo: false };
-    let command = run::prepare(spec, dir, image, &com1, &paths)?;
+/// Boots `spec` in `dir` and judges it as `expect`; returns the problems
+/// and what the session saw.
+fn judged_boot(
+    smoke: &Smoke,
+    spec: &BootSpec,
+    modules: &[Module],
+    expect: Expect,
+    dir: &Path,
+    image: &Path,
+) -> Result<(Vec<String>, Outcome)> {
     let timeout = smoke.timeout();
-    let outcome = session::run(Launch {
-        command,
-        paths: &paths,
-        com1,
-        elf: Some(&dir.join("xenolith")),
-        echo_hv: false,
-        timeout: Some(timeout),
-    })?;
-    Ok((outcome, timeout))
+    let outcome = run::boot_quietly(spec, dir, image, timeout)?;
+    let case = Case {
+        emulator: smoke.emulator,
+        cpu: smoke.cpu,
+        boot: smoke.boot,
+        expect,
+        modules,
+        timeout,
+    };
+    Ok((judge::problems(&case, &outcome), outcome))
+}
+
+/// What a network smoke's guests are told, for its heading.
+fn net_description(net: NetTest) -> String {
+    let config = net.config(LINUX_SMOKE_CMDLINE);
+    let guests: Vec<String> = config
+        .domains
+        .iter()
+        .map(|d| format!("{} {:?}", d.name, d.cmdline.as_deref().unwrap_or("")))
+        .collect();
+    format!(
+        ", guests {}, driver domain {}",
+        guests.join(", "),
+        config.vif_words().join(" ")
+    )
 }
 
 /// The driver domain's `vbd=` option for the disk test.
@@ -632,39 +735,24 @@ fn disk_boots(smoke: &Smoke, image: &Path, disk: Disk) -> Result<(Vec<String>, O
         } else {
             build::run_dir(&format!("smoke-{}-{mode}", smoke.name))?
         };
-        let spec = BootSpec {
-            emulator: smoke.emulator,
-            cpu: smoke.cpu,
-            boot: smoke.boot,
-            accel: Accel::Tcg,
-            payload: Payload::Modules(modules.clone()),
-            cmdline: smoke.hv_cmdline(),
-            mem_mib: linux::machine_mib(Some(GuestMem::DEFAULT)),
+        let spec = smoke.spec(
+            Payload::Modules(modules.clone()),
+            smoke.hv_cmdline(),
+            linux::machine_mib(Some(GuestMem::DEFAULT)),
             drives,
+        );
+        let expect = if disk == Disk::Garbage {
+            Expect::DiskGarbage
+        } else {
+            Expect::LinuxDisk(mode)
         };
-        let (outcome, timeout) = launch(smoke, &spec, &dir, image)?;
-        let case = Case {
-            emulator: smoke.emulator,
-            cpu: smoke.cpu,
-            boot: smoke.boot,
-            expect: if disk == Disk::Garbage {
-                Expect::DiskGarbage
-            } else {
-                Expect::LinuxDisk(mode)
-            },
-            modules: &modules,
-            timeout,
-        };
+        let (found, outcome) = judged_boot(smoke, &spec, &modules, expect, &dir, image)?;
         let label = if modes.len() > 1 {
             format!("boot {} ({mode}): ", i + 1)
         } else {
             String::new()
         };
-        problems.extend(
-            judge::problems(&case, &outcome)
-                .into_iter()
-                .map(|p| format!("{label}{p}")),
-        );
+        problems.extend(found.into_iter().map(|p| format!("{label}{p}")));
         if *mode == "write" {
             let sums = crate::disk::printed_sums(&judge::numbered(&outcome.lines));
             let found = crate::disk::verify(&img, &sums, DISK_FILES)?;
@@ -682,9 +770,27 @@ fn disk_boots(smoke: &Smoke, image: &Path, disk: Disk) -> Result<(Vec<String>, O
     Ok((problems, outcome, dir))
 }
 
+/// A network smoke: its domain configuration booted as `run --config`
+/// boots one, the driver domain serving the NICs.
+fn net_boot(smoke: &Smoke, image: &Path, net: NetTest) -> Result<(Vec<String>, Outcome, PathBuf)> {
+    let config = net.config(LINUX_SMOKE_CMDLINE);
+    let parts = run::config_boot(&config, smoke.emulator, smoke.cmdline)?;
+    let spec = smoke.spec(
+        Payload::Modules(parts.modules.clone()),
+        parts.cmdline,
+        parts.mem_mib,
+        parts.drives,
+    );
+    let dir = build::run_dir(&format!("smoke-{}", smoke.name))?;
+    let (problems, outcome) = judged_boot(smoke, &spec, &parts.modules, smoke.expect, &dir, image)?;
+    Ok((problems, outcome, dir))
+}
+
 fn boot(smoke: &Smoke, image: &Path) -> Result<(Vec<String>, Outcome, PathBuf)> {
-    if let Load::LinuxKitDisk(disk) = smoke.load {
-        return disk_boots(smoke, image, disk);
+    match smoke.load {
+        Load::LinuxKitDisk(disk) => return disk_boots(smoke, image, disk),
+        Load::LinuxKitNet(net) => return net_boot(smoke, image, net),
+        _ => {}
     }
     let modules = match smoke.load {
         Load::TestModules => modules::test_set(),
@@ -696,7 +802,7 @@ fn boot(smoke: &Smoke, image: &Path) -> Result<(Vec<String>, Outcome, PathBuf)> 
             m.push(build::driver_domain_module()?);
             m
         }
-        Load::LinuxKitDisk(_) => unreachable!("disk_boots boots the disk smokes"),
+        Load::LinuxKitDisk(_) | Load::LinuxKitNet(_) => unreachable!("booted above"),
         Load::LinuxKitDriverCrash => {
             let cmdline = format!("{LINUX_SMOKE_CMDLINE} xenolith.crash_driver=1");
             let mut m = linux_guest::from_kit(&cmdline)?.modules();
@@ -708,37 +814,18 @@ fn boot(smoke: &Smoke, image: &Path) -> Result<(Vec<String>, Outcome, PathBuf)> 
             m
         }
     };
-    let mem_mib = match smoke.load {
-        Load::LinuxKit | Load::LinuxKitDriverCrash | Load::LinuxKitDisk(_) => {
-            linux::machine_mib(Some(GuestMem::DEFAULT))
-        }
-        _ => linux::MACHINE_MIB,
+    let mem_mib = if smoke.is_linux() {
+        linux::machine_mib(Some(GuestMem::DEFAULT))
+    } else {
+        linux::MACHINE_MIB
     };
     let payload = match smoke.load {
         Load::NotAnArchive => Payload::RawInitrd(vec![0x5a; 4096]),
         _ => Payload::Modules(modules.clone()),
     };
-    let spec = BootSpec {
-        emulator: smoke.emulator,
-        cpu: smoke.cpu,
-        boot: smoke.boot,
-        accel: Accel::Tcg,
-        payload,
-        cmdline: smoke.hv_cmdline(),
-        mem_mib,
-        drives: Vec::new(),
-    };
+    let spec = smoke.spec(payload, smoke.hv_cmdline(), mem_mib, Vec::new());
     let dir = build::run_dir(&format!("smoke-{}", smoke.name))?;
-    let (outcome, timeout) = launch(smoke, &spec, &dir, image)?;
-    let case = Case {
-        emulator: smoke.emulator,
-        cpu: smoke.cpu,
-        boot: smoke.boot,
-        expect: smoke.expect,
-        modules: &modules,
-        timeout,
-    };
-    let problems = judge::problems(&case, &outcome);
+    let (problems, outcome) = judged_boot(smoke, &spec, &modules, smoke.expect, &dir, image)?;
     Ok((problems, outcome, dir))
 }
 
@@ -757,12 +844,7 @@ mod tests {
     fn linux_smokes_come_last_and_filter_as_linux() {
         let linux: Vec<&str> = SMOKES
             .iter()
-            .filter(|s| {
-                matches!(
-                    s.load,
-                    Load::LinuxKit | Load::LinuxKitDriverCrash | Load::LinuxKitDisk(_)
-                )
-            })
+            .filter(|s| s.is_linux())
             .map(|s| s.name)
             .collect();
         assert_eq!(
@@ -773,9 +855,12 @@ mod tests {
                 "qemu-epyc-linux-driver-crash",
                 "qemu-epyc-linux-disk",
                 "qemu-epyc-linux-disk-garbage",
+                "qemu-epyc-linux-net",
+                "qemu-epyc-linux-net-garbage",
                 "qemu-epyc-linux-ramdisk",
                 "bochs-skylake-linux",
                 "bochs-skylake-two-linux",
+                "bochs-skylake-linux-net",
                 "bochs-skylake-linux-ramdisk",
                 "bochs-ryzen-linux"
             ]
@@ -786,9 +871,9 @@ mod tests {
             .map(|s| s.name)
             .collect();
         assert_eq!(by_filter, linux);
-        assert!(SMOKES[SMOKES.len() - 4..]
+        assert!(SMOKES[SMOKES.len() - 5..]
             .iter()
-            .all(|s| matches!(s.load, Load::LinuxKit | Load::LinuxKitDisk(_))));
+            .all(|s| s.is_linux() && s.emulator == Emulator::Bochs));
     }
 
     #[test]
@@ -806,5 +891,44 @@ mod tests {
             .find(|s| s.name == "bochs-ryzen-linux")
             .unwrap();
         assert_eq!(bochs.timeout(), Duration::from_secs(1200));
+    }
+
+    #[test]
+    fn net_smokes_boot_their_configs() {
+        let smoke = |name: &str| SMOKES.iter().find(|s| s.name == name).unwrap();
+        let qemu = smoke("qemu-epyc-linux-net");
+        assert_eq!(
+            qemu.hv_cmdline(),
+            "dom0=driver-domain guest=linux1 guest=linux2"
+        );
+        assert_eq!(qemu.timeout(), QEMU_LINUX_NET_TIMEOUT);
+        let garbage = smoke("qemu-epyc-linux-net-garbage");
+        assert_eq!(
+            garbage.hv_cmdline(),
+            "dom0=driver-domain guest=linux1 guest=linux2 guest=test-guest"
+        );
+        let bochs = smoke("bochs-skylake-linux-net");
+        assert_eq!(bochs.timeout(), BOCHS_LINUX_TIMEOUT);
+        for s in [qemu, garbage, bochs] {
+            let Load::LinuxKitNet(net) = s.load else {
+                panic!("{} is no net smoke", s.name);
+            };
+            assert!(
+                matches!(s.expect, Expect::LinuxNet(n) if n == net),
+                "{}",
+                s.name
+            );
+            let config = net.config(LINUX_SMOKE_CMDLINE);
+            for d in &config.domains[..2] {
+                let cmdline = d.cmdline.as_deref().unwrap();
+                assert!(cmdline
+                    .starts_with("console=hvc0 earlyprintk=xen xenolith.test=1 xenolith.ip="));
+            }
+        }
+        assert_eq!(
+            (NET_BOCHS.mem_mib, NET_BOCHS.pings, NET_BOCHS.mib),
+            (192, 10, 1)
+        );
+        assert!(net_description(NET_GARBAGE).ends_with("vif=linux1 vif=linux2 vif=test-guest"));
     }
 }
