@@ -3,6 +3,15 @@
 use crate::toolstack::Entry;
 use alloc::string::String;
 
+/// Reads a frontend node `key` that must hold a u32 (a grant ref, a port).
+pub fn read_u32(read: &dyn Fn(&str) -> Option<String>, key: &str) -> Result<u32, &'static str> {
+    read(key)
+        .ok_or("a ring node is missing")?
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| "a ring node is not a number")
+}
+
 // XenbusState (io/xenbus.h).
 pub const INITIALISING: u8 = 1;
 pub const INIT_WAIT: u8 = 2;

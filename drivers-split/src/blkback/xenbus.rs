@@ -120,13 +120,7 @@ pub type Step = crate::xenbus_state::Step<RingSpec>;
 /// `ring-ref`; `event-channel`; `protocol`, if there, must be the native
 /// x86_64 ABI. Multi-queue is not offered, so queue directories are not read.
 pub fn ring_spec(read: &dyn Fn(&str) -> Option<String>) -> Result<RingSpec, &'static str> {
-    let num = |key: &str| -> Result<u32, &'static str> {
-        read(key)
-            .ok_or("a ring node is missing")?
-            .trim()
-            .parse::<u32>()
-            .map_err(|_| "a ring node is not a number")
-    };
+    let num = |key: &str| crate::xenbus_state::read_u32(read, key);
     if let Some(p) = read("protocol") {
         if p != "x86_64-abi" {
             return Err("protocol is not x86_64-abi");

@@ -92,13 +92,7 @@ pub type Step = crate::xenbus_state::Step<RingRefs>;
 /// backend would have to poll for receive buffers; Linux netback refuses
 /// such frontends too).
 pub fn ring_refs(read: &dyn Fn(&str) -> Option<String>) -> Result<RingRefs, &'static str> {
-    let num = |key: &str| -> Result<u32, &'static str> {
-        read(key)
-            .ok_or("a ring node is missing")?
-            .trim()
-            .parse::<u32>()
-            .map_err(|_| "a ring node is not a number")
-    };
+    let num = |key: &str| crate::xenbus_state::read_u32(read, key);
     let flag = |key: &str| read(key).is_some_and(|v| v.trim() == "1");
     if read("multi-queue-num-queues").is_some_and(|v| v.trim() != "1") {
         return Err("more than one queue asked for; none was offered");

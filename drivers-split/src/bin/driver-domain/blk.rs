@@ -29,9 +29,7 @@ const VBDS_PER_GUEST: usize = ((xen::VIF_PAGES - 2) / xen::RING_PAGES) as usize;
 /// A connected ring.
 struct Connection {
     blkif: Blkif<MappedPage>,
-    port: u32,
-    /// The ring pages' addresses and grant handles.
-    maps: Vec<(u64, u32)>,
+    rings: xen::Rings,
 }
 
 /// One virtual disk of one guest.
@@ -280,7 +278,7 @@ impl Vbds {
             match c.blkif.serve(&mut *v.dev, &mut HypervisorGrants, v.scratch) {
                 Ok(notify) => {
                     if notify {
-                        xen::send(c.port);
+                        xen::send(c.rings.port);
                     }
                     busy |= c.blkif.counters.requests != before;
                 }
@@ -309,36 +307,14 @@ impl Vbd {
     /// Maps the ring pages, binds the channel and starts serving.
     fn connect(&mut self, ring: &xenbus::RingSpec) -> Result<(), &'static str> {
         let base = xen::window(self.guest_index, self.window_page);
-        let mut maps = Vec::new();
-        for (i, &gref) in ring.grefs.iter().enumerate() {
-            match xen::map_grant(self.domid, gref, base + i as u64 * 4096) {
-                Ok(m) => maps.push(m),
-                Err(_) => {
-                    for (addr, handle) in maps {
-                        xen::unmap_grant(addr, handle);
-                    }
-                    return Err("a ring page is not granted to this domain");
-                }
-            }
-        }
-        let port = match xen::bind_interdomain(self.domid, ring.port) {
-            Ok(p) => p,
-            Err(_) => {
-                for (addr, handle) in maps {
-                    xen::unmap_grant(addr, handle);
-                }
-                return Err("the event channel is not bindable");
-            }
-        };
-        xen::unmask(port);
+        let rings = xen::connect_rings(self.domid, &ring.grefs, base, ring.port)?;
         let pages = ring.grefs.len();
         // SAFETY: the pages were just grant-mapped there, contiguously, and
         // stay mapped until `disconnect` drops the ring first.
         let mem = unsafe { MappedPage::span(base, pages) };
         self.conn = Some(Connection {
             blkif: Blkif::new(self.domid, mem, pages * 4096, self.limits),
-            port,
-            maps,
+            rings,
         });
         Ok(())
     }
@@ -359,13 +335,10 @@ impl Vbd {
                 n.batches,
                 n.notifications
             );
-            let port = c.port;
-            let maps = c.maps.clone();
-            drop(c);
-            xen::close(port);
-            for (addr, handle) in maps {
-                xen::unmap_grant(addr, handle);
-            }
+            // The ring goes before the pages it reads.
+            let rings = c.rings;
+            drop(c.blkif);
+            xen::disconnect_rings(rings);
         }
     }
 }

@@ -24,9 +24,8 @@ const ERRORS_LOGGED: u64 = 8;
 /// A connected interface.
 struct Connection {
     vif: Vif<MappedPage>,
-    port: u32,
-    /// The two ring pages' addresses and grant handles.
-    maps: Vec<(u64, u32)>,
+    /// The transmit and receive ring pages, and the channel.
+    rings: xen::Rings,
 }
 
 /// One interface of one guest; its index in `Nets::list` is its switch port.
@@ -192,7 +191,7 @@ impl Nets {
             let before = c.vif.counters.rx_packets;
             let result = c.vif.deliver(&mut HypervisorGrants);
             if c.vif.push() {
-                xen::send(c.port);
+                xen::send(c.rings.port);
             }
             busy |= c.vif.counters.rx_packets != before;
             if let Err(e) = result {
@@ -248,35 +247,13 @@ impl Net {
             self.guest_index,
             xen::VIF_PAGES + 2 * u64::from(self.spec.devid),
         );
-        let mut maps = Vec::new();
-        for (i, gref) in [refs.tx, refs.rx].into_iter().enumerate() {
-            match xen::map_grant(self.domid, gref, base + i as u64 * 4096) {
-                Ok(m) => maps.push(m),
-                Err(_) => {
-                    for (addr, handle) in maps {
-                        xen::unmap_grant(addr, handle);
-                    }
-                    return Err("a ring page is not granted to this domain");
-                }
-            }
-        }
-        let port = match xen::bind_interdomain(self.domid, refs.port) {
-            Ok(p) => p,
-            Err(_) => {
-                for (addr, handle) in maps {
-                    xen::unmap_grant(addr, handle);
-                }
-                return Err("the event channel is not bindable");
-            }
-        };
-        xen::unmask(port);
+        let rings = xen::connect_rings(self.domid, &[refs.tx, refs.rx], base, refs.port)?;
         // SAFETY: both pages were just grant-mapped there and stay mapped
         // until `disconnect` drops the vif first.
-        let (tx, rx) = unsafe { (MappedPage::new(maps[0].0), MappedPage::new(maps[1].0)) };
+        let (tx, rx) = unsafe { (MappedPage::new(base), MappedPage::new(base + 4096)) };
         self.conn = Some(Connection {
             vif: Vif::new(self.domid, self.spec.mac, refs.peer, tx, rx),
-            port,
-            maps,
+            rings,
         });
         Ok(())
     }
@@ -299,13 +276,10 @@ impl Net {
                 n.rx_bytes >> 10,
                 n.dropped
             );
-            let port = c.port;
-            let maps = c.maps.clone();
-            drop(c);
-            xen::close(port);
-            for (addr, handle) in maps {
-                xen::unmap_grant(addr, handle);
-            }
+            // The rings go before the pages they read.
+            let rings = c.rings;
+            drop(c.vif);
+            xen::disconnect_rings(rings);
         }
     }
 }

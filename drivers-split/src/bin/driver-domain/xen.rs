@@ -1,6 +1,7 @@
 //! This domain's side of the Xen ABI: shared_info and the upcall, event channels, grant maps, the singleshot timer.
 
 use crate::hypercall::{call, call_with};
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use xen_abi::event_channel::*;
 use xen_abi::grant_table::*;
@@ -240,6 +241,51 @@ pub fn grant_copy(ops: &mut [GnttabCopy]) {
                 op.status = GNTST_GENERAL_ERROR;
             }
         }
+    }
+}
+
+/// A frontend's rings mapped and its channel bound: each page's address
+/// and grant handle, and the bound port.
+pub struct Rings {
+    pub maps: Vec<(u64, u32)>,
+    pub port: u32,
+}
+
+/// Maps `grefs` of `domid` on consecutive pages from `base` and binds its
+/// port `remote_port`, unmasked; on any failure undoes what it did.
+pub fn connect_rings(
+    domid: u16,
+    grefs: &[u32],
+    base: u64,
+    remote_port: u32,
+) -> Result<Rings, &'static str> {
+    let mut maps = Vec::new();
+    for (i, &gref) in grefs.iter().enumerate() {
+        match map_grant(domid, gref, base + i as u64 * 4096) {
+            Ok(m) => maps.push(m),
+            Err(_) => {
+                unmap_all(&maps);
+                return Err("a ring page is not granted to this domain");
+            }
+        }
+    }
+    let Ok(port) = bind_interdomain(domid, remote_port) else {
+        unmap_all(&maps);
+        return Err("the event channel is not bindable");
+    };
+    unmask(port);
+    Ok(Rings { maps, port })
+}
+
+/// Closes the channel and unmaps the pages (their users dropped first).
+pub fn disconnect_rings(rings: Rings) {
+    close(rings.port);
+    unmap_all(&rings.maps);
+}
+
+fn unmap_all(maps: &[(u64, u32)]) {
+    for &(addr, handle) in maps {
+        unmap_grant(addr, handle);
     }
 }
 
