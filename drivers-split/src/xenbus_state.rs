@@ -1,7 +1,9 @@
 //! The backend half of the XenbusState handshake every split device follows (io/xenbus.h; Linux xen-blkback and xen-netback `frontend_changed`).
 
 use crate::toolstack::Entry;
+use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 
 /// Reads a frontend node `key` that must hold a u32 (a grant ref, a port).
 pub fn read_u32(read: &dyn Fn(&str) -> Option<String>, key: &str) -> Result<u32, &'static str> {
@@ -27,6 +29,30 @@ pub fn node(path: String, value: impl Into<String>, perms: Option<&[String]>) ->
         value: value.into(),
         perms: perms.map(<[String]>::to_vec),
     }
+}
+
+/// The first nodes of a device's backend directory `be` (libxl_device.c
+/// `libxl__device_generic_add`): the directory, owned by the driver
+/// domain and readable by guest `domid`, pointing at the frontend's `fe`.
+pub fn backend_head(domid: u16, fe: &str, be: &str) -> Vec<Entry> {
+    let perms = [String::from("n0"), format!("r{domid}")];
+    alloc::vec![
+        node(String::from(be), "", Some(&perms)),
+        node(format!("{be}/frontend"), fe, None),
+        node(format!("{be}/frontend-id"), format!("{domid}"), None),
+        node(format!("{be}/online"), "1", None),
+    ]
+}
+
+/// The first nodes of the frontend directory `fe`: owned by the guest,
+/// readable by the driver domain, pointing at the backend's `be`.
+pub fn frontend_head(domid: u16, fe: &str, be: &str) -> Vec<Entry> {
+    let perms = [format!("n{domid}"), String::from("r0")];
+    alloc::vec![
+        node(String::from(fe), "", Some(&perms)),
+        node(format!("{fe}/backend"), be, None),
+        node(format!("{fe}/backend-id"), "0", None),
+    ]
 }
 
 /// What the backend should do next; `T` is what it needs to connect.

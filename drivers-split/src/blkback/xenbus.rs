@@ -8,7 +8,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use xen_abi::blkif::{BLKIF_MAX_RING_PAGE_ORDER, VDISK_READONLY};
 
-use crate::xenbus_state::node;
+use crate::xenbus_state::{backend_head, frontend_head, node};
 pub use crate::xenbus_state::{CLOSED, CLOSING, CONNECTED, INITIALISED, INITIALISING, INIT_WAIT};
 
 /// Segments per indirect request this backend accepts (1 MiB requests;
@@ -31,14 +31,8 @@ pub fn backend_dir(domid: u16, devid: u32) -> String {
 pub fn entries(spec: &VbdSpec, domid: u16, limits: &Limits, params: &str) -> Vec<Entry> {
     let fe = frontend_dir(domid, spec.devid);
     let be = backend_dir(domid, spec.devid);
-    // Each side owns its directory and the other side may read it.
-    let fe_perms = [format!("n{domid}"), String::from("r0")];
-    let be_perms = [String::from("n0"), format!("r{domid}")];
-    let mut v = alloc::vec![
-        node(be.clone(), "", Some(&be_perms)),
-        node(format!("{be}/frontend"), fe.clone(), None),
-        node(format!("{be}/frontend-id"), format!("{domid}"), None),
-        node(format!("{be}/online"), "1", None),
+    let mut v = backend_head(domid, &fe, &be);
+    v.extend([
         node(format!("{be}/removable"), "0", None),
         node(format!("{be}/bootable"), "1", None),
         node(format!("{be}/dev"), spec.vdev.clone(), None),
@@ -46,27 +40,27 @@ pub fn entries(spec: &VbdSpec, domid: u16, limits: &Limits, params: &str) -> Vec
         node(
             format!("{be}/mode"),
             if spec.read_only { "r" } else { "w" },
-            None
+            None,
         ),
         node(format!("{be}/device-type"), "disk", None),
         node(format!("{be}/params"), params, None),
         node(
             format!("{be}/max-ring-page-order"),
             format!("{BLKIF_MAX_RING_PAGE_ORDER}"),
-            None
+            None,
         ),
         node(
             format!("{be}/feature-max-indirect-segments"),
             format!("{}", limits.max_indirect_segments),
-            None
+            None,
         ),
         node(
             format!("{be}/feature-flush-cache"),
             if limits.flush { "1" } else { "0" },
-            None
+            None,
         ),
         node(format!("{be}/feature-persistent"), "0", None),
-    ];
+    ]);
     if limits.discard && !limits.read_only {
         v.push(node(format!("{be}/discard-enable"), "1", None));
         v.push(node(format!("{be}/feature-discard"), "1", None));
@@ -74,11 +68,9 @@ pub fn entries(spec: &VbdSpec, domid: u16, limits: &Limits, params: &str) -> Vec
         v.push(node(format!("{be}/discard-alignment"), "0", None));
         v.push(node(format!("{be}/discard-secure"), "0", None));
     }
+    v.push(node(format!("{be}/state"), format!("{INIT_WAIT}"), None));
+    v.extend(frontend_head(domid, &fe, &be));
     v.extend([
-        node(format!("{be}/state"), format!("{INIT_WAIT}"), None),
-        node(fe.clone(), "", Some(&fe_perms)),
-        node(format!("{fe}/backend"), be, None),
-        node(format!("{fe}/backend-id"), "0", None),
         node(
             format!("{fe}/virtual-device"),
             format!("{}", spec.devid),

@@ -2,7 +2,7 @@
 
 use super::config::VifSpec;
 use crate::toolstack::Entry;
-use crate::xenbus_state::{node, INITIALISING, INIT_WAIT};
+use crate::xenbus_state::{backend_head, frontend_head, node, INITIALISING, INIT_WAIT};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -26,21 +26,16 @@ pub fn backend_dir(domid: u16, devid: u32) -> String {
 pub fn entries(spec: &VifSpec, domid: u16) -> Vec<Entry> {
     let fe = frontend_dir(domid, spec.devid);
     let be = backend_dir(domid, spec.devid);
-    let fe_perms = [format!("n{domid}"), String::from("r0")];
-    let be_perms = [String::from("n0"), format!("r{domid}")];
     let mac = format!("{}", spec.mac);
-    let mut v = alloc::vec![
-        node(be.clone(), "", Some(&be_perms)),
-        node(format!("{be}/frontend"), fe.clone(), None),
-        node(format!("{be}/frontend-id"), format!("{domid}"), None),
-        node(format!("{be}/online"), "1", None),
+    let mut v = backend_head(domid, &fe, &be);
+    v.extend([
         node(format!("{be}/script"), "", None),
         node(format!("{be}/mac"), mac.clone(), None),
         node(format!("{be}/handle"), format!("{}", spec.devid), None),
         node(format!("{be}/type"), "vif", None),
         node(format!("{be}/bridge"), "xenolith", None),
         node(format!("{be}/hotplug-status"), "connected", None),
-    ];
+    ]);
     for f in [
         "feature-rx-copy",
         "feature-sg",
@@ -51,11 +46,9 @@ pub fn entries(spec: &VifSpec, domid: u16) -> Vec<Entry> {
         v.push(node(format!("{be}/{f}"), "1", None));
     }
     v.push(node(format!("{be}/feature-rx-flip"), "0", None));
+    v.push(node(format!("{be}/state"), format!("{INIT_WAIT}"), None));
+    v.extend(frontend_head(domid, &fe, &be));
     v.extend([
-        node(format!("{be}/state"), format!("{INIT_WAIT}"), None),
-        node(fe.clone(), "", Some(&fe_perms)),
-        node(format!("{fe}/backend"), be, None),
-        node(format!("{fe}/backend-id"), "0", None),
         node(format!("{fe}/handle"), format!("{}", spec.devid), None),
         node(format!("{fe}/mac"), mac, None),
         node(format!("{fe}/trusted"), "1", None),

@@ -281,10 +281,9 @@ fn send_case(tx: u64, port: u32, prod: u32, case: &Case, quiet: bool) -> Result<
             return Err(case.wrong);
         }
     }
-    if quiet {
-    } else if n == 1 {
+    if !quiet && n == 1 {
         println!("net-garbage: {} -> {}", case.name, case.want);
-    } else {
+    } else if !quiet {
         println!("net-garbage: {} -> {} on {n} slots", case.name, case.want);
     }
     Ok(prod + n)
