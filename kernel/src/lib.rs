@@ -2,6 +2,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod boot_info;
+pub mod byte_copy;
 pub mod caps_line;
 pub mod cmdline;
 pub mod cpuid_policy;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::bench_report::{bench_fields, bench_line, exit_counts, mb_per_s};
+use crate::bench_report::{bench_fields, bench_line, exit_counts, mb_per_s_us};
 use crate::judge::numbered;
 use crate::linux::{self, GuestMem, LinuxGuest};
 use crate::modules::Module;
@@ -17,17 +17,20 @@ use crate::{build, kit, qemu, Accel, BenchArgs, ImageArgs};
 
 /// How long one benchmark boot may take (`bench net` too).
 pub const TIMEOUT: Duration = Duration::from_secs(600);
-/// The raw disk both guests use (sparse; the test touches 64 MiB of it).
-const DISK_MIB: u64 = 128;
+/// The raw disk both guests use (sparse; the test touches its first 128 MiB).
+const DISK_MIB: u64 = 256;
 
-/// One guest's `BENCH blk ...` line.
+/// What starts the driver domain's end-of-run line for the bench's disk.
+const BACKEND_DONE: &str = "(d0) domain 1: xvda disconnected after ";
+
+/// One guest's `BENCH blk ...` line; times in microseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct Numbers {
     mib: u64,
-    write_cs: u64,
-    read_cs: u64,
+    write_us: u64,
+    read_us: u64,
     reads: u64,
-    random_cs: u64,
+    random_us: u64,
 }
 
 impl Numbers {
@@ -37,23 +40,47 @@ impl Numbers {
             let v: u64 = v.parse().ok()?;
             match k {
                 "mib" => n.mib = v,
-                "write_cs" => n.write_cs = v,
-                "read_cs" => n.read_cs = v,
+                "write_us" => n.write_us = v,
+                "read_us" => n.read_us = v,
                 "reads" => n.reads = v,
-                "random_cs" => n.random_cs = v,
+                "random_us" => n.random_us = v,
                 _ => return None,
             }
         }
         (n.mib > 0 && n.reads > 0).then_some(n)
     }
 
-    fn mb_s(&self, cs: u64) -> f64 {
-        mb_per_s(self.mib, cs)
+    fn mb_s(&self, us: u64) -> f64 {
+        mb_per_s_us(self.mib, us)
     }
 
     fn iops(&self) -> f64 {
-        self.reads as f64 / (self.random_cs.max(1) as f64 / 100.0)
+        self.reads as f64 / (self.random_us.max(1) as f64 / 1e6)
     }
+}
+
+/// The ring notifications blkback counted, from the driver domain's
+/// end-of-run line for xvda.
+fn backend_notifications(line: &str) -> Option<u64> {
+    let rest = line.strip_prefix(BACKEND_DONE)?;
+    rest.split(" batches, ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Microseconds blkback spent serving the rings and, of those, in the
+/// device, from the same line (`..., 416713 us serving, 235387 us in the
+/// device`); None where the line does not carry them.
+fn backend_times(line: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix(BACKEND_DONE)?;
+    let field = |unit: &str| {
+        rest.split(", ")
+            .find_map(|f| f.strip_suffix(unit)?.parse::<u64>().ok())
+    };
+    Some((field(" us serving")?, field(" us in the device")?))
 }
 
 fn fresh_disk(path: &Path) -> Result<()> {
@@ -70,8 +97,9 @@ pub fn blk(args: &BenchArgs) -> Result<ExitCode> {
     let mem = GuestMem::DEFAULT;
     let mem_mib = linux::machine_mib(Some(mem));
     println!(
-        "==> bench blk: 64 MiB written then read in 1 MiB O_DIRECT blocks, then 500 random \
-         4 KiB O_DIRECT reads (one busybox dd each), on a fresh {DISK_MIB} MiB raw virtio-blk disk"
+        "==> bench blk: 128 MiB written then read in 1 MiB O_DIRECT blocks, then 500 random \
+         4 KiB O_DIRECT reads within them (one busybox dd each), on a fresh {DISK_MIB} MiB raw \
+         virtio-blk disk"
     );
 
     // Direct: QEMU boots the kit itself; the guest drives virtio-blk.
@@ -123,23 +151,31 @@ pub fn blk(args: &BenchArgs) -> Result<ExitCode> {
     };
     row(
         "sequential write",
-        direct.mb_s(direct.write_cs),
-        nested.mb_s(nested.write_cs),
+        direct.mb_s(direct.write_us),
+        nested.mb_s(nested.write_us),
         "MB/s",
     );
     row(
         "sequential read",
-        direct.mb_s(direct.read_cs),
-        nested.mb_s(nested.read_cs),
+        direct.mb_s(direct.read_us),
+        nested.mb_s(nested.read_us),
         "MB/s",
     );
     row("random 4 KiB read", direct.iops(), nested.iops(), "IOPS");
     let moved_mib = (2 * nested.mib) as f64 + nested.reads as f64 * 4.0 / 1024.0;
-    let backend_notes = lines.iter().find_map(|l| {
-        let rest = l.strip_prefix("(d0) domain 1: xvda disconnected after ")?;
-        let n = rest.split(" batches, ").nth(1)?.split_whitespace().next()?;
-        n.parse::<u64>().ok()
-    });
+    let backend_notes = lines.iter().find_map(|l| backend_notifications(l));
+    let backend_line = lines
+        .iter()
+        .find_map(|l| backend_times(l))
+        .map(|(serving, device)| {
+            let per_mib = |us: u64| us as f64 / 1000.0 / moved_mib;
+            format!(
+                "  blkback per MiB moved: {:.2} ms serving rings, of which {:.2} ms in the device \
+                 (the rest is grant copies and ring work)",
+                per_mib(serving),
+                per_mib(device),
+            )
+        });
     match (exit_counts(&lines, 0), exit_counts(&lines, 1)) {
         (Some((d0_exits, d0_sends)), Some((d1_exits, d1_sends))) => {
             println!(
@@ -152,15 +188,23 @@ pub fn blk(args: &BenchArgs) -> Result<ExitCode> {
                 d1_sends as f64 / moved_mib,
                 d0_sends as f64 / moved_mib,
             );
+            if let Some(l) = &backend_line {
+                println!("{l}");
+            }
             if let Some(n) = backend_notes {
                 println!("  blkback sent {n} ring notifications for the whole run");
             }
             println!("  (exits and sends count the whole boot, not only the I/O)");
         }
-        _ => println!("  no exit counts from the hypervisor"),
+        _ => {
+            println!("  no exit counts from the hypervisor");
+            if let Some(l) = &backend_line {
+                println!("{l}");
+            }
+        }
     }
-    let seq = (nested.mb_s(nested.write_cs) / direct.mb_s(direct.write_cs))
-        .min(nested.mb_s(nested.read_cs) / direct.mb_s(direct.read_cs));
+    let seq = (nested.mb_s(nested.write_us) / direct.mb_s(direct.write_us))
+        .min(nested.mb_s(nested.read_us) / direct.mb_s(direct.read_us));
     println!(
         "  target: sequential >= 0.80 of direct; measured {seq:.2} ({})",
         if seq >= 0.8 { "met" } else { "not met" }
@@ -186,12 +230,38 @@ mod tests {
 
     #[test]
     fn bench_lines_parse() {
-        let n = Numbers::parse("BENCH blk mib=64 write_cs=50 read_cs=25 reads=500 random_cs=200")
-            .unwrap();
-        assert_eq!((n.mib, n.write_cs, n.reads), (64, 50, 500));
-        assert!((n.mb_s(25) - 268.4).abs() < 0.1);
-        assert!((n.iops() - 250.0).abs() < 0.01);
-        assert_eq!(Numbers::parse("BENCH blk mib=64 bogus=1"), None);
+        let n = Numbers::parse(
+            "BENCH blk mib=128 write_us=500000 read_us=250000 reads=500 random_us=2000000",
+        )
+        .unwrap();
+        assert_eq!(
+            (n.mib, n.write_us, n.read_us, n.reads, n.random_us),
+            (128, 500_000, 250_000, 500, 2_000_000)
+        );
+        // 128 MiB is 134.217728 MB.
+        assert!((n.mb_s(n.write_us) - 268.435_456).abs() < 1e-6);
+        assert!((n.mb_s(n.read_us) - 536.870_912).abs() < 1e-6);
+        assert!((n.iops() - 250.0).abs() < 1e-9);
+        assert_eq!(Numbers::parse("BENCH blk mib=128 bogus=1"), None);
+        // The old centisecond keys are refused too.
+        assert_eq!(
+            Numbers::parse("BENCH blk mib=64 write_cs=50 read_cs=25 reads=500 random_cs=200"),
+            None
+        );
         assert_eq!(Numbers::parse("BENCH blk mib=0 reads=1"), None);
+    }
+
+    #[test]
+    fn backend_lines_parse() {
+        let long = "(d0) domain 1: xvda disconnected after 631 requests (0 errors), \
+            67548 KiB read, 65536 KiB written, 631 batches, 631 notifications, \
+            416713 us serving, 235387 us in the device";
+        assert_eq!(backend_times(long), Some((416_713, 235_387)));
+        assert_eq!(backend_notifications(long), Some(631));
+        let short = "(d0) domain 1: xvda disconnected after 631 requests (0 errors), \
+            67548 KiB read, 65536 KiB written, 631 batches, 17 notifications";
+        assert_eq!(backend_times(short), None);
+        assert_eq!(backend_notifications(short), Some(17));
+        assert_eq!(backend_times("(d0) domain 1: xvda connected"), None);
     }
 }

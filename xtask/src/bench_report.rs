@@ -69,6 +69,11 @@ pub fn mb_per_s(mib: u64, cs: u64) -> f64 {
     (mib as f64 * 1.048_576) / (cs.max(1) as f64 / 100.0)
 }
 
+/// MB/s (10^6 bytes) for `mib` MiB in `us` microseconds.
+pub fn mb_per_s_us(mib: u64, us: u64) -> f64 {
+    (mib as f64 * 1_048_576.0) / (us.max(1) as f64 / 1e6) / 1e6
+}
+
 /// A table with one row per counter and one column per run; counters a run
 /// did not print count 0 there (the hypervisor leaves zero reasons out).
 pub fn exit_table(runs: &[(u32, Vec<(String, u64)>)]) -> Vec<String> {
@@ -173,6 +178,17 @@ mod tests {
         let err = bench_line(&failed, "(d1) ", a).unwrap_err().to_string();
         assert!(err.contains("never answered"), "{err}");
         assert!((mb_per_s(64, 25) - 268.4).abs() < 0.1);
+    }
+
+    #[test]
+    fn mb_per_s_from_microseconds() {
+        // 128 MiB is 134.217728 MB.
+        assert!((mb_per_s_us(128, 1_000_000) - 134.217_728).abs() < 1e-9);
+        assert!((mb_per_s_us(128, 250_000) - 536.870_912).abs() < 1e-9);
+        // The same rate as the centisecond form gives.
+        assert!((mb_per_s_us(64, 250_000) - mb_per_s(64, 25)).abs() < 1e-9);
+        // No division by zero.
+        assert!(mb_per_s_us(1, 0).is_finite());
     }
 
     #[test]

@@ -43,6 +43,8 @@ mod tests {
             "echo \"NET TCP DONE\"",
             "echo \"BENCH net mib=$3 xen_cs=$((t1 - t0)) loop_cs=$((t3 - t2)) rtt_avg_ms=$rtt\"",
             "echo \"BENCH net-recv done\"",
+            // The disk bench's line, which crate::bench_blk parses.
+            "echo \"BENCH blk mib=128 write_us=$((t1 - t0)) read_us=$((t2 - t1)) reads=500 random_us=$((t3 - t2))\"",
         ] {
             assert!(INIT_SCRIPT.contains(needle), "{needle}");
         }
@@ -194,6 +196,48 @@ mod tests {
     fn hvc_is_found_in_dmesg() {
         let log = "[    0.5] printk: console [hvc0] enabled";
         assert_eq!(run_check("hvc", "hvc_console", log), "CHECK hvc: ok");
+    }
+
+    #[test]
+    fn now_us_reads_timer_list_or_falls_back_to_uptime() {
+        let dir = std::env::temp_dir().join(format!("xtask-now-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let uptime = dir.join("uptime");
+        std::fs::write(&uptime, "12.34 56.78\n").unwrap();
+        let with_now = dir.join("with-now");
+        std::fs::write(
+            &with_now,
+            "Timer List Version: v0.10\nHRTIMER_MAX_CLOCK_BASES: 8\n\
+             now at 16664368838763 nsecs\n\ncpu: 0\n now at 1 nsecs\n",
+        )
+        .unwrap();
+        let without_now = dir.join("without-now");
+        std::fs::write(&without_now, "Timer List Version: v0.10\ncpu: 0\n").unwrap();
+        let now_us = |timer_list: &Path, uptime: &str| {
+            let script = section("timing")
+                .replace("/proc/timer_list", timer_list.to_str().unwrap())
+                .replace("/proc/uptime", uptime);
+            let out = Command::new("sh")
+                .args(["-c", &format!("{script}\nnow_us")])
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let up = uptime.to_str().unwrap();
+        assert_eq!(now_us(&with_now, up), "16664368838\n");
+        assert_eq!(now_us(&without_now, up), "12340000\n");
+        assert_eq!(now_us(&dir.join("absent"), up), "12340000\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+        // The host's own files (or the fallback, where /proc/timer_list is masked).
+        let host = || -> u64 {
+            now_us(Path::new("/proc/timer_list"), "/proc/uptime")
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let (a, b) = (host(), host());
+        assert!(a > 0 && b >= a, "{a} then {b}");
     }
 
     /// Runs `tail` after the timing and net functions under `shell` with

@@ -158,7 +158,7 @@ pub fn as_domain_one(lines: &[String], k: u16) -> Vec<String> {
 }
 
 /// The test guest's checks (kernel/tests/guest/src/checks.rs), in order.
-pub const TEST_GUEST_CHECKS: [&str; 11] = [
+pub const TEST_GUEST_CHECKS: [&str; 12] = [
     "cpuid",
     "msr-allowed",
     "msr-forbidden",
@@ -168,6 +168,7 @@ pub const TEST_GUEST_CHECKS: [&str; 11] = [
     "hypercall-efault",
     "hypercall-page",
     "grant-reserved",
+    "grant-copy-batch",
     "irq-hlt",
     "irq-window",
 ];
@@ -872,7 +873,7 @@ mod tests {
         lines.push("xenolith: exit success".into());
         let mut o = outcome(&lines, Some(33));
         o.hv_log.lines = vec![
-            "0.100 INFO (d3) 11 passed, 0 failed".into(),
+            "0.100 INFO (d3) 12 passed, 0 failed".into(),
             "0.200 INFO (d3) net: garbage refused, the switch carried on: ok".into(),
         ];
         assert_eq!(problems(&c, &o), Vec::<String>::new());

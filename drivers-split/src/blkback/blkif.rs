@@ -86,8 +86,8 @@ impl<M: RingMemory> Blkif<M> {
         let mut notify = false;
         // A frontend that never stops producing must not keep the driver
         // domain from its other rings: after this many batches the caller
-        // gets control back (its requests counter moved, so it comes back
-        // without waiting for an event).
+        // gets control back (and `pending` tells it to come back without
+        // waiting for an event).
         for _ in 0..BATCHES_PER_TURN {
             let batch = self.take_batch(scratch.len())?;
             if batch.is_empty() {
@@ -115,6 +115,13 @@ impl<M: RingMemory> Blkif<M> {
             self.counters.notifications += 1;
         }
         Ok(notify)
+    }
+
+    /// Whether requests wait that the last `serve` left (it stops after
+    /// [`BATCHES_PER_TURN`]): the caller comes back without an event. A
+    /// broken ring counts as waiting, so the next `serve` reports it.
+    pub fn pending(&self) -> bool {
+        self.carry.is_some() || self.ring.unconsumed().map_or(true, |n| n > 0)
     }
 
     /// Takes requests off the ring while their data fits `room` bytes.

@@ -46,6 +46,8 @@ pub trait View {
 pub struct Store {
     nodes: BTreeMap<String, Node>,
     generation: u64,
+    /// Writes and removals so far, for callers that act on changes.
+    changes: u64,
     owned: BTreeMap<u16, usize>,
 }
 
@@ -54,6 +56,7 @@ impl Store {
         let mut s = Store {
             nodes: BTreeMap::new(),
             generation: 0,
+            changes: 0,
             owned: BTreeMap::new(),
         };
         s.put(
@@ -61,6 +64,12 @@ impl Store {
             Some(Node::new(Vec::new(), Perms::owned_by(root_owner))),
         );
         s
+    }
+
+    /// A count that moves on every write and removal: a caller that saw
+    /// the same value before has nothing new to read.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// Read-only lookup.
@@ -121,6 +130,7 @@ impl View for Store {
     }
 
     fn put(&mut self, abs: &str, node: Option<Node>) {
+        self.changes += 1;
         let old = match node {
             Some(mut n) => {
                 self.generation += 1;
@@ -158,8 +168,10 @@ mod tests {
         s.check_invariants().unwrap();
         s.put("/a", Some(Node::new(b"y".to_vec(), Perms::owned_by(4))));
         assert_eq!((s.owned(3), s.owned(4)), (0, 1));
+        let c = s.changes();
         s.put("/a", None);
         assert_eq!(s.owned(4), 0);
+        assert_eq!(s.changes(), c + 1, "a removal is a change too");
         assert!(s.check_invariants().is_err()); // root still lists "a"
     }
 }

@@ -150,6 +150,23 @@ fn as_bytes<T: Abi>(value: &T) -> &[u8] {
     }
 }
 
+fn slice_bytes_mut<T: Abi>(values: &mut [T]) -> &mut [u8] {
+    // SAFETY: as `as_bytes_mut`, for each element of a contiguous array.
+    unsafe {
+        core::slice::from_raw_parts_mut(
+            values.as_mut_ptr().cast::<u8>(),
+            core::mem::size_of_val(values),
+        )
+    }
+}
+
+fn slice_bytes<T: Abi>(values: &[T]) -> &[u8] {
+    // SAFETY: as `as_bytes`, for each element of a contiguous array.
+    unsafe {
+        core::slice::from_raw_parts(values.as_ptr().cast::<u8>(), core::mem::size_of_val(values))
+    }
+}
+
 /// Copies an argument structure in from guest-virtual `gva`.
 pub fn read_arg<T: Abi>(dom: &Domain, gva: u64) -> Result<T, Fault> {
     let mut value = T::default();
@@ -157,6 +174,22 @@ pub fn read_arg<T: Abi>(dom: &Domain, gva: u64) -> Result<T, Fault> {
     let user = dom.vcpu.cpl() == 3;
     memory(dom).read_gva(&paging, user, gva, as_bytes_mut(&mut value))?;
     Ok(value)
+}
+
+/// Copies an array of argument structures in from guest-virtual `gva`:
+/// one walk of the guest's tables per page, not one per element (a grant
+/// batch has up to 512).
+pub fn read_args<T: Abi>(dom: &Domain, gva: u64, out: &mut [T]) -> Result<(), Fault> {
+    let paging = dom.vcpu.paging();
+    let user = dom.vcpu.cpl() == 3;
+    memory(dom).read_gva(&paging, user, gva, slice_bytes_mut(out))
+}
+
+/// Copies an array of argument structures out to guest-virtual `gva`.
+pub fn write_args<T: Abi>(dom: &Domain, gva: u64, values: &[T]) -> Result<(), Fault> {
+    let paging = dom.vcpu.paging();
+    let user = dom.vcpu.cpl() == 3;
+    memory(dom).write_gva(&paging, user, gva, slice_bytes(values))
 }
 
 /// Copies an argument structure out to guest-virtual `gva`.

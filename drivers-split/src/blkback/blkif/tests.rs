@@ -217,9 +217,13 @@ fn a_busy_ring_gives_the_caller_back_control() {
     let mut disk = RamDisk::new(vec![0u8; 1024 * 512]);
     let mut scratch = vec![0u8; 11 * 4096];
     let mut b = Blkif::new(1, &mut ring, 4096, LIMITS);
+    assert!(b.pending());
     assert!(b.serve(&mut disk, &mut guest, &mut scratch).is_ok());
     assert_eq!(b.counters.batches, BATCHES_PER_TURN as u64);
+    // Work is left: the caller must come back without an event.
+    assert!(b.pending());
     assert!(b.serve(&mut disk, &mut guest, &mut scratch).is_ok());
     assert_eq!(b.counters.requests, 12);
+    assert!(!b.pending());
     assert_eq!(ring.load_u32(8), 12);
 }

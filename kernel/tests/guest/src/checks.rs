@@ -19,6 +19,7 @@ const CHECKS: &[Check] = &[
     ("hypercall-efault", hypercall_efault),
     ("hypercall-page", hypercall_page),
     ("grant-reserved", grant_reserved),
+    ("grant-copy-batch", grant_copy_batch),
     ("irq-hlt", irq_hlt),
     ("irq-window", irq_window),
 ];
@@ -425,5 +426,83 @@ fn grant_reserved() -> Result<(), &'static str> {
     ensure(
         flags == GTF_PERMIT_ACCESS && domid == 0 && frame != 0,
         "ref 1 does not grant the XenStore page to domain 0",
+    )
+}
+
+/// GNTTABOP_copy between two of this guest's own frames, with the batch
+/// crossing a page: every op is done and gets its own status (one past
+/// its page gets GNTST_bad_copy_arg); a batch over 512 ops is -EINVAL and
+/// one the page tables do not map -EFAULT.
+fn grant_copy_batch() -> Result<(), &'static str> {
+    #[repr(C, align(4096))]
+    struct Pages([u8; 4 * 4096]);
+    static mut PAGES: Pages = Pages([0; 4 * 4096]);
+    let base = core::ptr::addr_of_mut!(PAGES) as u64;
+    let (src, dst) = (base, base + 4096);
+    // The array starts 60 bytes before the end of the third page, so its
+    // second op (40 bytes each) straddles the third and fourth pages.
+    let array = base + 3 * 4096 - 60;
+    // SAFETY: this guest's own static pages (identity-mapped by entry.S).
+    unsafe {
+        for i in 0..4096u64 {
+            ((src + i) as *mut u8).write_volatile((i * 7 + 1) as u8);
+            ((dst + i) as *mut u8).write_volatile(0);
+        }
+    }
+    // struct gnttab_copy as five words (see grant_take); both sides are
+    // frames of DOMID_SELF (0x7ff0): (source offset, dest offset, len).
+    let wanted: [(u64, u64, u64); 3] = [(0, 100, 1000), (2000, 3000, 900), (7, 4000, 200)];
+    for (k, &(so, d_off, len)) in wanted.iter().enumerate() {
+        let op = [
+            src >> 12,
+            0x7ff0 | so << 16,
+            dst >> 12,
+            0x7ff0 | d_off << 16,
+            len,
+        ];
+        for (w, v) in op.iter().enumerate() {
+            // SAFETY: inside PAGES (array + 120 bytes < its end).
+            unsafe { ((array + k as u64 * 40 + w as u64 * 8) as *mut u64).write_unaligned(*v) };
+        }
+    }
+    ensure(
+        call(GRANT_TABLE_OP, 5, array, 3) == 0,
+        "a 3-op copy batch across a page failed",
+    )?;
+    let status = |k: u64| {
+        // SAFETY: as above; the status is the fifth word's bits 32..48.
+        let w = unsafe { ((array + k * 40 + 32) as *const u64).read_unaligned() };
+        (w >> 32) as i16
+    };
+    ensure(
+        status(0) == 0 && status(1) == 0,
+        "a good op in the batch did not succeed",
+    )?;
+    ensure(
+        status(2) == xen_abi::grant_table::GNTST_BAD_COPY_ARG,
+        "an op past the end of its page was not bad_copy_arg",
+    )?;
+    let byte = |p: u64| {
+        // SAFETY: inside PAGES.
+        unsafe { (p as *const u8).read_volatile() }
+    };
+    for &(so, d_off, len) in &wanted[..2] {
+        for i in 0..len {
+            if byte(dst + d_off + i) != byte(src + so + i) {
+                return Err("a copied byte differs from its source");
+            }
+        }
+    }
+    ensure(
+        (3900..4096).all(|i| byte(dst + i) == 0),
+        "the refused op wrote something",
+    )?;
+    ensure(
+        call(GRANT_TABLE_OP, 5, array, 513) == -EINVAL,
+        "a batch of 513 ops was not -EINVAL",
+    )?;
+    ensure(
+        call(GRANT_TABLE_OP, 5, 0x0000_7000_0000_0000, 2) == -EFAULT,
+        "a batch at an unmapped address was not -EFAULT",
     )
 }
