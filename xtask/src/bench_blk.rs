@@ -92,6 +92,9 @@ fn fresh_disk(path: &Path) -> Result<()> {
 /// `cargo xtask bench blk`.
 pub fn blk(args: &BenchArgs) -> Result<ExitCode> {
     setup::ensure(&[Need::Qemu])?;
+    if args.accel == Accel::Kvm {
+        qemu::check_kvm()?;
+    }
     let kit = kit::ensure()?;
     let image = build::image(&ImageArgs::release(args.image.clone()))?;
     let mem = GuestMem::DEFAULT;
@@ -113,7 +116,7 @@ pub fn blk(args: &BenchArgs) -> Result<ExitCode> {
         initrd: kit.initramfs.clone(),
         cmdline: "console=ttyS0 xenolith.bench=blk-virtio".into(),
     };
-    let command = qemu::command(&boot, Accel::Tcg, mem_mib, &com1, &paths, &dir, &[disk])?;
+    let command = qemu::command(&boot, args.accel, mem_mib, &com1, &paths, &dir, &[disk])?;
     let direct_out = run_direct(command, &paths)?;
     let direct = bench_line(&direct_out.lines, "", Numbers::parse).context("direct boot")?;
 
@@ -132,12 +135,15 @@ pub fn blk(args: &BenchArgs) -> Result<ExitCode> {
         name: format!("{}.cmdline", build::DRIVER_DOMAIN_MODULE),
         data: b"vbd=linux:xvda:rw:virtio:0".to_vec(),
     });
-    let spec = BootSpec::qemu(
-        Payload::Modules(modules),
-        build::with_driver_domain(&linux::hv_cmdline("", mem)),
-        mem_mib,
-        vec![disk],
-    );
+    let spec = BootSpec {
+        accel: args.accel,
+        ..BootSpec::qemu(
+            Payload::Modules(modules),
+            build::with_driver_domain(&linux::hv_cmdline("", mem)),
+            mem_mib,
+            vec![disk],
+        )
+    };
     let nested_out = run::boot_quietly(&spec, &dir, &image, TIMEOUT)?;
     let lines = numbered(&nested_out.lines);
     let nested = bench_line(&lines, "(d1) ", Numbers::parse).context("nested boot")?;

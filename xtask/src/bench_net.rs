@@ -107,20 +107,31 @@ fn report(n: &Numbers, lines: &[String]) -> Vec<String> {
 /// `cargo xtask bench net`.
 pub fn net(args: &BenchArgs) -> Result<ExitCode> {
     setup::ensure(&[Need::Qemu])?;
+    if args.accel == crate::Accel::Kvm {
+        crate::qemu::check_kvm()?;
+    }
     let image = build::image(&ImageArgs::release(args.image.clone()))?;
     println!(
         "==> bench net: {MIB} MiB of zeros from linux2 to linux1 (busybox dd | nc, 64 KiB \
          writes) through netfront, the driver domain's netback and switch, then the same \
-         through loopback inside linux2; 20 pings back to back; QEMU TCG -cpu EPYC"
+         through loopback inside linux2; 20 pings back to back; QEMU {}",
+        if args.accel == crate::Accel::Kvm {
+            "KVM -cpu host"
+        } else {
+            "TCG -cpu EPYC"
+        }
     );
     let config = net_test::two_linux(MEM_MIB, CMDLINE, guest_words());
     let parts = run::config_boot(&config, Emulator::Qemu, "")?;
-    let spec = BootSpec::qemu(
-        Payload::Modules(parts.modules),
-        parts.cmdline,
-        parts.mem_mib,
-        parts.drives,
-    );
+    let spec = BootSpec {
+        accel: args.accel,
+        ..BootSpec::qemu(
+            Payload::Modules(parts.modules),
+            parts.cmdline,
+            parts.mem_mib,
+            parts.drives,
+        )
+    };
     let dir = build::run_dir("bench-net")?;
     let outcome = run::boot_quietly(&spec, &dir, &image, TIMEOUT)?;
     let lines = numbered(&outcome.lines);

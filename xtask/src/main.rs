@@ -85,6 +85,10 @@ pub struct BenchArgs {
     /// Boot this prebuilt hypervisor ELF instead of building the image.
     #[arg(long, value_name = "ELF")]
     pub image: Option<PathBuf>,
+    /// QEMU accelerator for both sides; kvm needs /dev/kvm with nested
+    /// virtualization (the numbers then say what hardware does).
+    #[arg(long, value_enum, default_value_t = Accel::Tcg)]
+    pub accel: Accel,
 }
 
 #[derive(Args)]
