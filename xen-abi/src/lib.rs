@@ -2,6 +2,8 @@
 #![no_std]
 
 pub mod blkif;
+#[cfg(target_arch = "x86_64")]
+pub mod call;
 pub mod console;
 pub mod domain_table;
 pub mod event_channel;
