@@ -116,7 +116,15 @@ pub fn blk(args: &BenchArgs) -> Result<ExitCode> {
         initrd: kit.initramfs.clone(),
         cmdline: "console=ttyS0 xenolith.bench=blk-virtio".into(),
     };
-    let command = qemu::command(&boot, args.accel, mem_mib, &com1, &paths, &dir, &[disk])?;
+    let command = qemu::command(
+        &boot,
+        args.accel,
+        mem_mib,
+        &com1,
+        &paths,
+        &dir,
+        &[disk.into()],
+    )?;
     let direct_out = run_direct(command, &paths)?;
     let direct = bench_line(&direct_out.lines, "", Numbers::parse).context("direct boot")?;
 
@@ -141,7 +149,7 @@ pub fn blk(args: &BenchArgs) -> Result<ExitCode> {
             Payload::Modules(modules),
             build::with_driver_domain(&linux::hv_cmdline("", mem)),
             mem_mib,
-            vec![disk],
+            vec![disk.into()],
         )
     };
     let nested_out = run::boot_quietly(&spec, &dir, &image, TIMEOUT)?;

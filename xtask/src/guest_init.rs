@@ -92,6 +92,50 @@ mod tests {
         assert!(checked.contains("f4096"), "{checked}");
     }
 
+    /// Runs `disk_trim` in a fresh directory with `fstrim` replaced by a
+    /// function that prints `said` and returns `rc`.
+    fn disk_trim(said: &str, rc: u8) -> String {
+        let dir = std::env::temp_dir().join(format!(
+            "xtask-trim-{}-{rc}-{}",
+            std::process::id(),
+            said.len()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = format!(
+            "fstrim() {{ [ \"$1\" = -v ] && [ ! -e \"$2/trim-me\" ] && printf '%s\\n' \"$SAID\"; return {rc}; }}\n{}\ndisk_trim \"$D\"\n",
+            section("disk")
+        );
+        let out = Command::new("sh")
+            .args(["-c", &script])
+            .env("D", &dir)
+            .env("SAID", said)
+            .output()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn fstrim_reports_are_read_and_judged() {
+        // busybox's and util-linux's wording, after the file is gone.
+        assert_eq!(
+            disk_trim("/mnt: 52428800 bytes trimmed", 0),
+            "DISK TRIM 52428800 bytes\n"
+        );
+        assert_eq!(
+            disk_trim("/mnt: 50 MiB (52428800 bytes) trimmed", 0),
+            "DISK TRIM 52428800 bytes\n"
+        );
+        // Less than the deleted file, a failure, or words it cannot read.
+        assert!(disk_trim("/mnt: 4096 bytes trimmed", 0)
+            .starts_with("DISK FAIL fstrim trimmed too little"));
+        assert_eq!(
+            disk_trim("fstrim: FITRIM: Operation not supported", 1),
+            "DISK FAIL fstrim: fstrim: FITRIM: Operation not supported\n"
+        );
+        assert!(disk_trim("done", 0).starts_with("DISK FAIL"));
+    }
+
     /// Runs the script's check functions with `dmesg` replaced by `log`
     /// and returns what `check NAME FUNCTION` printed.
     fn run_check(name: &str, function: &str, log: &str) -> String {

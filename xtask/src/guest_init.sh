@@ -165,6 +165,27 @@ disk_verify() {
     return 1
 }
 
+# disk_trim MNT: writes TRIM_MIB MiB, deletes it and runs fstrim on MNT;
+# prints "DISK TRIM <bytes> bytes", or DISK FAIL if fstrim failed or
+# trimmed less than it (the file's blocks are free, so at least that).
+TRIM_MIB=4
+disk_trim() {
+    head -c $((TRIM_MIB << 20)) /dev/urandom >"$1/trim-me" && sync && rm "$1/trim-me" && sync ||
+        { echo "DISK FAIL writing and deleting $1/trim-me"; return 1; }
+    if ! out=$(fstrim -v "$1" 2>&1); then
+        echo "DISK FAIL fstrim: $out"
+        return 1
+    fi
+    # busybox and util-linux both print "MNT: N bytes trimmed" (util-linux
+    # adds a "(size)" before "trimmed").
+    n=$(printf '%s\n' "$out" | sed -n 's/^.*[ (]\([0-9][0-9]*\) bytes.*trimmed$/\1/p')
+    if [ -z "$n" ] || [ "$n" -lt $((TRIM_MIB << 20)) ]; then
+        echo "DISK FAIL fstrim trimmed too little: $out"
+        return 1
+    fi
+    echo "DISK TRIM $n bytes"
+}
+
 # --- end of disk functions ---
 
 # --- net functions (unit-tested on the host by xtask/src/guest_init.rs) ---
@@ -417,6 +438,7 @@ disk_test() {
     write | both)
         disk_write /mnt/data || { echo "DISK FAIL write"; return 1; }
         sync
+        disk_trim /mnt || return 1
         ;;
     esac
     if [ "$1" = both ]; then

@@ -35,7 +35,8 @@ pub enum Expect {
     LinuxGuest,
     /// As `LinuxGuest`, and /init's disk test in this mode (write, verify
     /// or both) ends with `DISK DONE <mode>`: no `DISK FAIL` on the way,
-    /// the files' sums checked where the mode verifies, and the driver
+    /// the files' sums checked where the mode verifies, an fstrim that
+    /// trimmed at least the file it deleted where it writes, and the driver
     /// domain saw the disk connect and, once the guest unbound it, disconnect.
     LinuxDisk(&'static str),
     /// `LinuxDisk("both")` for domain 1 while domain 2, the test guest with
@@ -473,6 +474,10 @@ pub fn check_disk(lines: &[String], mode: &str, problems: &mut Vec<String>) {
     if mode != "write" && !lines.iter().any(|l| l == "(d1) DISK VERIFY ok 14 files") {
         problems.push("no \"(d1) DISK VERIFY ok 14 files\" line".into());
     }
+    // Every boot that writes also deletes a file and runs fstrim.
+    if mode != "verify" && !lines.iter().any(|l| l.starts_with("(d1) DISK TRIM ")) {
+        problems.push("no \"(d1) DISK TRIM <n> bytes\" line: fstrim did not run".into());
+    }
     for (want, what) in [
         (
             "(d0) domain 1: xvda connected",
@@ -613,6 +618,35 @@ mod tests {
         assert!(two.contains(&"(d1) XENOLITH-INIT-OK".to_string()));
         assert!(two.contains(&"domain 1 (linux): poweroff".to_string()));
     }
+
+    #[test]
+    fn a_disk_boot_that_writes_must_have_trimmed() {
+        let base = [
+            "(d0) domain 1: xvda connected, 1 page ring",
+            "(d1) DISK VERIFY ok 14 files",
+            "(d1) DISK DONE both",
+            "(d0) domain 1: xvda disconnected after 3 requests",
+        ]
+        .map(String::from);
+        let mut problems = Vec::new();
+        check_disk(&base, "both", &mut problems);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("fstrim did not run"), "{problems:?}");
+        let mut trimmed = base.to_vec();
+        trimmed.insert(1, "(d1) DISK TRIM 4194304 bytes".into());
+        problems.clear();
+        check_disk(&trimmed, "both", &mut problems);
+        assert_eq!(problems, Vec::<String>::new());
+        // A boot that only reads back does not trim.
+        let verify: Vec<String> = base
+            .iter()
+            .map(|l| l.replace("DONE both", "DONE verify"))
+            .collect();
+        problems.clear();
+        check_disk(&verify, "verify", &mut problems);
+        assert_eq!(problems, Vec::<String>::new());
+    }
+
     use std::os::unix::process::ExitStatusExt;
     use std::process::ExitStatus;
 

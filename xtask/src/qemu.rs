@@ -27,6 +27,24 @@ fn escape(path: &Path) -> String {
     path.display().to_string().replace(',', ",,")
 }
 
+/// A raw disk image QEMU attaches as a virtio-blk device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Drive {
+    pub path: PathBuf,
+    /// The device's `max-discard-sectors`, below QEMU's 4194303 when a test
+    /// wants blkback to cut discards into pieces.
+    pub max_discard_sectors: Option<u32>,
+}
+
+impl From<PathBuf> for Drive {
+    fn from(path: PathBuf) -> Drive {
+        Drive {
+            path,
+            max_discard_sectors: None,
+        }
+    }
+}
+
 /// The full QEMU argument list, for a machine with `mem_mib` MiB of RAM
 /// and `drives` attached as virtio block devices (raw images).
 pub fn args(
@@ -35,7 +53,7 @@ pub fn args(
     mem_mib: u64,
     com1: &Com1,
     paths: &Paths,
-    drives: &[PathBuf],
+    drives: &[Drive],
 ) -> Result<Vec<OsString>> {
     let cpu = match accel {
         Accel::Tcg => "EPYC",
@@ -80,14 +98,18 @@ pub fn args(
     out.extend(["-serial", "chardev:com1", "-serial", "chardev:com2"].map(String::from));
     for (i, drive) in drives.iter().enumerate() {
         // A transitional virtio-blk-pci (1af4:1001): the driver domain uses
-        // its legacy interface in I/O BAR 0.
+        // its legacy interface in I/O BAR 0. `discard=unmap`: a guest's
+        // discards punch holes in the file (QEMU's default ignores them).
         out.push("-drive".into());
         out.push(format!(
-            "file={},if=none,id=disk{i},format=raw",
-            escape(drive)
+            "file={},if=none,id=disk{i},format=raw,discard=unmap",
+            escape(&drive.path)
         ));
         out.push("-device".into());
-        out.push(format!("virtio-blk-pci,drive=disk{i}"));
+        out.push(match drive.max_discard_sectors {
+            None => format!("virtio-blk-pci,drive=disk{i}"),
+            Some(n) => format!("virtio-blk-pci,drive=disk{i},max-discard-sectors={n}"),
+        });
     }
     let mut out: Vec<OsString> = out.into_iter().map(OsString::from).collect();
     match boot {
@@ -123,7 +145,7 @@ pub fn command(
     com1: &Com1,
     paths: &Paths,
     dir: &Path,
-    drives: &[PathBuf],
+    drives: &[Drive],
 ) -> Result<Command> {
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(args(boot, accel, mem_mib, com1, paths, drives)?);

@@ -36,12 +36,17 @@ pub struct BootSpec {
     /// The emulated machine's RAM ([`linux::machine_mib`]).
     pub mem_mib: u64,
     /// Raw disk images QEMU attaches as virtio block devices.
-    pub drives: Vec<PathBuf>,
+    pub drives: Vec<qemu::Drive>,
 }
 
 impl BootSpec {
     /// QEMU TCG, `-cpu EPYC`, PVH entry: how the benchmarks boot.
-    pub fn qemu(payload: Payload, cmdline: String, mem_mib: u64, drives: Vec<PathBuf>) -> BootSpec {
+    pub fn qemu(
+        payload: Payload,
+        cmdline: String,
+        mem_mib: u64,
+        drives: Vec<qemu::Drive>,
+    ) -> BootSpec {
         BootSpec {
             emulator: Emulator::Qemu,
             cpu: Cpu::Epyc,
@@ -281,7 +286,7 @@ pub struct ConfigBoot {
     /// The emulated machine's RAM, RAM disks included.
     pub mem_mib: u64,
     /// Disk images QEMU attaches as virtio-blk devices.
-    pub drives: Vec<PathBuf>,
+    pub drives: Vec<qemu::Drive>,
 }
 
 /// Everything `config` needs on `emulator`, with the driver domain serving
@@ -329,7 +334,7 @@ pub fn config_boot(
         modules,
         cmdline,
         mem_mib,
-        drives: plan.drives,
+        drives: plan.drives.into_iter().map(qemu::Drive::from).collect(),
     })
 }
 

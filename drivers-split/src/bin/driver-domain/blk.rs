@@ -121,12 +121,13 @@ impl Vbds {
                 match VirtioBlk::new(d.io_base) {
                     Ok(v) => {
                         log!(
-                            "virtio-blk {:02x}:{:02x}.{}: {} sectors{}{}",
+                            "virtio-blk {:02x}:{:02x}.{}: {} sectors{}{}{}",
                             d.bdf >> 8,
                             (d.bdf >> 3) & 31,
                             d.bdf & 7,
                             v.sectors(),
                             if v.can_flush() { ", flush" } else { "" },
+                            if v.can_discard() { ", discard" } else { "" },
                             if v.read_only() { ", read-only" } else { "" }
                         );
                         Some(v)

@@ -3,13 +3,16 @@
 //! The hypervisor hands this domain exactly the device's I/O BAR and turns
 //! bus mastering on; the configuration space stays with it. The legacy
 //! interface needs nothing else: no MMIO BARs to map, no capability list.
+//! Discards go to the device when it offers them (QEMU's
+//! `-drive discard=unmap` then punches holes in the image file).
 //! Interrupts are not routed here, so a batch is submitted with one
 //! notification and its completions are polled (the device works while
 //! this vCPU spins; QEMU completes requests on its own threads).
 
 use crate::{dma, xen};
+use alloc::vec::Vec;
 use core::sync::atomic::{fence, AtomicU16, Ordering};
-use drivers_split::blkback::device::{BlockDevice, Io, IoKind};
+use drivers_split::blkback::device::{discard_pieces, BlockDevice, Io, IoKind};
 use x86::io::{inb, inl, inw, outb, outl, outw};
 
 // Legacy register offsets in BAR 0 (virtio 1.0 4.1.4.8).
@@ -23,6 +26,10 @@ const DEVICE_STATUS: u16 = 0x12;
 /// Device configuration without MSI-X: `struct virtio_blk_config`, whose
 /// first field is the capacity in 512-byte sectors.
 const CONFIG: u16 = 0x14;
+// Discard limits in `struct virtio_blk_config` (virtio 1.1 5.2.4).
+const CONFIG_MAX_DISCARD_SECTORS: u16 = CONFIG + 36;
+const CONFIG_MAX_DISCARD_SEG: u16 = CONFIG + 40;
+const CONFIG_DISCARD_SECTOR_ALIGNMENT: u16 = CONFIG + 44;
 
 // Device status bits (virtio 1.0 2.1).
 const ACKNOWLEDGE: u8 = 1;
@@ -33,11 +40,13 @@ const FAILED: u8 = 128;
 // Block feature bits (virtio 1.0 5.2.3).
 const VIRTIO_BLK_F_RO: u32 = 1 << 5;
 const VIRTIO_BLK_F_FLUSH: u32 = 1 << 9;
+const VIRTIO_BLK_F_DISCARD: u32 = 1 << 13;
 
 // Request types (virtio 1.0 5.2.6).
 const VIRTIO_BLK_T_IN: u32 = 0;
 const VIRTIO_BLK_T_OUT: u32 = 1;
 const VIRTIO_BLK_T_FLUSH: u32 = 4;
+const VIRTIO_BLK_T_DISCARD: u32 = 11;
 
 // Descriptor flags (virtio 1.0 2.4.5).
 const VIRTQ_DESC_F_NEXT: u16 = 1;
@@ -54,6 +63,16 @@ struct Desc {
     len: u32,
     flags: u16,
     next: u16,
+}
+
+/// A discard's one range (`struct virtio_blk_discard_write_zeroes`,
+/// virtio 1.1 5.2.6); `flags` stays 0: the unmap flag is for write-zeroes.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct DiscardRange {
+    sector: u64,
+    num_sectors: u32,
+    flags: u32,
 }
 
 /// A request's header and status byte, in the pool.
@@ -74,11 +93,15 @@ pub struct VirtioBlk {
     used: *mut u16,
     headers: *mut Header,
     status: *mut u8,
+    /// One discard range per slot, in the pool.
+    ranges: *mut DiscardRange,
     avail_idx: u16,
     used_idx: u16,
     sectors: u64,
     flush: bool,
     read_only: bool,
+    /// Sectors one discard may cover; 0 when discard is not offered.
+    max_discard: u32,
     dead: bool,
     /// Counters for the report.
     pub requests: u64,
@@ -125,7 +148,21 @@ impl VirtioBlk {
         write8(io + DEVICE_STATUS, ACKNOWLEDGE);
         write8(io + DEVICE_STATUS, ACKNOWLEDGE | DRIVER);
         let offered = read32(io + DEVICE_FEATURES);
-        let wanted = offered & (VIRTIO_BLK_F_FLUSH | VIRTIO_BLK_F_RO);
+        let mut wanted = offered & (VIRTIO_BLK_F_FLUSH | VIRTIO_BLK_F_RO | VIRTIO_BLK_F_DISCARD);
+        // Only what blkback can pass on: one range per command, on the
+        // 512-byte sectors it publishes (`discard-granularity` 512).
+        let max_discard = if wanted & VIRTIO_BLK_F_DISCARD != 0
+            && wanted & VIRTIO_BLK_F_RO == 0
+            && read32(io + CONFIG_MAX_DISCARD_SEG) >= 1
+            && read32(io + CONFIG_DISCARD_SECTOR_ALIGNMENT) <= 1
+        {
+            read32(io + CONFIG_MAX_DISCARD_SECTORS)
+        } else {
+            0
+        };
+        if max_discard == 0 {
+            wanted &= !VIRTIO_BLK_F_DISCARD;
+        }
         write32(io + GUEST_FEATURES, wanted);
         write16(io + QUEUE_SELECT, 0);
         let queue = read16(io + QUEUE_SIZE);
@@ -139,7 +176,7 @@ impl VirtioBlk {
             write8(io + DEVICE_STATUS, FAILED);
             return Err("DMA pool too small for the virtqueue");
         };
-        let Some(req) = dma::alloc(q * (16 + 1)) else {
+        let Some(req) = dma::alloc(q * (16 + 16 + 1)) else {
             write8(io + DEVICE_STATUS, FAILED);
             return Err("DMA pool too small for request headers");
         };
@@ -163,13 +200,16 @@ impl VirtioBlk {
             // SAFETY: as above.
             used: unsafe { base.add(used_at) }.cast(),
             headers: req.as_mut_ptr().cast(),
-            // SAFETY: the status bytes follow the headers in `req`.
-            status: unsafe { req.as_mut_ptr().add(16 * q) },
+            // SAFETY: the discard ranges follow the headers in `req`.
+            ranges: unsafe { req.as_mut_ptr().add(16 * q) }.cast(),
+            // SAFETY: the status bytes follow the ranges in `req`.
+            status: unsafe { req.as_mut_ptr().add(32 * q) },
             avail_idx: 0,
             used_idx: 0,
             sectors: u64::from(hi) << 32 | u64::from(lo),
             flush: wanted & VIRTIO_BLK_F_FLUSH != 0,
             read_only: wanted & VIRTIO_BLK_F_RO != 0,
+            max_discard,
             dead: false,
             requests: 0,
             notifies: 0,
@@ -195,10 +235,12 @@ impl VirtioBlk {
     /// Queues one request as a chain from descriptor `first`: header, data
     /// (if any), status. Returns the descriptors used.
     fn queue_one(&mut self, slot: u16, first: u16, io: &Io, data: u64) -> u16 {
-        let kind = match io.kind {
-            IoKind::Read => VIRTIO_BLK_T_IN,
-            IoKind::Write => VIRTIO_BLK_T_OUT,
-            _ => VIRTIO_BLK_T_FLUSH,
+        let (kind, sector) = match io.kind {
+            IoKind::Read => (VIRTIO_BLK_T_IN, io.sector),
+            IoKind::Write => (VIRTIO_BLK_T_OUT, io.sector),
+            IoKind::Flush => (VIRTIO_BLK_T_FLUSH, 0),
+            // The range carries the sectors; the header's stays 0.
+            IoKind::Discard { .. } => (VIRTIO_BLK_T_DISCARD, 0),
         };
         // SAFETY: slot < queue size: inside the header and status arrays.
         unsafe {
@@ -207,7 +249,7 @@ impl VirtioBlk {
                 Header {
                     kind,
                     ioprio: 0,
-                    sector: io.sector,
+                    sector,
                 },
             );
             core::ptr::write_volatile(self.status.add(usize::from(slot)), 0xff);
@@ -225,7 +267,30 @@ impl VirtioBlk {
             },
         );
         n += 1;
-        if !io.buf.is_empty() {
+        if let IoKind::Discard { count } = io.kind {
+            // SAFETY: slot < queue size: inside the range array.
+            unsafe {
+                core::ptr::write_volatile(
+                    self.ranges.add(usize::from(slot)),
+                    DiscardRange {
+                        sector: io.sector,
+                        // run() cut it to max_discard, a u32.
+                        num_sectors: count as u32,
+                        flags: 0,
+                    },
+                );
+            }
+            self.set_desc(
+                n,
+                Desc {
+                    addr: self.ranges as u64 + u64::from(slot) * 16,
+                    len: 16,
+                    flags: VIRTQ_DESC_F_NEXT,
+                    next: n + 1,
+                },
+            );
+            n += 1;
+        } else if !io.buf.is_empty() {
             let flags = VIRTQ_DESC_F_NEXT
                 | if kind == VIRTIO_BLK_T_IN {
                     VIRTQ_DESC_F_WRITE
@@ -302,6 +367,41 @@ impl VirtioBlk {
     }
 }
 
+impl VirtioBlk {
+    /// A discard of more sectors than one command may carry.
+    fn too_long(&self, io: &Io) -> bool {
+        matches!(io.kind, IoKind::Discard { count } if count > u64::from(self.max_discard))
+    }
+
+    /// `io`, a discard over the device's limit, as commands of at most
+    /// `max_discard` sectors, `per_chunk` at a time; ok if all are.
+    fn run_long_discard(&mut self, scratch: &mut [u8], io: &mut Io, per_chunk: usize) {
+        let IoKind::Discard { count } = io.kind else {
+            return;
+        };
+        // A chunk's worth at a time: a discard of a big disk is thousands
+        // of commands, more than the heap should hold at once.
+        let mut pieces = discard_pieces(io.sector, count, self.max_discard).peekable();
+        io.ok = true;
+        while pieces.peek().is_some() {
+            let mut chunk: Vec<Io> = pieces
+                .by_ref()
+                .take(per_chunk.max(1))
+                .map(|(sector, n)| Io {
+                    kind: IoKind::Discard {
+                        count: u64::from(n),
+                    },
+                    sector,
+                    buf: 0..0,
+                    ok: false,
+                })
+                .collect();
+            self.run_chunk(scratch, &mut chunk);
+            io.ok &= chunk.iter().all(|p| p.ok);
+        }
+    }
+}
+
 impl BlockDevice for VirtioBlk {
     fn sectors(&self) -> u64 {
         self.sectors
@@ -312,7 +412,7 @@ impl BlockDevice for VirtioBlk {
     }
 
     fn can_discard(&self) -> bool {
-        false
+        self.max_discard != 0
     }
 
     fn read_only(&self) -> bool {
@@ -324,15 +424,25 @@ impl BlockDevice for VirtioBlk {
             ios.iter_mut().for_each(|io| io.ok = false);
             return;
         }
-        // Discards never get here (can_discard is false). The device may
-        // run a chunk's requests in any order, and a flush covers only
-        // completed writes (virtio 1.0 5.2.6.1): a flush goes alone, after
-        // everything before it completed and before anything after it.
+        // The device may run a chunk's requests in any order, and a flush
+        // covers only completed writes (virtio 1.0 5.2.6.1): a flush goes
+        // alone, after everything before it completed and before anything
+        // after it. A discard longer than the device takes goes alone too,
+        // in pieces.
         let per_chunk = usize::from(self.queue) / 3;
         let mut start = 0;
         while start < ios.len() {
+            if self.too_long(&ios[start]) {
+                self.run_long_discard(scratch, &mut ios[start], per_chunk);
+                start += 1;
+                continue;
+            }
             let mut end = start;
-            while end < ios.len() && end - start < per_chunk && ios[end].kind != IoKind::Flush {
+            while end < ios.len()
+                && end - start < per_chunk
+                && ios[end].kind != IoKind::Flush
+                && !self.too_long(&ios[end])
+            {
                 end += 1;
             }
             if end == start {
