@@ -29,7 +29,7 @@ mod virtio;
 mod xen;
 
 #[cfg(target_os = "none")]
-core::arch::global_asm!(include_str!("entry.S"), options(att_syntax));
+pvh_guest_rt::entry!(main = driver_main, fault = driver_fault);
 
 #[cfg(target_os = "none")]
 extern crate alloc;
@@ -57,55 +57,28 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
 }
 
 #[cfg(target_os = "none")]
-#[no_mangle]
-extern "C" fn driver_fault() -> ! {
+fn driver_fault() -> ! {
     log!("unexpected exception");
     hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH)
 }
 
-/// The command line and module 0 (the domain table and the RAM disks
-/// after it) from `hvm_start_info`.
 #[cfg(target_os = "none")]
-fn start_info(addr: u64) -> (&'static str, &'static [u8]) {
-    use xen_abi::start_info::{HvmModlistEntry, HvmStartInfo, HVM_START_MAGIC};
-    if addr == 0 {
-        return ("", &[]);
-    }
-    // SAFETY: the hypervisor put the structure in this domain's RAM, which
-    // entry.S identity-maps; it is read once, by value.
-    let info = unsafe { core::ptr::read_unaligned(addr as *const HvmStartInfo) };
-    if info.magic != HVM_START_MAGIC {
-        return ("", &[]);
-    }
-    let cmdline = if info.cmdline_paddr == 0 {
-        ""
-    } else {
-        // SAFETY: as above; NUL-terminated, at most 2 KiB.
-        let bytes = unsafe { core::slice::from_raw_parts(info.cmdline_paddr as *const u8, 2048) };
-        let len = bytes.iter().position(|&b| b == 0).unwrap_or(0);
-        core::str::from_utf8(&bytes[..len]).unwrap_or("")
-    };
-    let table = if info.nr_modules == 0 || info.modlist_paddr == 0 {
-        &[][..]
-    } else {
-        // SAFETY: as above.
-        let m = unsafe { core::ptr::read_unaligned(info.modlist_paddr as *const HvmModlistEntry) };
-        // SAFETY: the module lies in this domain's RAM (placed by the hypervisor).
-        unsafe { core::slice::from_raw_parts(m.paddr as *const u8, m.size as usize) }
-    };
-    (cmdline, table)
-}
-
-#[cfg(target_os = "none")]
-#[no_mangle]
-extern "C" fn driver_main(start: u64) -> ! {
+fn driver_main(start: u64) -> ! {
     hypercall::init();
     // SAFETY: the heap area is handed to the allocator once, before any allocation.
     unsafe {
         let area = core::ptr::addr_of_mut!(HEAP_AREA.0);
         HEAP.lock().init(area as usize, HEAP_BYTES);
     }
-    let (cmdline, table) = start_info(start);
+    // SAFETY: `start` is the hvm_start_info the hypervisor passed; it, the
+    // command line and module 0 (the domain table and the RAM disks after
+    // it) lie in this domain's RAM, which entry.S identity-maps.
+    let (cmdline, table) = unsafe {
+        (
+            pvh_guest_rt::start_info::cmdline(start),
+            pvh_guest_rt::start_info::first_module(start),
+        )
+    };
     log!("driver domain up, cmdline {cmdline:?}");
     if let Err(e) = xen::init() {
         log!("fatal: shared_info or callback vector refused: {e}");

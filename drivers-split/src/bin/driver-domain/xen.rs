@@ -29,13 +29,26 @@ pub fn window(guest: usize, page: u64) -> u64 {
     GRANT_WINDOW + (guest as u64 * WINDOW_PAGES + page) * 4096
 }
 
-/// The byte the upcall stub clears (entry.S).
+/// The byte the upcall stub clears.
 #[no_mangle]
 static UPCALL_PENDING_BYTE: AtomicU64 = AtomicU64::new(0);
 
+// The event-channel upcall (HVM callback vector): acknowledge it by
+// clearing vcpu_info.evtchn_upcall_pending, as Linux's
+// __xen_evtchn_do_upcall does; the main loop scans the pending bits.
+core::arch::global_asm!(
+    ".global upcall_stub",
+    "upcall_stub:",
+    "push %rax",
+    "mov UPCALL_PENDING_BYTE(%rip), %rax",
+    "movb $0, (%rax)",
+    "pop %rax",
+    "iretq",
+    options(att_syntax)
+);
+
 extern "C" {
     fn upcall_stub();
-    fn fault_stub();
 }
 
 fn shared() -> u64 {
@@ -54,19 +67,6 @@ fn byte(offset: usize) -> &'static AtomicU8 {
     unsafe { &*((shared() + offset as u64) as *const AtomicU8) }
 }
 
-#[derive(Clone, Copy)]
-#[repr(C)]
-struct Gate([u64; 2]);
-
-fn gate(handler: unsafe extern "C" fn()) -> Gate {
-    let h = handler as usize as u64;
-    // 64-bit interrupt gate, present, DPL 0, selector 0x08 (Intel SDM Vol. 3A 6.14.1).
-    let low = (h & 0xffff) | (0x08 << 16) | (0x8e00 << 32) | ((h >> 16) & 0xffff) << 48;
-    Gate([low, h >> 32])
-}
-
-static mut IDT: [Gate; 256] = [Gate([0, 0]); 256];
-
 /// Maps shared_info, installs the IDT and asks for upcalls on
 /// `LINUX_CALLBACK_VECTOR` (HVM_PARAM_CALLBACK_IRQ type 2).
 pub fn init() -> Result<(), i64> {
@@ -82,19 +82,7 @@ pub fn init() -> Result<(), i64> {
         shared() + (vcpu_info_offset(0) + UPCALL_PENDING_OFFSET) as u64,
         Ordering::Relaxed,
     );
-    // SAFETY: single-threaded start of the domain; the IDT is written only here.
-    unsafe {
-        let idt = &mut *core::ptr::addr_of_mut!(IDT);
-        for entry in idt.iter_mut() {
-            *entry = gate(fault_stub);
-        }
-        idt[usize::from(LINUX_CALLBACK_VECTOR)] = gate(upcall_stub);
-        let pointer: [u64; 2] = [
-            (256 * 16 - 1) | ((idt.as_ptr() as u64) << 16),
-            (idt.as_ptr() as u64) >> 48,
-        ];
-        core::arch::asm!("lidt [{}]", in(reg) pointer.as_ptr().cast::<u8>());
-    }
+    pvh_guest_rt::idt::install(&[(LINUX_CALLBACK_VECTOR, upcall_stub)]);
     let mut p = XenHvmParam {
         domid: DOMID_SELF,
         pad: 0,

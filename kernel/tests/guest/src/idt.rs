@@ -1,6 +1,5 @@
-//! The guest's IDT: #GP counted and skipped, vector 0xF3 counted, anything else reported as unexpected.
+//! The guest's interrupt stubs: #GP counted and skipped, vector 0xF3 counted; pvh-guest-rt sends anything else to `guest_unexpected`.
 
-use core::arch::asm;
 use core::sync::atomic::AtomicU64;
 
 /// Interrupt vector the checks ask the hypervisor to raise (Linux's Xen callback vector).
@@ -11,38 +10,27 @@ pub static GP_COUNT: AtomicU64 = AtomicU64::new(0);
 #[no_mangle]
 pub static IRQ_COUNT: AtomicU64 = AtomicU64::new(0);
 
+// #GP: count it and skip the faulting 2-byte RDMSR/WRMSR (the error code
+// is popped first). The test vector: count it.
+core::arch::global_asm!(
+    ".global gp_stub",
+    "gp_stub:",
+    "lock incq GP_COUNT(%rip)",
+    "add $8, %rsp",
+    "addq $2, (%rsp)",
+    "iretq",
+    ".global irq_stub",
+    "irq_stub:",
+    "lock incq IRQ_COUNT(%rip)",
+    "iretq",
+    options(att_syntax)
+);
+
 extern "C" {
     fn gp_stub();
     fn irq_stub();
-    fn unexpected_stub();
 }
-
-#[derive(Clone, Copy)]
-#[repr(C)]
-struct Gate([u64; 2]);
-
-fn gate(handler: unsafe extern "C" fn()) -> Gate {
-    let h = handler as usize as u64;
-    // 64-bit interrupt gate, present, DPL 0, selector 0x08 (Intel SDM Vol. 3A 6.14.1).
-    let low = (h & 0xffff) | (0x08 << 16) | (0x8e00 << 32) | ((h >> 16) & 0xffff) << 48;
-    Gate([low, h >> 32])
-}
-
-static mut IDT: [Gate; 256] = [Gate([0, 0]); 256];
 
 pub fn init() {
-    // SAFETY: single-threaded start of the guest; the IDT is only written here.
-    unsafe {
-        let idt = &mut *core::ptr::addr_of_mut!(IDT);
-        for entry in idt.iter_mut() {
-            *entry = gate(unexpected_stub);
-        }
-        idt[13] = gate(gp_stub);
-        idt[usize::from(TEST_VECTOR)] = gate(irq_stub);
-        let pointer: [u64; 2] = [
-            (256 * 16 - 1) | ((idt.as_ptr() as u64) << 16),
-            (idt.as_ptr() as u64) >> 48,
-        ];
-        asm!("lidt [{}]", in(reg) pointer.as_ptr().cast::<u8>().add(0));
-    }
+    pvh_guest_rt::idt::install(&[(13, gp_stub), (TEST_VECTOR, irq_stub)]);
 }

@@ -23,7 +23,7 @@ mod idt;
 mod net_garbage;
 
 #[cfg(target_os = "none")]
-core::arch::global_asm!(include_str!("entry.S"), options(att_syntax));
+pvh_guest_rt::entry!(main = guest_main, fault = guest_unexpected);
 
 #[cfg(target_os = "none")]
 #[panic_handler]
@@ -32,32 +32,13 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH)
 }
 
-/// Reads the command line from `hvm_start_info` (identity-mapped GPA).
 #[cfg(target_os = "none")]
-fn cmdline(start_info: u64) -> &'static str {
-    use xen_abi::start_info::{HvmStartInfo, HVM_START_MAGIC};
-    if start_info == 0 {
-        return "";
-    }
-    // SAFETY: the hypervisor put the structure in this guest's RAM, which is
-    // identity-mapped by entry.S.
-    let info = unsafe { core::ptr::read_unaligned(start_info as *const HvmStartInfo) };
-    if info.magic != HVM_START_MAGIC || info.cmdline_paddr == 0 {
-        return "";
-    }
-    let start = info.cmdline_paddr as *const u8;
-    // SAFETY: as above; the string is NUL-terminated and at most 2 KiB.
-    let bytes = unsafe { core::slice::from_raw_parts(start, 2048) };
-    let len = bytes.iter().position(|&b| b == 0).unwrap_or(0);
-    core::str::from_utf8(&bytes[..len]).unwrap_or("")
-}
-
-#[cfg(target_os = "none")]
-#[no_mangle]
-extern "C" fn guest_main(start_info: u64) -> ! {
+fn guest_main(start_info: u64) -> ! {
     hypercall::init();
     idt::init();
-    let cmdline = cmdline(start_info);
+    // SAFETY: `start_info` is the hvm_start_info the hypervisor passed, in
+    // this guest's RAM, which entry.S identity-maps.
+    let cmdline = unsafe { pvh_guest_rt::start_info::cmdline(start_info) };
     println!("test guest up, cmdline {cmdline:?}");
     let (passed, failed) = checks::run_all();
     println!("{passed} passed, {failed} failed");
@@ -99,8 +80,7 @@ extern "C" fn guest_main(start_info: u64) -> ! {
 }
 
 #[cfg(target_os = "none")]
-#[no_mangle]
-extern "C" fn guest_unexpected() -> ! {
+fn guest_unexpected() -> ! {
     println!("unexpected exception or interrupt");
     hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH)
 }
