@@ -14,6 +14,24 @@ pub fn read_u32(read: &dyn Fn(&str) -> Option<String>, key: &str) -> Result<u32,
         .map_err(|_| "a ring node is not a number")
 }
 
+/// Reads nodes of the frontend directory `fe` in `store` by their key, as
+/// a backend's handshake reads them (values as text).
+pub fn frontend_reader<'a>(
+    store: &'a crate::xenstore::store::Store,
+    fe: &'a str,
+) -> impl Fn(&str) -> Option<String> + 'a {
+    move |key: &str| {
+        store
+            .node(&format!("{fe}/{key}"))
+            .map(|n| String::from_utf8_lossy(&n.value).into_owned())
+    }
+}
+
+/// The frontend's `state` node as a XenbusState (`None`: gone or garbage).
+pub fn frontend_state(read: &dyn Fn(&str) -> Option<String>) -> Option<u8> {
+    read("state").and_then(|s| s.trim().parse::<u8>().ok())
+}
+
 // XenbusState (io/xenbus.h).
 pub const INITIALISING: u8 = 1;
 pub const INIT_WAIT: u8 = 2;
@@ -94,5 +112,35 @@ pub fn next_step<T>(
         },
         Some(CLOSING) if connected || backend != CLOSING => Step::Disconnect { state: CLOSING },
         _ => Step::Nothing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::toolstack::{apply, set_state};
+    use crate::xenstore::ring::PAGE_SIZE;
+    use crate::xenstore::{Config, Server};
+    use alloc::boxed::Box;
+
+    #[test]
+    fn a_frontend_directory_reads_as_text_and_its_state_as_a_number() {
+        let mut s = Server::<Box<[u8; PAGE_SIZE]>>::new(Config::default());
+        let fe = "/local/domain/1/device/vbd/51712";
+        apply(&mut s, &[node(format!("{fe}/ring-ref"), " 8 ", None)]).unwrap();
+        {
+            let read = frontend_reader(s.store(), fe);
+            assert_eq!(read("ring-ref").as_deref(), Some(" 8 "));
+            assert_eq!(read("event-channel"), None);
+            // No state node yet: the frontend is gone as far as the backend sees.
+            assert_eq!(frontend_state(&read), None);
+        }
+        set_state(&mut s, fe, CONNECTED).unwrap();
+        assert_eq!(
+            frontend_state(&frontend_reader(s.store(), fe)),
+            Some(CONNECTED)
+        );
+        apply(&mut s, &[node(format!("{fe}/state"), "four", None)]).unwrap();
+        assert_eq!(frontend_state(&frontend_reader(s.store(), fe)), None);
     }
 }

@@ -16,6 +16,7 @@ use drivers_split::blkback::request::Limits;
 use drivers_split::blkback::xenbus::{self, Step};
 use drivers_split::domains::{Guest, Resources};
 use drivers_split::toolstack;
+use drivers_split::xenbus_state::{frontend_reader, frontend_state};
 use drivers_split::xenstore::Server;
 use xen_abi::domain_table::DEVICE_VIRTIO_BLK_LEGACY;
 
@@ -248,23 +249,19 @@ impl Vbds {
         let mut wrote = false;
         for v in self.list.iter_mut() {
             let fe = xenbus::frontend_dir(v.domid, v.spec.devid);
-            let store = server.store();
-            let read = |key: &str| {
-                store
-                    .node(&format!("{fe}/{key}"))
-                    .map(|n| String::from_utf8_lossy(&n.value).into_owned())
+            let step = {
+                let read = frontend_reader(server.store(), &fe);
+                xenbus::next_step(v.state, v.conn.is_some(), frontend_state(&read), &read)
             };
-            let frontend = read("state").and_then(|s| s.trim().parse::<u8>().ok());
-            let step = xenbus::next_step(v.state, v.conn.is_some(), frontend, &read);
             if step == Step::Nothing {
                 continue;
             }
             wrote = true;
-            let be = xenbus::backend_dir(v.domid, v.spec.devid);
-            match step {
-                Step::Nothing => {}
+            let state = match step {
+                Step::Nothing => continue,
                 Step::Connect(ring) => match v.connect(&ring) {
                     Ok(()) => {
+                        // These entries end with state = Connected.
                         let _ = toolstack::apply(
                             server,
                             &xenbus::connected_entries(v.domid, v.spec.devid, &v.limits),
@@ -277,28 +274,26 @@ impl Vbds {
                             ring.grefs.len(),
                             ring.port
                         );
+                        continue;
                     }
                     Err(why) => {
                         log!("domain {}: {}: {why}", v.domid, v.spec.vdev);
-                        let _ = toolstack::set_state(server, &be, xenbus::CLOSING);
-                        v.state = xenbus::CLOSING;
+                        xenbus::CLOSING
                     }
                 },
                 Step::Fail(why) => {
                     log!("domain {}: {}: {why}", v.domid, v.spec.vdev);
-                    let _ = toolstack::set_state(server, &be, xenbus::CLOSING);
-                    v.state = xenbus::CLOSING;
+                    xenbus::CLOSING
                 }
                 Step::Disconnect { state } => {
                     v.disconnect();
-                    let _ = toolstack::set_state(server, &be, state);
-                    v.state = state;
+                    state
                 }
-                Step::SetState(state) => {
-                    let _ = toolstack::set_state(server, &be, state);
-                    v.state = state;
-                }
-            }
+                Step::SetState(state) => state,
+            };
+            let be = xenbus::backend_dir(v.domid, v.spec.devid);
+            let _ = toolstack::set_state(server, &be, state);
+            v.state = state;
         }
         wrote
     }

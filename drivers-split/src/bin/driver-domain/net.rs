@@ -3,8 +3,6 @@
 use crate::grants::HypervisorGrants;
 use crate::page::MappedPage;
 use crate::{log, xen};
-use alloc::format;
-use alloc::string::String;
 use alloc::vec::Vec;
 use drivers_split::domains::Guest;
 use drivers_split::netback::config::{parse_vif, VifSpec};
@@ -12,7 +10,7 @@ use drivers_split::netback::switch::{Forward, Switch};
 use drivers_split::netback::vif::{Packet, Vif};
 use drivers_split::netback::xenbus::{self, RingRefs, Step};
 use drivers_split::toolstack;
-use drivers_split::xenbus_state::{CLOSING, INIT_WAIT};
+use drivers_split::xenbus_state::{frontend_reader, frontend_state, CLOSING, INIT_WAIT};
 use drivers_split::xenstore::Server;
 
 /// Packets one interface may send per turn of the loop, so one busy
@@ -96,14 +94,10 @@ impl Nets {
         for port in 0..self.list.len() {
             let n = &mut self.list[port];
             let fe = xenbus::frontend_dir(n.domid, n.spec.devid);
-            let store = server.store();
-            let read = |key: &str| {
-                store
-                    .node(&format!("{fe}/{key}"))
-                    .map(|x| String::from_utf8_lossy(&x.value).into_owned())
+            let step = {
+                let read = frontend_reader(server.store(), &fe);
+                xenbus::next_step(n.state, n.conn.is_some(), frontend_state(&read), &read)
             };
-            let frontend = read("state").and_then(|s| s.trim().parse::<u8>().ok());
-            let step = xenbus::next_step(n.state, n.conn.is_some(), frontend, &read);
             if step == Step::Nothing {
                 continue;
             }
