@@ -126,9 +126,15 @@ pub fn run(cmdline: &str, table: Table, module: (u64, usize)) -> ! {
         );
     }
     let mut next_tick = 0;
+    // Whether the tick must be set again: at the start, and whenever the
+    // timer's port fired (the hypervisor forgets a deadline it raised).
+    // Its clock and this domain's may differ by a little, so `now` alone
+    // could read just short of a deadline that already fired, and leave
+    // no tick armed.
+    let mut rearm = true;
     let mut seen_changes = u64::MAX;
     loop {
-        xen::take_pending();
+        rearm |= xen::take_pending(timer);
         let mut busy = false;
         for b in backends.iter_mut() {
             let mut crashed = false;
@@ -191,7 +197,8 @@ pub fn run(cmdline: &str, table: Table, module: (u64, usize)) -> ! {
             continue;
         }
         let now = xen::now_ns();
-        if timer.is_some() && now >= next_tick {
+        if timer.is_some() && (rearm || now >= next_tick) {
+            rearm = false;
             next_tick = now + TICK_NS;
             xen::set_timer(next_tick);
             for b in backends.iter_mut().filter(|b| b.tagger.has_partial()) {

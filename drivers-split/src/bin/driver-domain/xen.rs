@@ -101,24 +101,33 @@ fn check(r: i64) -> Result<(), i64> {
 }
 
 /// Lets `port` raise upcalls (every channel starts masked).
+///
+/// Only the hypervisor clears the mask bit (EVTCHNOP_unmask, Xen
+/// `evtchn_2l_unmask`): it re-raises the port if it went pending while
+/// masked, which every newly bound interdomain port has (bind sets it
+/// pending). That re-raise happens only if the bit was still set when the
+/// hypervisor looked, so clearing it here first would leave such a port
+/// pending with its selector bit clear: every later notification on it
+/// finds it pending already and wakes nobody.
 pub fn unmask(port: u32) {
-    let w = word(EVTCHN_MASK_OFFSET + (port as usize / 64) * 8);
-    w.fetch_and(!(1u64 << (port % 64)), Ordering::SeqCst);
     let mut arg = port;
-    // The hypervisor re-raises the upcall if the port went pending while masked.
     call_with(EVENT_CHANNEL_OP, EVTCHNOP_UNMASK, &mut arg);
 }
 
 /// Clears what is pending (2-level ABI: the selector first, then the words
 /// it names, as Linux's evtchn_2l does); the loop then looks at everything.
-pub fn take_pending() {
+/// Returns whether `port` was among the ports taken.
+pub fn take_pending(port: Option<u32>) -> bool {
     byte(vcpu_info_offset(0) + UPCALL_PENDING_OFFSET).store(0, Ordering::SeqCst);
     let sel = word(vcpu_info_offset(0) + PENDING_SEL_OFFSET).swap(0, Ordering::SeqCst);
+    let mut seen = false;
     for w in 0..64 {
         if sel & (1 << w) != 0 {
-            word(EVTCHN_PENDING_OFFSET + w * 8).store(0, Ordering::SeqCst);
+            let bits = word(EVTCHN_PENDING_OFFSET + w * 8).swap(0, Ordering::SeqCst);
+            seen |= port.is_some_and(|p| p as usize / 64 == w && bits & (1 << (p % 64)) != 0);
         }
     }
+    seen
 }
 
 /// Whether an event came in since the last `take_pending`.
