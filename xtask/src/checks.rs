@@ -62,8 +62,9 @@ pub const ALL: &[Check] = &[
     },
     Check {
         // The XenStore parser and store under 20,000 random request
-        // streams, ring byte streams and operation sequences (about 10 s;
-        // cargo-fuzz would need a nightly toolchain).
+        // streams, ring byte streams, operation sequences and quota-sized
+        // request sequences (about 15 s; cargo-fuzz would need a nightly
+        // toolchain).
         name: "fuzz-xenstore",
         args: &[
             "test",

@@ -1,7 +1,8 @@
-//! The console backend as plain library code: the guest's ring page, output lines tagged by name, input switching.
+//! The console backend as plain library code: the guest's ring page, output lines tagged by name, buffered output to the UART, input switching.
 
 pub mod input;
 pub mod lines;
+pub mod output;
 pub mod ring;
 
 #[cfg(test)]
@@ -9,4 +10,5 @@ mod tests;
 
 pub use input::{InputSwitch, Key};
 pub use lines::LineTagger;
+pub use output::Output;
 pub use ring::{Broken, ConsoleRing};

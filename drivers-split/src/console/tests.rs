@@ -1,8 +1,11 @@
-//! Host tests of the console backend: ring indices from a hostile guest, line tagging, input switching.
+//! Host tests of the console backend: ring indices from a hostile guest, line tagging, buffered output (property test against a model), input switching.
 
 use super::*;
 use crate::xenstore::ring::PAGE_SIZE;
 use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
 use proptest::prelude::*;
 
@@ -113,6 +116,218 @@ fn three_ctrl_a_switch_and_fewer_are_delivered() {
         s.key(1);
     }
     assert_eq!(s.focus, 0);
+}
+
+/// Everything `out` has, the UART always ready; CR LF back to LF.
+fn drain_all(out: &mut Output) -> Vec<u8> {
+    let mut got = Vec::new();
+    while out.drain(64, || true, |b| got.push(b)) > 0 {}
+    lf(&got)
+}
+
+fn lf(crlf: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for (i, &b) in crlf.iter().enumerate() {
+        if b == b'\r' {
+            assert_eq!(crlf.get(i + 1), Some(&b'\n'), "CR only before LF");
+            continue;
+        }
+        if b == b'\n' {
+            assert_eq!(i.checked_sub(1).map(|j| crlf[j]), Some(b'\r'));
+        }
+        v.push(b);
+    }
+    v
+}
+
+#[test]
+fn a_busy_uart_is_never_waited_for() {
+    let mut out = Output::new();
+    let g = out.add_source("g", 1024);
+    out.push(g, b"[g] hello\n");
+    let mut asked = 0;
+    let sent = out.drain(
+        100,
+        || {
+            asked += 1;
+            false
+        },
+        |_| panic!("nothing goes out while the UART is busy"),
+    );
+    assert_eq!((sent, asked), (0, 1));
+    // A budget bounds each turn; newlines go out as CR LF.
+    let mut got = Vec::new();
+    assert_eq!(out.drain(4, || true, |b| got.push(b)), 4);
+    assert_eq!(got, b"[g] ");
+    assert_eq!(out.drain(100, || true, |b| got.push(b)), 7);
+    assert_eq!(got, b"[g] hello\r\n");
+    assert!(!out.pending());
+    // Nothing waiting: the UART is not even asked.
+    assert_eq!(out.drain(100, || panic!("not asked"), |_| {}), 0);
+}
+
+#[test]
+fn a_flooding_guest_drops_its_own_lines_only() {
+    let mut out = Output::new();
+    let chatty = out.add_source("chatty", 256);
+    let quiet = out.add_source("quiet", 256);
+    let line = |tag: &str, i: usize| {
+        format!("[{tag}] line {i:03} xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n")
+    };
+    for i in 0..100 {
+        out.push(chatty, line("chatty", i).as_bytes());
+    }
+    assert!(out.queued(chatty) <= 256);
+    let dropped = out.dropped();
+    assert!(dropped > 0);
+    // The quiet guest's line still fits, and goes out after at most one
+    // more of the chatty guest's.
+    out.push(quiet, line("quiet", 0).as_bytes());
+    let mut got = Vec::new();
+    out.drain(2 * 64, || true, |b| got.push(b));
+    let text = lf(&got);
+    assert!(String::from_utf8(text)
+        .unwrap()
+        .contains("[quiet] line 000"));
+    // When the chatty guest's output fits again, the marker comes first.
+    drain_all(&mut out);
+    out.push(chatty, line("chatty", 100).as_bytes());
+    let text = String::from_utf8(drain_all(&mut out)).unwrap();
+    assert_eq!(
+        text,
+        format!(
+            "[chatty] [{dropped} bytes dropped]\n{}",
+            line("chatty", 100)
+        )
+    );
+    assert_eq!(out.dropped(), dropped, "the total is kept");
+}
+
+/// The specification, line by line: per source a queue of whole lines
+/// within its capacity; drops counted and reported before the next line
+/// that fits; sources take turns a line at a time.
+#[derive(Default)]
+struct Model {
+    lines: Vec<VecDeque<Vec<u8>>>,
+    caps: Vec<usize>,
+    names: Vec<&'static str>,
+    dropped: Vec<u64>,
+    /// The line going out and how much of it is out.
+    current: Option<(usize, usize)>,
+    next: usize,
+}
+
+impl Model {
+    fn used(&self, i: usize) -> usize {
+        self.lines[i].iter().map(Vec::len).sum::<usize>()
+            - self.current.filter(|c| c.0 == i).map_or(0, |c| c.1)
+    }
+
+    fn push(&mut self, i: usize, line: &[u8]) {
+        let marker = (self.dropped[i] > 0).then(|| {
+            format!("[{}] [{} bytes dropped]\n", self.names[i], self.dropped[i]).into_bytes()
+        });
+        let need = marker.as_ref().map_or(0, Vec::len) + line.len();
+        if need > self.caps[i] - self.used(i) {
+            self.dropped[i] += line.len() as u64;
+            return;
+        }
+        if let Some(m) = marker {
+            self.lines[i].push_back(m);
+            self.dropped[i] = 0;
+        }
+        self.lines[i].push_back(line.to_vec());
+    }
+
+    /// Up to `n` bytes (without CRs).
+    fn take(&mut self, n: usize, out: &mut Vec<u8>) {
+        for _ in 0..n {
+            if self.current.is_none() {
+                let k = self.lines.len();
+                let Some(i) = (0..k)
+                    .map(|j| (self.next + j) % k)
+                    .find(|&i| !self.lines[i].is_empty())
+                else {
+                    return;
+                };
+                self.current = Some((i, 0));
+                self.next = (i + 1) % k;
+            }
+            let Some((i, at)) = self.current else { return };
+            out.push(self.lines[i][0][at]);
+            if at + 1 == self.lines[i][0].len() {
+                self.lines[i].pop_front();
+                self.current = None;
+            } else {
+                self.current = Some((i, at + 1));
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum OutOp {
+    /// A line of `len` bytes from source `src`.
+    Push(usize, usize),
+    /// A turn: up to `budget` UART slots, the UART ready for the first `ready`.
+    Drain(usize, usize),
+}
+
+proptest! {
+    /// The buffer against the model: the same bytes in the same order,
+    /// CR before every LF, never more than a budget a turn, never a byte
+    /// while the UART is busy, never more than a share held.
+    #[test]
+    fn output_agrees_with_a_model(
+        ops in proptest::collection::vec(
+            prop_oneof![
+                3 => (0usize..3, 1usize..120).prop_map(|(s, n)| OutOp::Push(s, n)),
+                1 => (0usize..80, 0usize..80).prop_map(|(b, r)| OutOp::Drain(b, r)),
+            ],
+            1..200,
+        ),
+    ) {
+        let names = ["a", "bb", "ccc"];
+        let caps = [300usize, 150, 64];
+        let mut out = Output::new();
+        let mut m = Model { names: names.to_vec(), caps: caps.to_vec(), ..Model::default() };
+        for (n, c) in names.iter().zip(caps) {
+            out.add_source(n, c);
+            m.lines.push(VecDeque::new());
+            m.dropped.push(0);
+        }
+        let (mut got, mut want) = (Vec::new(), Vec::new());
+        let mut count = 0u8;
+        for op in &ops {
+            match *op {
+                OutOp::Push(s, len) => {
+                    count = count.wrapping_add(1);
+                    let mut line = format!("[{}] ", names[s]).into_bytes();
+                    line.extend(core::iter::repeat_n(b'a' + count % 26, len));
+                    line.push(b'\n');
+                    out.push(s, &line);
+                    m.push(s, &line);
+                    prop_assert!(out.queued(s) <= caps[s]);
+                }
+                OutOp::Drain(budget, ready) => {
+                    let mut slots = 0;
+                    let mut bytes = Vec::new();
+                    let sent = out.drain(budget, || { slots += 1; slots <= ready }, |b| bytes.push(b));
+                    prop_assert!(sent <= budget.min(ready));
+                    prop_assert_eq!(sent, bytes.len());
+                    // The model moves as many bytes (CRs are the UART's).
+                    m.take(bytes.iter().filter(|&&b| b != b'\r').count(), &mut want);
+                    got.extend(bytes);
+                }
+            }
+        }
+        // Whatever is left, then the model's whole output.
+        while out.drain(64, || true, |b| got.push(b)) > 0 {}
+        m.take(usize::MAX, &mut want);
+        prop_assert_eq!(lf(&got), want);
+        let dropped: u64 = m.dropped.iter().sum();
+        prop_assert!(out.dropped() >= dropped);
+    }
 }
 
 proptest! {

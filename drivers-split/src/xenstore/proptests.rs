@@ -1,4 +1,4 @@
-//! Property tests and the bounded fuzz entry: random input never panics and always gets well-formed replies; random operations agree with a map model.
+//! Property tests and the bounded fuzz entry: random input never panics and always gets well-formed replies; random operations agree with a map model; quota-sized requests keep a domain within its memory.
 //!
 //! cargo-fuzz needs a nightly toolchain, which this workspace does not
 //! have; `fuzz_requests_long` is the bounded fuzz run (20,000 cases, about
@@ -102,6 +102,134 @@ fn run_ring_bytes(chunks: &[Vec<u8>]) {
     }
     assert!(rest.is_empty());
     check_output(&msgs);
+}
+
+/// A request shaped to reach the quotas (XSA-326): long names, full
+/// values, long watch tokens, transactions (slot 0: none).
+#[derive(Clone, Debug)]
+enum Big {
+    Write {
+        tx: usize,
+        name: (u8, usize),
+        value: usize,
+    },
+    Mkdir(usize, (u8, usize)),
+    Rm(usize, (u8, usize)),
+    Read(usize, (u8, usize)),
+    Dir(usize),
+    Watch((u8, usize), usize),
+    Unwatch((u8, usize), usize),
+    Start,
+    End(usize, bool),
+    /// The toolstack grows a node domain 1 owns, as it may (no quota).
+    Toolstack((u8, usize), usize),
+}
+
+fn big() -> impl Strategy<Value = Big> {
+    let tx = 0usize..4;
+    let name = (0u8..6, prop_oneof![1usize..8, 1000usize..2040]);
+    let len = prop_oneof![0usize..8, 1000usize..2100];
+    prop_oneof![
+        4 => (tx.clone(), name.clone(), len.clone())
+            .prop_map(|(tx, name, value)| Big::Write { tx, name, value }),
+        1 => (tx.clone(), name.clone()).prop_map(|(t, n)| Big::Mkdir(t, n)),
+        1 => (tx.clone(), name.clone()).prop_map(|(t, n)| Big::Rm(t, n)),
+        1 => (tx.clone(), name.clone()).prop_map(|(t, n)| Big::Read(t, n)),
+        1 => tx.clone().prop_map(Big::Dir),
+        2 => (name.clone(), len.clone()).prop_map(|(n, t)| Big::Watch(n, t)),
+        1 => (name.clone(), len.clone()).prop_map(|(n, t)| Big::Unwatch(n, t)),
+        2 => Just(Big::Start),
+        2 => (tx, any::<bool>()).prop_map(|(t, c)| Big::End(t, c)),
+        1 => (name, len).prop_map(|(n, v)| Big::Toolstack(n, v)),
+    ]
+}
+
+/// Domain 1 on small quotas: every reply well-formed, the store
+/// consistent, and what it holds within its memory quota unless the
+/// toolstack (which has none) grew its nodes.
+fn run_quota_requests(reqs: &[Big]) {
+    let cfg = Config {
+        max_memory: 24 << 10,
+        max_nodes: 40,
+        max_transactions: 3,
+        max_watches: 6,
+        max_transaction_nodes: 24,
+        ..Config::default()
+    };
+    let mut s = Srv::new(cfg);
+    s.introduce(1, None);
+    let z = |p: &str| {
+        let mut v = p.as_bytes().to_vec();
+        v.push(0);
+        v
+    };
+    for (ty, p) in [(MsgType::Mkdir, z("/local/domain/1/d")), {
+        let mut v = z("/local/domain/1/d");
+        v.extend_from_slice(b"n1\0");
+        (MsgType::SetPerms, v)
+    }] {
+        s.submit(0, &encode(ty, 1, 0, &p));
+        s.take_output(0);
+    }
+    let node = |(i, n): (u8, usize)| alloc::format!("d/{i}{}", "n".repeat(n));
+    let mut txs: Vec<u32> = Vec::new();
+    let mut toolstack_grew = false;
+    for r in reqs {
+        let tx = |slot: usize| match slot {
+            0 => 0,
+            _ => txs.get(slot - 1).copied().unwrap_or(0),
+        };
+        let (ty, tx_id, payload) = match r {
+            Big::Write { tx: t, name, value } => {
+                let mut p = z(&node(*name));
+                p.extend(core::iter::repeat_n(b'v', *value));
+                (MsgType::Write, tx(*t), p)
+            }
+            Big::Mkdir(t, n) => (MsgType::Mkdir, tx(*t), z(&node(*n))),
+            Big::Rm(t, n) => (MsgType::Rm, tx(*t), z(&node(*n))),
+            Big::Read(t, n) => (MsgType::Read, tx(*t), z(&node(*n))),
+            Big::Dir(t) => (MsgType::Directory, tx(*t), z("d")),
+            Big::Watch(n, t) | Big::Unwatch(n, t) => {
+                let mut p = z(&node(*n));
+                p.extend(core::iter::repeat_n(b't', *t + 1));
+                p.push(0);
+                let ty = match r {
+                    Big::Watch(..) => MsgType::Watch,
+                    _ => MsgType::Unwatch,
+                };
+                (ty, 0, p)
+            }
+            Big::Start => (MsgType::TransactionStart, 0, z("")),
+            Big::End(t, c) => (
+                MsgType::TransactionEnd,
+                tx(*t),
+                z(if *c { "T" } else { "F" }),
+            ),
+            Big::Toolstack(n, v) => {
+                let mut p = z(&alloc::format!("/local/domain/1/{}", node(*n)));
+                p.extend(core::iter::repeat_n(b'x', *v));
+                s.submit(0, &encode(MsgType::Write, 1, 0, &p));
+                check_output(&s.take_output(0));
+                toolstack_grew = true;
+                continue;
+            }
+        };
+        s.submit(1, &encode(ty, 1, tx_id, &payload));
+        let out = s.take_output(1);
+        check_output(&out);
+        let h = Header::parse(out[0][..HEADER_LEN].try_into().unwrap());
+        if ty == MsgType::TransactionStart && h.ty == ty as u32 {
+            let id = &out[0][HEADER_LEN..out[0].len() - 1];
+            txs.push(core::str::from_utf8(id).unwrap().parse().unwrap());
+        }
+        if ty == MsgType::TransactionEnd && tx_id != 0 {
+            txs.retain(|&t| t != tx_id);
+        }
+        s.store().check_invariants().unwrap();
+        if !toolstack_grew {
+            assert!(s.charged(1) <= cfg.max_memory, "{} bytes", s.charged(1));
+        }
+    }
 }
 
 /// Model operations on a small path alphabet.
@@ -233,6 +361,13 @@ proptest! {
     fn operations_agree_with_a_map_model(ops in prop::collection::vec(op(), 1..60)) {
         run_model(&ops);
     }
+
+    #[test]
+    fn quota_sized_requests_stay_within_the_quotas(
+        reqs in prop::collection::vec(big(), 1..40),
+    ) {
+        run_quota_requests(&reqs);
+    }
 }
 
 proptest! {
@@ -246,9 +381,11 @@ proptest! {
         reqs in prop::collection::vec(request(), 1..80),
         chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..600), 1..12),
         ops in prop::collection::vec(op(), 1..100),
+        big in prop::collection::vec(big(), 1..40),
     ) {
         run_requests(dom, &reqs);
         run_ring_bytes(&chunks);
         run_model(&ops);
+        run_quota_requests(&big);
     }
 }

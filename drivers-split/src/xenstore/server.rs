@@ -4,8 +4,8 @@ use super::ops::{self, Caller};
 use super::path::{self, canonicalize, INTRODUCE_DOMAIN, RELEASE_DOMAIN};
 use super::perms::Perms;
 use super::ring::{MessageReader, ReadError, Ring, RingMemory, ERROR_PROTO, ERROR_RINGIDX};
-use super::store::Store;
-use super::transaction::{Transaction, TxView};
+use super::store::{Store, View};
+use super::transaction::{CommitQuota, Transaction, TxLimit, TxView};
 use super::watch::{Change, Watch};
 use super::wire::{
     self, encode, error_reply, one_arg, parse_domid, Errno, Header, MsgType, PAYLOAD_MAX,
@@ -15,8 +15,14 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+/// Bytes charged per queued message besides the message (queue slot, allocator).
+const MSG_OVERHEAD: usize = 32;
+/// Bytes charged per watch besides its path and token.
+const WATCH_OVERHEAD: usize = 64;
+
 /// Limits. Defaults are xenstored's (domain.c `quotas`), except the
-/// pending-event bound, which xenstored does not have.
+/// pending-event bound, which xenstored does not have, and the memory
+/// quota, which is sized for this domain's heap (see `max_memory`).
 #[derive(Clone, Copy, Debug)]
 pub struct Config {
     /// The toolstack domain (the driver domain): bypasses permission checks
@@ -27,6 +33,18 @@ pub struct Config {
     pub max_transactions: usize,
     pub max_value: usize,
     pub max_perms: usize,
+    /// Bytes a domain may hold (xenstored quota "memory", XSA-326): the
+    /// nodes it owns (path, name, value, permissions and a fixed overhead
+    /// each, `store::cost`), its watches, its open transactions and its
+    /// queued replies and events. Past it: ENOMEM, and events are dropped.
+    /// xenstored's 2.5 MB is a third of this domain's whole 8 MiB heap;
+    /// 128 KiB is some ten times what a Linux guest with a disk and a NIC
+    /// uses, and 8 guests at their quota hold 1 MiB (up to twice that on
+    /// the heap, which rounds allocations up to powers of two).
+    pub max_memory: usize,
+    /// Nodes one transaction may touch (xenstored quota
+    /// "transaction-nodes"); ENOSPC past it.
+    pub max_transaction_nodes: usize,
     /// Watch events queued for a client that is not reading; further
     /// events are dropped and counted (`Connection::events_dropped`).
     pub max_pending_events: usize,
@@ -43,6 +61,8 @@ impl Default for Config {
             max_transactions: 10,
             max_value: 2048,
             max_perms: 5,
+            max_memory: 128 << 10,
+            max_transaction_nodes: 1024,
             max_pending_events: 256,
             requests_per_poll: 8,
         }
@@ -63,8 +83,13 @@ pub struct Connection<M> {
     pub domid: u16,
     ring: Option<Ring<M>>,
     reader: MessageReader,
-    /// Framed messages waiting for room in the ring (or for `take_output`).
+    /// Framed messages waiting for room in the ring (or for `take_output`);
+    /// true for watch events.
     out: VecDeque<(Vec<u8>, bool)>,
+    /// Bytes `out` holds, as charged to the memory quota.
+    out_bytes: usize,
+    /// Bytes the watches hold, likewise.
+    watch_bytes: usize,
     /// Bytes of `out[0]` already written.
     out_off: usize,
     pending_events: usize,
@@ -83,6 +108,8 @@ impl<M> Connection<M> {
             ring,
             reader: MessageReader::default(),
             out: VecDeque::new(),
+            out_bytes: 0,
+            watch_bytes: 0,
             out_off: 0,
             pending_events: 0,
             watches: Vec::new(),
@@ -93,13 +120,39 @@ impl<M> Connection<M> {
         }
     }
 
-    fn queue_event(&mut self, msg: Vec<u8>, max: usize) {
-        if self.pending_events >= max {
-            self.events_dropped += 1;
-        } else {
+    /// Queue `msg` at `at` (the back if past it), charged to the memory.
+    fn queue_at(&mut self, at: usize, msg: Vec<u8>, is_event: bool) {
+        self.out_bytes += MSG_OVERHEAD + msg.len();
+        if is_event {
             self.pending_events += 1;
-            self.out.push_back((msg, true));
         }
+        self.out.insert(at.min(self.out.len()), (msg, is_event));
+    }
+
+    /// Whether an event of `len` framed bytes may be queued (watch.c
+    /// `send_event`): not too long for the wire, fewer than `max` waiting,
+    /// and, with `room` (the memory quota less the nodes it owns), within
+    /// it. Counted as dropped if not.
+    fn event_fits(&mut self, len: usize, max: usize, room: Option<usize>) -> bool {
+        let fits = len <= wire::HEADER_LEN + PAYLOAD_MAX
+            && self.pending_events < max
+            && room.is_none_or(|r| self.reserved(0) + MSG_OVERHEAD + len <= r);
+        if !fits {
+            self.events_dropped += 1;
+        }
+        fits
+    }
+
+    /// Bytes held besides its nodes: watches, open transactions (all but
+    /// `except`), queued output.
+    fn reserved(&self, except: u32) -> usize {
+        let tx: usize = self
+            .transactions
+            .iter()
+            .filter(|&(&id, _)| id != except)
+            .map(|(_, t)| t.bytes())
+            .sum();
+        self.watch_bytes + self.out_bytes + tx
     }
 
     /// Open transactions.
@@ -115,17 +168,20 @@ impl<M: RingMemory> Connection<M> {
             return false;
         };
         let mut wrote = false;
-        while let Some((msg, is_event)) = self.out.front() {
+        while let Some((msg, _)) = self.out.front() {
             match ring.write(&msg[self.out_off..]) {
                 Ok(0) => break,
                 Ok(n) => {
                     wrote = true;
                     self.out_off += n;
                     if self.out_off == msg.len() {
-                        if *is_event {
-                            self.pending_events -= 1;
+                        if let Some((msg, is_event)) = self.out.pop_front() {
+                            self.out_bytes =
+                                self.out_bytes.saturating_sub(MSG_OVERHEAD + msg.len());
+                            if is_event {
+                                self.pending_events = self.pending_events.saturating_sub(1);
+                            }
                         }
-                        self.out.pop_front();
                         self.out_off = 0;
                     }
                 }
@@ -146,10 +202,8 @@ pub struct Server<M> {
     store: Store,
     conns: BTreeMap<u16, Connection<M>>,
     introductions: Vec<Introduction>,
-    /// Initial watch events, queued right after the WATCH reply.
+    /// The initial watch event, queued right after the WATCH reply.
     after_reply: Option<Vec<u8>>,
-    /// Events fired while handling a request, queued after its reply.
-    fired: Vec<(u16, Vec<u8>)>,
 }
 
 impl<M: RingMemory> Server<M> {
@@ -164,7 +218,6 @@ impl<M: RingMemory> Server<M> {
             conns,
             introductions: Vec::new(),
             after_reply: None,
-            fired: Vec::new(),
         }
     }
 
@@ -176,13 +229,19 @@ impl<M: RingMemory> Server<M> {
         self.conns.get(&domid)
     }
 
+    /// Bytes charged to `domid`'s memory quota: the nodes it owns, its
+    /// watches, its open transactions, its queued output.
+    pub fn charged(&self, domid: u16) -> usize {
+        let extra = self.conns.get(&domid).map_or(0, |c| c.reserved(0));
+        self.store.memory(domid) + extra
+    }
+
     /// Introduce a domain from the host side (as `XS_INTRODUCE` does);
     /// replaces any previous connection of that domain. Fires
     /// `@introduceDomain`.
     pub fn introduce(&mut self, domid: u16, ring: Option<Ring<M>>) {
         self.conns.insert(domid, Connection::new(domid, ring));
         self.fire_special(INTRODUCE_DOMAIN);
-        self.deliver();
     }
 
     /// Give an introduced domain its mapped ring page.
@@ -204,7 +263,6 @@ impl<M: RingMemory> Server<M> {
         }
         let c = self.conns.remove(&domid)?;
         self.fire_special(RELEASE_DOMAIN);
-        self.deliver();
         c.ring
     }
 
@@ -219,6 +277,7 @@ impl<M: RingMemory> Server<M> {
         match self.conns.get_mut(&domid) {
             Some(c) if c.ring.is_none() => {
                 c.pending_events = 0;
+                c.out_bytes = 0;
                 c.out.drain(..).map(|(m, _)| m).collect()
             }
             _ => Vec::new(),
@@ -340,19 +399,27 @@ impl<M: RingMemory> Server<M> {
         }
     }
 
-    fn caller(&self, domid: u16) -> Caller {
+    /// The caller `domid` (which must be connected), holding `reserved`
+    /// bytes besides its nodes.
+    fn caller(&self, domid: u16, reserved: usize) -> Caller {
         Caller {
             domid,
             privileged: domid == self.config.privileged,
             max_nodes: self.config.max_nodes,
             max_value: self.config.max_value,
             max_perms: self.config.max_perms,
+            max_memory: self.config.max_memory,
+            reserved,
+            toolstack: self.config.privileged,
         }
     }
 
+    /// Queue a reply. Replies are charged but never refused: a client gets
+    /// at most one at a time past its ring (`poll` serves no request while
+    /// output waits), and an error must reach it (core.c `send_reply`).
     fn push(&mut self, domid: u16, msg: Vec<u8>) {
         if let Some(c) = self.conns.get_mut(&domid) {
-            c.out.push_back((msg, false));
+            c.queue_at(usize::MAX, msg, false);
         }
     }
 
@@ -363,27 +430,30 @@ impl<M: RingMemory> Server<M> {
     /// Process one request from `domid` (which must be connected): the
     /// reply (type echoed, or ERROR) and any watch events are queued.
     pub fn handle(&mut self, domid: u16, h: Header, payload: &[u8]) {
-        if !self.conns.contains_key(&domid) {
+        // Events the request fires go straight to their connections; on
+        // the requester's own they must follow its reply, which goes here.
+        let Some(mark) = self.conns.get(&domid).map(|c| c.out.len()) else {
             return;
-        }
-        match self.dispatch(domid, h, payload) {
+        };
+        let reply = match self.dispatch(domid, h, payload) {
             // core.c `send_reply`: too long for the wire → E2BIG.
-            Ok((_, body)) if body.len() > PAYLOAD_MAX => self.reply_err(domid, h, Errno::E2big),
-            Ok((ty, body)) => self.push(domid, encode(ty, h.req_id, h.tx_id, &body)),
-            Err(e) => self.reply_err(domid, h, e),
-        }
-        if let Some(ev) = self.after_reply.take() {
-            self.fired.insert(0, (domid, ev));
-        }
-        self.deliver();
-    }
-
-    /// Queue the events fired so far on their connections.
-    fn deliver(&mut self) {
-        let max = self.config.max_pending_events;
-        for (d, ev) in core::mem::take(&mut self.fired) {
-            if let Some(c) = self.conns.get_mut(&d) {
-                c.queue_event(ev, max);
+            Ok((_, body)) if body.len() > PAYLOAD_MAX => {
+                error_reply(h.req_id, h.tx_id, Errno::E2big)
+            }
+            Ok((ty, body)) => encode(ty, h.req_id, h.tx_id, &body),
+            Err(e) => error_reply(h.req_id, h.tx_id, e),
+        };
+        let initial = self.after_reply.take();
+        let privileged = domid == self.config.privileged;
+        let (max_events, max_memory) = (self.config.max_pending_events, self.config.max_memory);
+        let nodes = self.store.memory(domid);
+        if let Some(c) = self.conns.get_mut(&domid) {
+            c.queue_at(mark, reply, false);
+            if let Some(ev) = initial {
+                let room = (!privileged).then(|| max_memory.saturating_sub(nodes));
+                if c.event_fits(ev.len(), max_events, room) {
+                    c.queue_at(mark + 1, ev, true);
+                }
             }
         }
     }
@@ -433,6 +503,7 @@ impl<M: RingMemory> Server<M> {
             ResetWatches => {
                 let c = self.conns.get_mut(&domid).ok_or(Errno::Einval)?;
                 c.watches.clear();
+                c.watch_bytes = 0;
                 c.transactions.clear();
                 ok()
             }
@@ -488,7 +559,8 @@ impl<M: RingMemory> Server<M> {
     }
 
     fn node_op(&mut self, domid: u16, ty: MsgType, tx_id: u32, p: &[u8]) -> Result<Vec<u8>, Errno> {
-        let caller = self.caller(domid);
+        let reserved = self.conns.get(&domid).ok_or(Errno::Einval)?.reserved(tx_id);
+        let caller = self.caller(domid, reserved);
         // Argument parsing (core.c: `onearg` for one-path requests,
         // `get_strings` for WRITE and SET_PERMS).
         let (raw, rest): (&[u8], &[u8]) = match ty {
@@ -506,14 +578,37 @@ impl<M: RingMemory> Server<M> {
         } else {
             None
         };
-        let Server { store, conns, .. } = self;
+        let Server {
+            store,
+            conns,
+            config,
+            ..
+        } = self;
         let (reply, changes) = if tx_id != 0 {
             let c = conns.get_mut(&domid).ok_or(Errno::Einval)?;
             let tx = c.transactions.get_mut(&tx_id).ok_or(Errno::Enoent)?;
-            let mut view = TxView { store, tx };
-            let r = run(&mut view, &caller, ty, &abs, rest, perms)?;
-            view.tx.changes.extend(r.1);
-            (r.0, Vec::new())
+            // A failed transaction serves nothing more (transaction.c
+            // `trans->fail`); ending it is all that is left.
+            if let Some(e) = tx.failed() {
+                return Err(e);
+            }
+            // It may grow into what the domain has left (XSA-326: nodes
+            // in transactions count too), touching at most so many nodes.
+            let limit = (!caller.privileged).then(|| TxLimit {
+                nodes: config.max_transaction_nodes,
+                bytes: config
+                    .max_memory
+                    .saturating_sub(store.memory(domid).saturating_add(reserved)),
+            });
+            let mut view = TxView { store, tx, limit };
+            let r = run(&mut view, &caller, ty, &abs, rest, perms).map(|(reply, changes)| {
+                view.record(changes);
+                reply
+            });
+            if let Some(e) = view.tx.failed() {
+                return Err(e);
+            }
+            (r?, Vec::new())
         } else {
             run(store, &caller, ty, &abs, rest, perms)?
         };
@@ -531,12 +626,22 @@ impl<M: RingMemory> Server<M> {
         let cp = canonicalize(domid, v[0], true)?;
         let max = self.config.max_watches;
         let privileged = domid == self.config.privileged;
+        let room = self
+            .config
+            .max_memory
+            .saturating_sub(self.store.memory(domid));
         let c = self.conns.get_mut(&domid).ok_or(Errno::Einval)?;
         if c.watches.iter().any(|w| w.abs == cp.abs && w.token == v[1]) {
             return Err(Errno::Eexist);
         }
         if !privileged && c.watches.len() >= max {
             return Err(Errno::Enospc);
+        }
+        // watch.c `add_watch`: the path and token count against the
+        // domain's memory (ENOMEM).
+        let cost = WATCH_OVERHEAD + cp.abs.len() + v[1].len();
+        if !privileged && c.reserved(0).saturating_add(cost) > room {
+            return Err(Errno::Enomem);
         }
         let prefix_len = if cp.relative {
             path::home(domid).len() + 1
@@ -545,13 +650,15 @@ impl<M: RingMemory> Server<M> {
         };
         let w = Watch {
             abs: cp.abs,
-            token: v[1].to_vec(),
+            token: ops::try_copy(v[1])?,
             prefix_len,
         };
         // The reply goes first, then the initial event (watch.c: "We fire
         // once up front"), with the path as registered and the exact token.
         let ev = encode(MsgType::WatchEvent, 0, 0, &w.event_payload(&w.abs));
+        c.watches.try_reserve(1).map_err(|_| Errno::Enomem)?;
         c.watches.push(w);
+        c.watch_bytes += cost;
         self.after_reply = Some(ev);
         Ok(b"OK\0".to_vec())
     }
@@ -568,7 +675,9 @@ impl<M: RingMemory> Server<M> {
             .iter()
             .position(|w| w.abs == abs && w.token == v[1])
             .ok_or(Errno::Enoent)?;
-        c.watches.remove(i);
+        let w = c.watches.remove(i);
+        let cost = WATCH_OVERHEAD + w.abs.len() + w.token.len();
+        c.watch_bytes = c.watch_bytes.saturating_sub(cost);
         Ok(b"OK\0".to_vec())
     }
 
@@ -603,26 +712,53 @@ impl<M: RingMemory> Server<M> {
             return Err(Errno::Enoent);
         }
         let c = self.conns.get_mut(&domid).ok_or(Errno::Einval)?;
+        // Ended either way, as in transaction.c `do_transaction_end`.
         let tx = c.transactions.remove(&tx_id).ok_or(Errno::Enoent)?;
         if arg == b"T" {
-            let changes = tx.commit(&mut self.store)?;
+            // The quotas again: the store may have grown since (XSA-326).
+            let quota = (domid != self.config.privileged).then(|| CommitQuota {
+                domid,
+                toolstack: self.config.privileged,
+                max_nodes: self.config.max_nodes,
+                max_memory: self.config.max_memory,
+                reserved: c.reserved(0),
+            });
+            let changes = tx.commit(&mut self.store, quota)?;
             self.fire(&changes);
         }
         Ok(b"OK\0".to_vec())
     }
 
     /// Queue `XS_WATCH_EVENT`s for every watch, of every connection, that
-    /// the changes fire and whose owner may see them.
+    /// the changes fire and whose owner may see them. Each is checked
+    /// before it is built (watch.c `send_event`): an event past its
+    /// connection's limits is dropped and counted, never allocated.
     fn fire(&mut self, changes: &[Change]) {
-        let privileged = self.config.privileged;
-        for c in self.conns.values() {
+        let Server {
+            config,
+            store,
+            conns,
+            ..
+        } = self;
+        for c in conns.values_mut() {
+            let privileged = c.domid == config.privileged;
+            let room =
+                (!privileged).then(|| config.max_memory.saturating_sub(store.memory(c.domid)));
             for ch in changes {
-                if !ch.visible_to(c.domid, c.domid == privileged) {
+                if !ch.visible_to(c.domid, privileged) {
                     continue;
                 }
-                for w in c.watches.iter().filter(|w| w.matches(ch)) {
-                    let ev = encode(MsgType::WatchEvent, 0, 0, &w.event_payload(&ch.path));
-                    self.fired.push((c.domid, ev));
+                for i in 0..c.watches.len() {
+                    let w = &c.watches[i];
+                    if !w.matches(ch) {
+                        continue;
+                    }
+                    let len = wire::HEADER_LEN + w.payload_len(&ch.path);
+                    if c.event_fits(len, config.max_pending_events, room) {
+                        let payload = c.watches[i].event_payload(&ch.path);
+                        let ev = encode(MsgType::WatchEvent, 0, 0, &payload);
+                        c.queue_at(usize::MAX, ev, true);
+                    }
                 }
             }
         }

@@ -6,6 +6,27 @@ use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::vec::Vec;
 
+/// Heap bytes a node takes besides its path, name and value, as charged to
+/// its owner: the map slot with the `Node` (~100), its name's slot in the
+/// parent's child list (~40), and allocator rounding. xenstored charges
+/// its node header the same way (core.c `calc_node_acc_size`).
+pub const NODE_OVERHEAD: usize = 160;
+/// Bytes charged per permission entry (xenstored: `struct xs_permissions`).
+pub const PERM_BYTES: usize = 8;
+
+/// What a node at `abs` with a `value_len`-byte value and `perms` entries
+/// costs its owner (xenstored core.c `db_write`: name + node size): the
+/// path (the map key), the name again (the parent's child list), the value,
+/// the permissions and `NODE_OVERHEAD`.
+pub fn cost(abs: &str, value_len: usize, perms: usize) -> usize {
+    NODE_OVERHEAD + abs.len() + path::basename(abs).len() + value_len + perms * PERM_BYTES
+}
+
+/// [`cost`] of an existing node.
+pub fn node_cost(abs: &str, n: &Node) -> usize {
+    cost(abs, n.value.len(), n.perms.entries().len())
+}
+
 /// One node. Every node has a value (possibly empty) and may have children
 /// (xenstore.txt: "nonempty values at nodes which also have children").
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +60,9 @@ pub trait View {
     fn put(&mut self, abs: &str, node: Option<Node>);
     /// Nodes owned by `domid` (the per-domain node quota).
     fn owned(&self, domid: u16) -> usize;
+    /// Bytes of the nodes owned by `domid` ([`node_cost`]; the per-domain
+    /// memory quota).
+    fn memory(&self, domid: u16) -> usize;
 }
 
 /// The live tree. Starts with the root "/" owned by `root_owner` ("n0").
@@ -49,6 +73,8 @@ pub struct Store {
     /// Writes and removals so far, for callers that act on changes.
     changes: u64,
     owned: BTreeMap<u16, usize>,
+    /// [`node_cost`] summed per owner.
+    memory: BTreeMap<u16, usize>,
 }
 
 impl Store {
@@ -58,6 +84,7 @@ impl Store {
             generation: 0,
             changes: 0,
             owned: BTreeMap::new(),
+            memory: BTreeMap::new(),
         };
         s.put(
             "/",
@@ -92,11 +119,13 @@ impl Store {
     }
 
     /// Consistency check for tests: every child link points at a node, every
-    /// non-root node is its parent's child, owner counts match.
+    /// non-root node is its parent's child, owner counts and bytes match.
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut owned = BTreeMap::new();
+        let mut memory = BTreeMap::new();
         for (p, n) in &self.nodes {
             *owned.entry(n.perms.owner()).or_insert(0usize) += 1;
+            *memory.entry(n.perms.owner()).or_insert(0usize) += node_cost(p, n);
             for c in &n.children {
                 if !self.nodes.contains_key(&path::join(p, c)) {
                     return Err(alloc::format!("{p}: dangling child {c}"));
@@ -115,12 +144,24 @@ impl Store {
         if owned != mine {
             return Err(alloc::format!("owner counts {mine:?} != {owned:?}"));
         }
+        let mut mine = self.memory.clone();
+        mine.retain(|_, v| *v != 0);
+        if memory != mine {
+            return Err(alloc::format!("owner bytes {mine:?} != {memory:?}"));
+        }
         Ok(())
     }
 
-    fn count(&mut self, owner: u16, delta: isize) {
+    /// Account a node of `owner` costing `bytes` coming (`sign` 1) or going (-1).
+    fn count(&mut self, owner: u16, bytes: usize, sign: isize) {
         let c = self.owned.entry(owner).or_insert(0);
-        *c = c.saturating_add_signed(delta);
+        *c = c.saturating_add_signed(sign);
+        let m = self.memory.entry(owner).or_insert(0);
+        *m = if sign > 0 {
+            m.saturating_add(bytes)
+        } else {
+            m.saturating_sub(bytes)
+        };
     }
 }
 
@@ -135,18 +176,22 @@ impl View for Store {
             Some(mut n) => {
                 self.generation += 1;
                 n.generation = self.generation;
-                self.count(n.perms.owner(), 1);
+                self.count(n.perms.owner(), node_cost(abs, &n), 1);
                 self.nodes.insert(String::from(abs), n)
             }
             None => self.nodes.remove(abs),
         };
         if let Some(o) = old {
-            self.count(o.perms.owner(), -1);
+            self.count(o.perms.owner(), node_cost(abs, &o), -1);
         }
     }
 
     fn owned(&self, domid: u16) -> usize {
         self.owned.get(&domid).copied().unwrap_or(0)
+    }
+
+    fn memory(&self, domid: u16) -> usize {
+        self.memory.get(&domid).copied().unwrap_or(0)
     }
 }
 
@@ -165,12 +210,15 @@ mod tests {
         s.put("/", Some(root));
         assert!(s.node("/").unwrap().generation > g0);
         assert_eq!(s.owned(3), 1);
+        assert_eq!(s.memory(3), cost("/a", 1, 1));
+        assert_eq!(s.memory(3), NODE_OVERHEAD + 2 + 1 + 1 + PERM_BYTES);
         s.check_invariants().unwrap();
         s.put("/a", Some(Node::new(b"y".to_vec(), Perms::owned_by(4))));
         assert_eq!((s.owned(3), s.owned(4)), (0, 1));
+        assert_eq!((s.memory(3), s.memory(4)), (0, cost("/a", 1, 1)));
         let c = s.changes();
         s.put("/a", None);
-        assert_eq!(s.owned(4), 0);
+        assert_eq!((s.owned(4), s.memory(4)), (0, 0));
         assert_eq!(s.changes(), c + 1, "a removal is a change too");
         assert!(s.check_invariants().is_err()); // root still lists "a"
     }

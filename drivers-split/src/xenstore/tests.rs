@@ -1100,3 +1100,399 @@ fn watch_events_reach_the_ring() {
         (15, zz(&["name", "tok"]))
     );
 }
+
+// ---- Depth (XSA-418) ----
+
+/// The toolstack's caller, as the store API sees it.
+fn toolstack() -> super::ops::Caller {
+    super::ops::Caller {
+        domid: 0,
+        privileged: true,
+        max_nodes: 1000,
+        max_value: 2048,
+        max_perms: 5,
+        max_memory: 128 << 10,
+        reserved: 0,
+        toolstack: 0,
+    }
+}
+
+/// xenstored's delete recursed once per level until XSA-418 made its tree
+/// walk iterative; so must this one be. 5,000 levels (past the wire's
+/// path limit, as the toolstack could build them through the store API)
+/// go on the driver domain's 64 KiB stack, in the live store and in a
+/// transaction.
+#[test]
+fn deep_tree_removal_needs_no_stack_per_level() {
+    use super::ops;
+    use super::store::Store;
+    use super::transaction::{Transaction, TxView};
+    const LEVELS: usize = 5000;
+    let mut store = Store::new(0);
+    ops::write(&mut store, &toolstack(), &"/d".repeat(LEVELS), b"x").unwrap();
+    assert_eq!(store.len(), LEVELS + 1);
+    let small_stack = std::thread::Builder::new().stack_size(64 * 1024);
+    let (store, live, in_tx) = small_stack
+        .spawn(move || {
+            let mut tx = Transaction::default();
+            let in_tx = ops::rm(
+                &mut TxView {
+                    store: &store,
+                    tx: &mut tx,
+                    limit: None,
+                },
+                &toolstack(),
+                "/d",
+            )
+            .unwrap()
+            .len();
+            let live = ops::rm(&mut store, &toolstack(), "/d").unwrap().len();
+            (store, live, in_tx)
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!((live, in_tx), (LEVELS, LEVELS), "one change per node");
+    assert_eq!(store.len(), 1);
+    store.check_invariants().unwrap();
+}
+
+// ---- Memory (XSA-326) ----
+
+/// `server()` plus a directory domain 1 owns, `/local/domain/1/data`
+/// (as libxl's rwperm nodes), so it can create nodes.
+fn server_with_data() -> Srv {
+    let mut s = server();
+    ok(&mut s, 0, MsgType::Mkdir, 0, &z("/local/domain/1/data"));
+    ok(
+        &mut s,
+        0,
+        MsgType::SetPerms,
+        0,
+        &zz(&["/local/domain/1/data", "n1"]),
+    );
+    s
+}
+
+/// The errno of a reply, or None if it succeeded.
+fn refused(out: &[(Header, Vec<u8>)]) -> Option<Errno> {
+    let (h, body) = &out[0];
+    (h.ty == MsgType::Error as u32).then(|| {
+        *Errno::ALL
+            .iter()
+            .find(|e| z(e.name()) == *body)
+            .expect("a known error name")
+    })
+}
+
+/// A node name near the relative path limit and a full-size value: about
+/// 4 KiB a node, the shape of the heap-exhaustion report.
+fn big_node(tag: &str, i: usize) -> Vec<u8> {
+    let name = format!("data/{tag}{i:04}{}", "n".repeat(1990));
+    wv(&name, &"v".repeat(2048))
+}
+
+#[test]
+fn memory_quota_stops_one_domain_and_the_others_are_served() {
+    let mut s = server_with_data();
+    let quota = Config::default().max_memory;
+    let mut stop = None;
+    for i in 0..1000 {
+        let out = call(&mut s, 1, MsgType::Write, 0, &big_node("a", i));
+        if let Some(e) = refused(&out) {
+            stop = Some((i, e));
+            break;
+        }
+    }
+    let (written, e) = stop.expect("a domain cannot write without bound");
+    assert_eq!(e, Errno::Enomem, "xenstored domain_memory_add: ENOMEM");
+    assert!(written * 4096 <= quota, "{written} nodes of 4 KiB");
+    assert!(s.charged(1) <= quota);
+    // Small requests of its own still work where they fit; others' do.
+    ok(&mut s, 1, MsgType::Read, 0, &z("data"));
+    ok(&mut s, 2, MsgType::GetDomainPath, 0, &z("2"));
+    assert_eq!(ok(&mut s, 2, MsgType::Read, 0, &z("/local/domain/2")), b"");
+    // Removing frees the quota again.
+    let full = s.charged(1);
+    ok(&mut s, 1, MsgType::Rm, 0, &z("data"));
+    assert!(s.charged(1) < full - written * 4096);
+    ok(&mut s, 0, MsgType::Mkdir, 0, &z("/local/domain/1/data"));
+    ok(
+        &mut s,
+        0,
+        MsgType::SetPerms,
+        0,
+        &zz(&["/local/domain/1/data", "n1"]),
+    );
+    ok(&mut s, 1, MsgType::Write, 0, &big_node("a", 0));
+    s.store().check_invariants().unwrap();
+}
+
+#[test]
+fn ten_filled_transactions_and_an_eleventh_refused() {
+    let mut s = server_with_data();
+    let quota = Config::default().max_memory;
+    let txs: Vec<u32> = (0..Config::default().max_transactions)
+        .map(|_| tx_start(&mut s, 1))
+        .collect();
+    assert_eq!(
+        err(&mut s, 1, MsgType::TransactionStart, 0, b"\0"),
+        Errno::Enospc
+    );
+    // Fill all ten at once, a node each in turn, until each has failed.
+    let mut open: Vec<u32> = txs.clone();
+    for i in 0..1000 {
+        if open.is_empty() {
+            break;
+        }
+        let tx = open[i % open.len()];
+        let out = call(&mut s, 1, MsgType::Write, tx, &big_node("t", i));
+        if let Some(e) = refused(&out) {
+            assert_eq!(e, Errno::Enomem, "write {i} in transaction {tx}");
+            open.retain(|&t| t != tx);
+        }
+        assert!(
+            s.charged(1) <= quota,
+            "{} bytes after write {i}",
+            s.charged(1)
+        );
+        // Other domains are served meanwhile.
+        ok(&mut s, 2, MsgType::GetDomainPath, 0, &z("2"));
+    }
+    assert!(open.is_empty(), "every transaction ran out");
+    // A failed transaction serves nothing and commits nothing
+    // (transaction.c: ENOMEM); aborting it works.
+    let tx = txs[0];
+    assert_eq!(err(&mut s, 1, MsgType::Read, tx, &z("data")), Errno::Enomem);
+    assert_eq!(
+        err(&mut s, 1, MsgType::TransactionEnd, tx, b"T\0"),
+        Errno::Enomem
+    );
+    ok(&mut s, 1, MsgType::TransactionEnd, txs[1], b"F\0");
+    assert_eq!(s.connection(1).unwrap().transaction_count(), 8);
+    assert_eq!(ok(&mut s, 1, MsgType::Directory, 0, &z("data")), b"");
+    s.store().check_invariants().unwrap();
+}
+
+/// A snapshot of the whole store, to show nothing changed.
+fn snapshot(s: &Srv) -> Vec<(String, Vec<u8>, Vec<u8>)> {
+    s.store()
+        .iter()
+        .map(|(p, n)| (p.clone(), n.value.clone(), n.perms.to_wire()))
+        .collect()
+}
+
+fn tx_start(s: &mut Srv, d: u16) -> u32 {
+    let id = ok(s, d, MsgType::TransactionStart, 0, b"\0");
+    core::str::from_utf8(&id[..id.len() - 1])
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn commit_over_the_node_quota_is_refused_and_changes_nothing() {
+    let mut s = Srv::new(Config {
+        max_nodes: 10,
+        ..Config::default()
+    });
+    s.introduce(1, None);
+    ok(&mut s, 0, MsgType::Mkdir, 0, &z("/local/domain/1"));
+    ok(
+        &mut s,
+        0,
+        MsgType::SetPerms,
+        0,
+        &zz(&["/local/domain/1", "n1"]),
+    );
+    // Disjoint parents, so the two do not conflict. Each transaction alone
+    // fits (3 + 4 nodes); both together do not.
+    ok(&mut s, 1, MsgType::Mkdir, 0, &z("a"));
+    ok(&mut s, 1, MsgType::Mkdir, 0, &z("b"));
+    let (a, b) = (tx_start(&mut s, 1), tx_start(&mut s, 1));
+    for i in 0..4 {
+        ok(&mut s, 1, MsgType::Write, a, &wv(&format!("a/{i}"), "1"));
+        ok(&mut s, 1, MsgType::Write, b, &wv(&format!("b/{i}"), "1"));
+    }
+    ok(&mut s, 1, MsgType::TransactionEnd, a, b"T\0");
+    let before = snapshot(&s);
+    // transaction.c `do_transaction_end`: acc_fix_domains → ENOSPC.
+    assert_eq!(
+        err(&mut s, 1, MsgType::TransactionEnd, b, b"T\0"),
+        Errno::Enospc
+    );
+    assert_eq!(snapshot(&s), before);
+    assert_eq!(s.connection(1).unwrap().transaction_count(), 0);
+    s.store().check_invariants().unwrap();
+}
+
+#[test]
+fn commit_over_the_memory_quota_is_refused_and_changes_nothing() {
+    let mut s = server_with_data();
+    let tx = tx_start(&mut s, 1);
+    for i in 0..8 {
+        ok(&mut s, 1, MsgType::Write, tx, &big_node("t", i));
+    }
+    // Meanwhile the toolstack (no quota) writes nodes domain 1 owns (they
+    // inherit their directory's owner), elsewhere, so nothing conflicts.
+    ok(&mut s, 0, MsgType::Mkdir, 0, &z("/local/domain/1/more"));
+    ok(
+        &mut s,
+        0,
+        MsgType::SetPerms,
+        0,
+        &zz(&["/local/domain/1/more", "n1"]),
+    );
+    for i in 0..40 {
+        let p = format!("/local/domain/1/more/big{i}");
+        ok(&mut s, 0, MsgType::Write, 0, &wv(&p, &"x".repeat(3000)));
+    }
+    let before = snapshot(&s);
+    assert_eq!(
+        err(&mut s, 1, MsgType::TransactionEnd, tx, b"T\0"),
+        Errno::Enomem
+    );
+    assert_eq!(snapshot(&s), before);
+    s.store().check_invariants().unwrap();
+}
+
+#[test]
+fn watches_are_bounded_by_count_and_by_memory() {
+    let mut s = server();
+    // Count: xenstored's 128, then ENOSPC.
+    for i in 0..128 {
+        let out = call(
+            &mut s,
+            1,
+            MsgType::Watch,
+            0,
+            &zz(&["name", &format!("{i}")]),
+        );
+        assert_eq!(refused(&out), None, "watch {i}");
+    }
+    assert_eq!(
+        err(&mut s, 1, MsgType::Watch, 0, &zz(&["name", "x"])),
+        Errno::Enospc
+    );
+    // Memory: long tokens count against the memory quota (watch.c
+    // `add_watch`: domain_memory_add → ENOMEM) long before 128.
+    let token = "t".repeat(3000);
+    let mut stop = None;
+    for i in 0..128 {
+        let out = call(
+            &mut s,
+            2,
+            MsgType::Watch,
+            0,
+            &zz(&["name", &format!("{token}{i}")]),
+        );
+        if let Some(e) = refused(&out) {
+            stop = Some((i, e));
+            break;
+        }
+    }
+    let (n, e) = stop.expect("long-token watches are bounded");
+    assert_eq!(e, Errno::Enomem);
+    assert!(n * 3000 <= Config::default().max_memory);
+    assert!(s.charged(2) <= Config::default().max_memory);
+    // Unwatching gives the memory back.
+    ok(
+        &mut s,
+        2,
+        MsgType::Unwatch,
+        0,
+        &zz(&["name", &format!("{token}0")]),
+    );
+    ok(
+        &mut s,
+        2,
+        MsgType::Watch,
+        0,
+        &zz(&["name", &format!("{token}x")]),
+    );
+}
+
+#[test]
+fn queued_watch_events_are_bounded_by_memory() {
+    let mut s = server();
+    ok(
+        &mut s,
+        0,
+        MsgType::Write,
+        0,
+        &wv("/local/domain/1/name", "x"),
+    );
+    let token = "t".repeat(3000);
+    for i in 0..20 {
+        call(
+            &mut s,
+            1,
+            MsgType::Watch,
+            0,
+            &zz(&["name", &format!("{token}{i}")]),
+        );
+    }
+    // Domain 1 does not read: each write fires 20 events of 3 KiB.
+    for i in 0..20 {
+        ok(
+            &mut s,
+            0,
+            MsgType::Write,
+            0,
+            &wv("/local/domain/1/name", &format!("{i}")),
+        );
+    }
+    assert!(s.charged(1) <= Config::default().max_memory);
+    let queued: usize = s.take_output(1).iter().map(|m| m.len()).sum();
+    assert!(
+        queued <= Config::default().max_memory,
+        "{queued} bytes queued"
+    );
+    assert!(s.connection(1).unwrap().events_dropped > 0);
+    // Once read, events flow again.
+    ok(
+        &mut s,
+        0,
+        MsgType::Write,
+        0,
+        &wv("/local/domain/1/name", "y"),
+    );
+    assert_eq!(events(&mut s, 1).len(), 20);
+}
+
+#[test]
+fn a_transaction_touches_a_bounded_number_of_nodes() {
+    let mut s = Srv::new(Config {
+        max_transaction_nodes: 5,
+        ..Config::default()
+    });
+    s.introduce(1, None);
+    for i in 0..6 {
+        let p = format!("/local/domain/1/n{i}");
+        ok(&mut s, 0, MsgType::Write, 0, &wv(&p, "v"));
+        ok(&mut s, 0, MsgType::SetPerms, 0, &zz(&[&p, "n1"]));
+    }
+    let tx = tx_start(&mut s, 1);
+    for i in 0..5 {
+        ok(&mut s, 1, MsgType::Read, tx, &z(&format!("n{i}")));
+    }
+    // transaction.c `access_node`: quota "transaction-nodes" → ENOSPC,
+    // and the transaction has failed.
+    assert_eq!(err(&mut s, 1, MsgType::Read, tx, &z("n5")), Errno::Enospc);
+    assert_eq!(
+        err(&mut s, 1, MsgType::TransactionEnd, tx, b"T\0"),
+        Errno::Enomem
+    );
+    // The toolstack's transactions are not limited.
+    let tx = tx_start(&mut s, 0);
+    for i in 0..6 {
+        ok(
+            &mut s,
+            0,
+            MsgType::Read,
+            tx,
+            &z(&format!("/local/domain/1/n{i}")),
+        );
+    }
+    ok(&mut s, 0, MsgType::TransactionEnd, tx, b"T\0");
+}

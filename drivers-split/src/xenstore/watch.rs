@@ -35,6 +35,11 @@ impl Watch {
         }
     }
 
+    /// The length of [`Watch::event_payload`], without building it.
+    pub fn payload_len(&self, abs: &str) -> usize {
+        abs.get(self.prefix_len..).unwrap_or(abs).len() + self.token.len() + 2
+    }
+
     /// The `XS_WATCH_EVENT` payload for a change at `abs` (which matched):
     /// "path NUL token NUL".
     pub fn event_payload(&self, abs: &str) -> Vec<u8> {
@@ -104,6 +109,7 @@ mod tests {
             w.event_payload("/local/domain/5/device/vbd"),
             b"device/vbd\0ffff8880deadbeef\0"
         );
+        assert_eq!(w.payload_len("/local/domain/5/device/vbd"), 28);
     }
 
     #[test]

@@ -34,7 +34,15 @@ pvh_guest_rt::entry!(main = driver_main, fault = driver_fault);
 #[cfg(target_os = "none")]
 extern crate alloc;
 
-/// The heap: the XenStore tree, connections and output queues.
+/// The heap: the XenStore tree, connections and output queues, the disks'
+/// scratch buffers, the vifs' queues. An allocation it cannot satisfy
+/// ends this domain: `handle_alloc_error`'s default in a `no_std` binary
+/// panics ("memory allocation of N bytes failed"), and `panic` below
+/// crashes the domain. So nothing a guest sends may size an allocation
+/// unchecked: the XenStore holds each guest to its quotas
+/// (`xenstore::Config`: node-size, nodes, watches, transactions and the
+/// per-domain memory quota that sums them) and copies guest-sized bytes
+/// with `try_reserve` (ENOMEM instead of the panic).
 #[cfg(target_os = "none")]
 const HEAP_BYTES: usize = 8 << 20;
 
@@ -52,12 +60,15 @@ static HEAP: buddy_system_allocator::LockedHeap<32> = buddy_system_allocator::Lo
 #[cfg(target_os = "none")]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
+    // What is buffered goes out first, then this, at once.
+    serial::unbuffer();
     log!("panic: {info}");
     hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH)
 }
 
 #[cfg(target_os = "none")]
 fn driver_fault() -> ! {
+    serial::unbuffer();
     log!("unexpected exception");
     hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH)
 }

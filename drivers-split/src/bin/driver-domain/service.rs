@@ -17,6 +17,9 @@ use xen_abi::grant_table::{GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE};
 const TICK_NS: u64 = 20_000_000;
 /// A partial line is shown after this many quiet ticks (100 ms).
 const PARTIAL_TICKS: u32 = 5;
+/// How soon to look again when console output waits for a busy UART (its
+/// interrupt is not routed here either): some ten bytes at 115200 baud.
+const DRAIN_NS: u64 = 1_000_000;
 
 /// One guest's backends.
 struct Backend {
@@ -74,6 +77,8 @@ fn crash_text(cmdline: &str) -> Option<&str> {
 }
 
 fn crash_on_purpose() -> ! {
+    // The line that asked for it, and this one, go out first.
+    serial::unbuffer();
     log!("crashing on purpose (crash-on=)");
     // SAFETY: deliberately reads a guest-physical address this domain does
     // not own (entry.S maps it in this domain's own tables): the
@@ -125,6 +130,9 @@ pub fn run(cmdline: &str, table: Table, module: (u64, usize)) -> ! {
             b.guest.name
         );
     }
+    // From here on console output is buffered and the loop drains it: a
+    // guest's output must not make this domain wait for the UART.
+    serial::buffer(backends.iter().map(|b| b.guest.name.as_str()));
     let mut next_tick = 0;
     // Whether the tick must be set again: at the start, and whenever the
     // timer's port fired (the hypervisor forgets a deadline it raised).
@@ -132,15 +140,24 @@ pub fn run(cmdline: &str, table: Table, module: (u64, usize)) -> ! {
     // could read just short of a deadline that already fired, and leave
     // no tick armed.
     let mut rearm = true;
+    // The timer's deadline is the console drain's (sooner than the tick's,
+    // which it replaced); once it fired, the tick's must be put back.
+    let mut drain_deadline = false;
+    let mut restore_tick = false;
     let mut seen_changes = u64::MAX;
     loop {
-        rearm |= xen::take_pending(timer);
+        let fired = xen::take_pending(timer);
+        if fired && core::mem::take(&mut drain_deadline) {
+            restore_tick = true;
+        } else {
+            rearm |= fired;
+        }
         let mut busy = false;
-        for b in backends.iter_mut() {
+        for (i, b) in backends.iter_mut().enumerate() {
             let mut crashed = false;
             let drained = b.console.drain(|bytes| {
                 b.tagger.feed(bytes, |line| {
-                    serial::write(line);
+                    serial::guest_line(i, line);
                     crashed |= crash.is_some_and(|t| contains(line, t.as_bytes()));
                 })
             });
@@ -193,20 +210,38 @@ pub fn run(cmdline: &str, table: Table, module: (u64, usize)) -> ! {
         }
         busy |= vbds.serve(&mut server);
         busy |= nets.serve(&mut server);
+        // A budget of console output, only what the UART takes now. If it
+        // took some and more waits, turn again at once.
+        let out = serial::drain();
+        busy |= out.wrote && out.pending;
         if busy {
             continue;
         }
         let now = xen::now_ns();
         if timer.is_some() && (rearm || now >= next_tick) {
             rearm = false;
+            (restore_tick, drain_deadline) = (false, false);
             next_tick = now + TICK_NS;
             xen::set_timer(next_tick);
-            for b in backends.iter_mut().filter(|b| b.tagger.has_partial()) {
-                b.quiet_ticks += 1;
-                if b.quiet_ticks >= PARTIAL_TICKS {
-                    b.tagger.flush(serial::write);
+            for (i, b) in backends.iter_mut().enumerate() {
+                if b.tagger.has_partial() {
+                    b.quiet_ticks += 1;
+                    if b.quiet_ticks >= PARTIAL_TICKS {
+                        b.tagger.flush(|line| serial::guest_line(i, line));
+                    }
                 }
             }
+        } else if timer.is_some() && core::mem::take(&mut restore_tick) {
+            // Never a deadline in the past (see `rearm`): the tick runs
+            // at most DRAIN_NS late.
+            xen::set_timer(next_tick.max(now + DRAIN_NS));
+        }
+        if timer.is_some() && serial::pending() {
+            // The UART was busy (or a prompt was just queued): come back
+            // for the rest soon rather than at the tick, never spinning on
+            // the UART meanwhile.
+            xen::set_timer(now + DRAIN_NS);
+            drain_deadline = true;
         }
         xen::idle();
     }
