@@ -1,5 +1,6 @@
 //! The one-line CPU capability summary that people read and tests parse.
 
+use crate::spec_ctrl::Mitigations;
 use core::fmt;
 use vcpu::{VirtCaps, VirtKind};
 
@@ -14,6 +15,8 @@ pub struct CpuSummary<'a> {
     pub invariant_tsc: bool,
     pub tsc_khz: u64,
     pub apic_timer_khz: u64,
+    /// The speculative-execution mitigations chosen (xenolith::spec_ctrl).
+    pub spec: Mitigations,
 }
 
 fn yn(b: bool) -> &'static str {
@@ -26,7 +29,8 @@ fn yn(b: bool) -> &'static str {
 
 /// Every key is always printed, in a fixed order, so a test can split on
 /// spaces and `=`: `cpu: vendor=… vmx=… svm=… ept=… npt=… vpid=N asids=N
-/// unrestricted=… nrips=… x2apic=… xsave=… invtsc=… tsc_khz=N apic_timer_khz=N`.
+/// unrestricted=… nrips=… x2apic=… xsave=… invtsc=… tsc_khz=N apic_timer_khz=N
+/// spec=…`, where `spec` is a comma-separated list (`Mitigations`' Display).
 impl fmt::Display for CpuSummary<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let on = |kind: VirtKind| self.virt.filter(|v| v.kind == kind && v.usable);
@@ -35,7 +39,7 @@ impl fmt::Display for CpuSummary<'_> {
         write!(
             f,
             "cpu: vendor={} vmx={} svm={} ept={} npt={} vpid={} asids={} unrestricted={} nrips={} \
-             x2apic={} xsave={} invtsc={} tsc_khz={} apic_timer_khz={}",
+             x2apic={} xsave={} invtsc={} tsc_khz={} apic_timer_khz={} spec={}",
             self.vendor,
             yn(vmx.is_some()),
             yn(svm.is_some()),
@@ -51,6 +55,7 @@ impl fmt::Display for CpuSummary<'_> {
             yn(self.invariant_tsc),
             self.tsc_khz,
             self.apic_timer_khz,
+            self.spec,
         )
     }
 }
@@ -58,6 +63,7 @@ impl fmt::Display for CpuSummary<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec_ctrl::{choose, HostCpu};
 
     #[test]
     fn svm_line() {
@@ -76,12 +82,13 @@ mod tests {
             invariant_tsc: false,
             tsc_khz: 2_000_000,
             apic_timer_khz: 1_000_000,
+            spec: choose(&HostCpu::default()),
         };
         assert_eq!(
             s.to_string(),
             "cpu: vendor=AuthenticAMD vmx=no svm=yes ept=no npt=yes vpid=0 asids=16 \
              unrestricted=yes nrips=no x2apic=no xsave=yes invtsc=no tsc_khz=2000000 \
-             apic_timer_khz=1000000"
+             apic_timer_khz=1000000 spec=rsb"
         );
     }
 
@@ -102,6 +109,7 @@ mod tests {
             invariant_tsc: true,
             tsc_khz: 1,
             apic_timer_khz: 1,
+            spec: choose(&HostCpu::default()),
         };
         assert!(s.to_string().starts_with(
             "cpu: vendor=GenuineIntel vmx=no svm=no ept=no npt=no vpid=0 asids=0 unrestricted=no nrips=no"

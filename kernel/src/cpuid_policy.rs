@@ -47,10 +47,13 @@ const L1_ECX_HIDDEN: u32 = L1_ECX_MONITOR
 const L1_EDX_HIDDEN: u32 = (1 << 7) | (1 << 14) | (1 << 21) | (1 << 22) | (1 << 29) | (1 << 31);
 /// Leaf 7.0 ECX: WAITPKG (5), CET_SS (7).
 const L7_ECX_HIDDEN: u32 = (1 << 5) | (1 << 7);
-/// Leaf 7.0 EDX: TSX_FORCE_ABORT (13), PCONFIG (18), CET_IBT (20), IBRS/IBPB (26),
-/// STIBP (27), L1D_FLUSH (28), ARCH_CAPABILITIES (29), CORE_CAPABILITIES (30),
-/// SSBD (31): speculation-control and other MSR-backed features.
-const L7_EDX_HIDDEN: u32 = (1 << 13) | (1 << 18) | (1 << 20) | (0b11_1111 << 26);
+/// Leaf 7.0 EDX: SRBDS_CTRL (9), TSX_FORCE_ABORT (13), PCONFIG (18), CET_IBT
+/// (20), CORE_CAPABILITIES (30): MSR-backed features not emulated. The
+/// speculation controls, IBRS/IBPB (26), STIBP (27), L1D_FLUSH (28),
+/// ARCH_CAPABILITIES (29) and SSBD (31), pass as the host has them: each is
+/// virtualized whenever the host has it (xenolith::spec_ctrl::guest_offer);
+/// MD_CLEAR (10) passes too, VERW is not intercepted.
+const L7_EDX_HIDDEN: u32 = (1 << 9) | (1 << 13) | (1 << 18) | (1 << 20) | (1 << 30);
 /// Leaf 7.0 EBX: TSC_ADJUST (1; its MSR is read without a fault handler),
 /// SGX (2), Intel PT (25).
 const L7_EBX_HIDDEN: u32 = (1 << 1) | (1 << 2) | (1 << 25);
@@ -68,8 +71,13 @@ const E1_ECX_HIDDEN: u32 = E1_ECX_SVM
     | (1 << 23)
     | (1 << 24)
     | (1 << 28);
-/// Leaf 8000_0008h EBX: IBPB (12), IBRS (14), STIBP (15), SSBD (24), VIRT_SSBD (25).
-const E8_EBX_HIDDEN: u32 = (1 << 12) | (1 << 14) | (1 << 15) | (1 << 24) | (1 << 25);
+/// Leaf 8000_0008h EBX: VIRT_SSBD (25; VIRT_SPEC_CTRL is not emulated) and
+/// PSFD (28; SPEC_CTRL bit 7 is not offered). IBPB (12), IBRS (14), STIBP
+/// (15) and SSBD (24) pass as the host has them (xenolith::spec_ctrl).
+const E8_EBX_HIDDEN: u32 = (1 << 25) | (1 << 28);
+/// Leaf 8000_0021h EAX: AutoIBRS (8; EFER.AIBRSE is not writable) and SBPB
+/// (27; PRED_CMD bit 7 is not offered).
+const E21_EAX_HIDDEN: u32 = (1 << 8) | (1 << 27);
 /// Leaf 8000_0007h EDX: only the invariant TSC (bit 8) is meaningful to a guest.
 const E7_EDX_KEPT: u32 = 1 << 8;
 
@@ -84,7 +92,8 @@ const XEN_HVM_DOMID_PRESENT: u32 = 1 << 4;
 /// to match the hardware. Hidden: VMX, SVM and its leaf (no nested
 /// virtualization), MONITOR/MWAIT (the guest idles with HLT), the TSC-deadline
 /// timer, and every feature whose MSRs are not emulated (machine check,
-/// speculation control, performance monitoring, CET, SME/SEV, PT, SGX):
+/// performance monitoring, CET, SME/SEV, PT, SGX, the SPEC_CTRL bits of
+/// leaf 7.2 EDX, PSFD, VIRT_SSBD, SBPB):
 /// Linux accesses several of those MSRs without a fault handler. Added: the
 /// hypervisor bit, x2APIC (emulated, ../shared/spec/xen-pvh-abi.md 4.6) and
 /// the Xen leaves.
@@ -117,6 +126,9 @@ pub fn guest_view(
             let ecx = (ecx & !(L7_ECX_HIDDEN | L7_ECX_OSPKE)) | os_bit(CR4_PKE, L7_ECX_OSPKE);
             [eax, ebx & !L7_EBX_HIDDEN, ecx, edx & !L7_EDX_HIDDEN]
         }
+        // PSFD, IPRED_CTRL, RRSBA_CTRL, DDPD_U, BHI_CTRL (SPEC_CTRL bits 3-8,
+        // 10, not offered) and the MSR-backed UC_LOCK_DISABLE.
+        7 if subleaf == 2 => [0; 4],
         0xd if subleaf == 1 => {
             let [eax, ebx, ecx, edx] = host;
             [eax & !LD1_EAX_HIDDEN, ebx, ecx, edx]
@@ -145,6 +157,10 @@ pub fn guest_view(
             let [eax, ebx, ecx, edx] = host;
             [eax, ebx & !E8_EBX_HIDDEN, ecx, edx]
         }
+        0x8000_0021 => {
+            let [eax, ebx, ecx, edx] = host;
+            [eax & !E21_EAX_HIDDEN, ebx, ecx, edx]
+        }
         // SVM features (no SVM), SME/SEV, AMD PMU v2: not offered.
         0x8000_000a | 0x8000_001f | 0x8000_0022 => [0; 4],
         _ => host,
@@ -172,7 +188,11 @@ mod tests {
         assert_eq!(ecx & L1_ECX_TSC_DEADLINE, 0);
         assert_eq!(edx, 0x178b_fbff & !L1_EDX_HIDDEN);
         let [_, _, _, edx7] = guest_view(7, 0, [0, 0, 0, u32::MAX], 0, 0, 0);
-        assert_eq!(edx7 & (1 << 29), 0, "ARCH_CAPABILITIES must be hidden");
+        assert_eq!(edx7 & (1 << 30), 0, "CORE_CAPABILITIES must be hidden");
+        // The speculation controls pass exactly as the host has them.
+        assert_eq!(edx7 >> 26, 0b10_1111);
+        assert_eq!(guest_view(7, 0, [0; 4], 0, 0, 0)[3], 0);
+        assert_eq!(guest_view(7, 2, [0, 0, 0, 0x1f], 0, 0, 0), [0; 4]);
         assert_eq!(guest_view(7, 1, [1, 2, 3, 4], 0, 0, 0), [1, 2, 3, 4]);
         // OS-enable bits follow the guest's CR4, not the host's.
         let host1 = [0, 0, L1_ECX_OSXSAVE, 0];
@@ -184,7 +204,12 @@ mod tests {
         assert_eq!(guest_view(0xd, 1, [0xf, 0, 0, 0], 0, 0, 0)[0], 0b0101);
         assert_eq!(guest_view(0xb, 0, [1, 2, 3, 0], 5, 0, 0), [1, 2, 3, 5]);
         let [_, ebx8, _, _] = guest_view(0x8000_0008, 0, [0, u32::MAX, 0, 0], 0, 0, 0);
-        assert_eq!(ebx8 & (1 << 24), 0, "SSBD must be hidden");
+        assert_eq!(ebx8 & (1 << 25), 0, "VIRT_SSBD must be hidden");
+        let spec = (1 << 12) | (1 << 14) | (1 << 15) | (1 << 24);
+        assert_eq!(ebx8 & spec, spec);
+        assert_eq!(guest_view(0x8000_0008, 0, [0; 4], 0, 0, 0)[1], 0);
+        let [eax21, ..] = guest_view(0x8000_0021, 0, [u32::MAX, 0, 0, 0], 0, 0, 0);
+        assert_eq!(eax21 & ((1 << 8) | (1 << 27)), 0);
         let [_, _, ecx, _] = guest_view(0x8000_0001, 0, [0, 0, 0xffff_ffff, 0], 0, 0, 0);
         assert_eq!(ecx & E1_ECX_SVM, 0);
         assert_eq!(guest_view(0x8000_000a, 0, [1, 16, 0, 0xf], 0, 0, 0), [0; 4]);

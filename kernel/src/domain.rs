@@ -67,6 +67,12 @@ pub struct Domain {
     pub port80: u8,
     /// The vCPU's x87/SSE/AVX state and XCR0 while another domain runs.
     pub fpu: crate::fpu::FpuState,
+    /// The vCPU's DR0–DR3 and DR6 while another domain runs.
+    pub debug: crate::debug_regs::DebugRegs,
+    /// What this domain may still print through `console_io`.
+    pub console_quota: xenolith::console_quota::ConsoleQuota,
+    /// A RAM page `TEST_OP_UNMAP_ONCE` took away: its GPA, HPA and mapping.
+    pub unmapped_once: Option<(u64, u64, Perms, MemType)>,
     /// Host TSC ticks this domain's vCPU has run.
     pub cpu_tsc: u64,
     /// Whether COM1 input goes to this domain's console.
@@ -134,20 +140,11 @@ pub fn create(backend: &mut dyn Backend, spec: &Spec) -> Result<Domain, CreateEr
     let kernel = KernelImage::parse(image).map_err(CreateError::Image)?;
     let frames = (ram_bytes / PAGE_SIZE) as usize;
     let ram_hpa = memory::alloc_frames(frames).ok_or(CreateError::NoMemory)?;
+    // Zeroed whoever had them, and whether anyone did (memory::scrub).
+    memory::scrub(ram_hpa, frames);
     // SAFETY: fresh frames owned by this domain from now on, identity-mapped.
     let ram = unsafe { core::slice::from_raw_parts_mut(ram_hpa as *mut u8, ram_bytes as usize) };
-    // Frames another domain (or the hypervisor) used are scrubbed before reuse;
-    // frames no one has owned since boot are not (memory.rs, `needs_scrub`).
-    let scrub = memory::needs_scrub(ram_hpa, frames);
-    if scrub {
-        ram.fill(0);
-    }
-    defmt::debug!(
-        "d{=u16}: RAM at {=u64:#x}, scrubbed: {=bool}",
-        id,
-        ram_hpa,
-        scrub
-    );
+    defmt::debug!("d{=u16}: RAM at {=u64:#x}, zeroed", id, ram_hpa);
     let (space, vcpu, plan) = build(backend, &kernel, ram, ram_hpa, spec)
         .inspect_err(|_| memory::free_frames(ram_hpa, frames))?;
     let (Some(xen), Some(fpu)) = (
@@ -179,6 +176,9 @@ pub fn create(backend: &mut dyn Backend, spec: &Spec) -> Result<Domain, CreateEr
         mtrr_def_type: xenolith::msr_policy::MTRR_DEF_TYPE_RESET,
         port80: 0,
         fpu,
+        debug: crate::debug_regs::DebugRegs::new(),
+        console_quota: xenolith::console_quota::ConsoleQuota::new(crate::xen::time::now_ns()),
+        unmapped_once: None,
         cpu_tsc: 0,
         console_input: false,
         hypercall_instruction: backend.hypercall_instruction(),
@@ -332,6 +332,15 @@ impl Ending {
 }
 
 impl Domain {
+    /// Whether `gpa` maps one of this domain's own RAM frames (not a
+    /// special page, a grant mapping or a device).
+    pub fn owns_ram_gpa(&self, gpa: u64) -> bool {
+        let ram = self.ram_hpa..self.ram_hpa + self.ram_frames as u64 * PAGE_SIZE;
+        self.space
+            .translate(Gpa(gpa))
+            .is_some_and(|t| ram.contains(&t.hpa.0))
+    }
+
     /// RAM in the guest's memory map, in KiB (what its XenStore
     /// `memory/static-max` and `memory/target` say).
     pub fn map_ram_kib(&self) -> u64 {
@@ -376,11 +385,7 @@ impl Domain {
                 "DMA pool at {base:#x} collides with the domain's own physical map"
             ));
         }
-        // Zeroed whoever had them (needs_scrub also marks them handed out,
-        // so whoever gets them next scrubs them).
-        let _ = memory::needs_scrub(base, frames);
-        // SAFETY: fresh frames from the allocator, identity-mapped here.
-        unsafe { core::ptr::write_bytes(base as *mut u8, 0, size as usize) };
+        memory::scrub(base, frames);
         if map_ram_at(self.space.as_mut(), base, base, size).is_err() {
             return refuse(alloc::format!("DMA pool at {base:#x} could not be mapped"));
         }
@@ -404,12 +409,34 @@ impl Domain {
         }
     }
 
-    /// Frees the domain's vCPU, tables and RAM.
+    /// Gives the RAM of an ended domain back to the allocator once no other
+    /// domain maps or pins a frame of it: every grant mapping of its frames
+    /// holds a pin in its active table, so an empty table is a reference
+    /// count of zero (Xen frees a dying domain's pages when their last
+    /// reference goes). Called when it ends and after each unmap of its
+    /// grants; again later, it does nothing. The DMA pool stays until
+    /// `destroy`: a device may still write there. Its tables still map the
+    /// RAM, but its vCPU never runs again and nothing reaches an ended domain.
+    pub fn free_ram(&mut self) {
+        if self.ending.is_none() || !self.xen.grants.active.is_empty() || self.ram_frames == 0 {
+            return;
+        }
+        memory::free_frames(self.ram_hpa, self.ram_frames);
+        self.ram_frames = 0;
+    }
+
+    /// Frees the domain's vCPU, tables and RAM. RAM another domain still
+    /// pins (none once every domain's grant mappings were released, as the
+    /// end of the run does) is kept rather than reused while mapped.
     pub fn destroy(self) {
         self.vcpu.destroy(&mut HostFrames);
         self.space.destroy(&mut HostFrames);
         self.xen.destroy();
-        memory::free_frames(self.ram_hpa, self.ram_frames);
+        if !self.xen.grants.active.is_empty() {
+            defmt::error!("d{=u16}: RAM still grant-mapped at teardown, kept", self.id);
+        } else if self.ram_frames > 0 {
+            memory::free_frames(self.ram_hpa, self.ram_frames);
+        }
         if let Some(r) = self.dma {
             memory::free_frames(r.start, ((r.end - r.start) / PAGE_SIZE) as usize);
         }
@@ -429,6 +456,15 @@ impl<'a> Others<'a> {
         let (before, rest) = domains.split_at_mut(i);
         let (this, after) = rest.split_first_mut().expect("index in range");
         (this, Others { before, after })
+    }
+
+    /// The domain with id `domid`, ended or not: a grant mapping of an
+    /// ended domain's frame stays valid until it is unmapped.
+    pub fn find_any(&mut self, domid: u16) -> Option<&mut Domain> {
+        self.before
+            .iter_mut()
+            .chain(self.after.iter_mut())
+            .find(|d| d.id == domid)
     }
 
     /// The live domain with id `domid`.

@@ -1,4 +1,4 @@
-/* Entry stubs for the 32 CPU exceptions: a uniform frame for exception_entry. */
+/* Entry stubs for the 32 CPU exceptions: a uniform frame for exception_entry, and the fault-safe instructions it resumes from. */
 
 .section .text
 .code64
@@ -66,12 +66,60 @@ isr_common:
     push %r14
     push %r15
     mov %rsp, %rdi
+    /* RBX is callee-saved: it brings the frame back after the aligned call. */
+    mov %rsp, %rbx
     and $-16, %rsp
     cld
     call exception_entry
-    ud2
+    /* exception_entry returns only after pointing RIP at a fix-up. */
+    mov %rbx, %rsp
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rbp
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+    add $16, %rsp
+    iretq
+
+/*
+ * Instructions that may fault on a value a guest chose. Each fault site is
+ * listed in fixup_table with where to resume; exception_entry resumes there
+ * instead of ending the run (Linux's exception tables, arch/x86/mm/extable.c).
+ * A second line of defence behind the architectural checks in the core.
+ */
+
+/* u32 xenolith_safe_xsetbv(u32 xcr, u32 lo, u32 hi): 0, or 1 if it faulted. */
+.global xenolith_safe_xsetbv
+xenolith_safe_xsetbv:
+    /* SysV: xcr in EDI, lo in ESI, hi already in EDX. */
+    mov %edi, %ecx
+    mov %esi, %eax
+xsetbv_site:
+    xsetbv
+    xor %eax, %eax
+    ret
+xsetbv_fixup:
+    mov $1, %eax
+    ret
 
 .section .rodata
+.balign 8
+/* Pairs of (faulting RIP, RIP to resume at), ended by a zero pair. */
+.global fixup_table
+fixup_table:
+    .quad xsetbv_site, xsetbv_fixup
+    .quad 0, 0
+
 .balign 8
 .global isr_table
 isr_table:

@@ -1,4 +1,4 @@
-//! Grant tables, version 1: pinning a granter's entries for map, unmap and copy (Xen common/grant_table.c).
+//! Grant tables, version 1: pinning a granter's entries for map, unmap and copy, and a dead domain's mappings released (Xen common/grant_table.c).
 //!
 //! Pure logic. A granting domain's `grant_entry_v1` array lives in its grant
 //! frames, which the guest writes concurrently, so it is reached only through
@@ -22,6 +22,12 @@
 //! entry flags included, as it was (Xen's `undo_out`/`unlock_out_clear`).
 //! Mappers are auto-translated (PVH): `host_addr` is a guest-physical address
 //! where the caller maps the returned host frame in its second-level tables.
+//!
+//! [`map`], [`unmap`] and [`release_mappings`] are the hypercalls and a
+//! domain's end over every domain ([`Domains`]): the second-level tables,
+//! ended granters, and when an ended domain's RAM may be freed. Beside them,
+//! the pure parts of `memory_op` that touch grant frames and guest arrays:
+//! [`place_xen_page`], [`memory_map_count`], [`guest_element`].
 
 use arrayvec::ArrayVec;
 use xen_abi::event_channel::{DomId, DOMID_SELF};
@@ -34,6 +40,7 @@ use xen_abi::grant_table::{
     GNTTAB_RESERVED_XENSTORE, GTF_PAT, GTF_PCD, GTF_PERMIT_ACCESS, GTF_PWT, GTF_READING,
     GTF_READONLY, GTF_SUB_PAGE, GTF_TYPE_MASK, GTF_WRITING,
 };
+use xen_abi::hypercall::ENXIO;
 
 /// Bytes in a granted page.
 pub const PAGE_SIZE: u64 = 4096;
@@ -130,6 +137,12 @@ impl ActiveGrants {
         self.entries.iter()
     }
 
+    /// Whether no ref is pinned: then no other domain maps any frame of
+    /// this one (every mapping holds a pin), so its RAM may be freed.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     fn index(&self, gref: GrantRef) -> Option<usize> {
         self.entries.iter().position(|a| a.gref == gref)
     }
@@ -191,7 +204,8 @@ impl Maptrack {
         (h < self.limit).then_some(h as GrantHandle)
     }
 
-    fn maps_gpfn(&self, gpfn: u64) -> bool {
+    /// Whether one of this mapper's grant mappings is at guest frame `gpfn`.
+    pub fn maps_gpfn(&self, gpfn: u64) -> bool {
         self.iter().any(|(_, m)| m.gpfn == gpfn)
     }
 
@@ -221,22 +235,28 @@ pub struct Granter<'a, E: ?Sized, F: ?Sized> {
 }
 
 /// `_set_status_v1`: set `GTF_reading` (and `GTF_writing`) with a cmpxchg on
-/// the header, re-checking the entry on every retry. An unpinned entry must
-/// be `GTF_permit_access` (without `GTF_sub_page` for a map) for `ldom`; a
+/// the header, re-checking the entry on every retry. The entry must be
+/// `GTF_permit_access` (without `GTF_sub_page` for a map) for `ldom`; a
 /// writable pin needs no `GTF_readonly`. Failures: `GNTST_general_error`.
+///
+/// Called for a ref's first pin and for its first writable pin. Xen skips
+/// the type and domid checks on the latter (`!act->pin &&`) and checks only
+/// `GTF_readonly`; here the upgrade must still be permitted for `ldom` as a
+/// first map would be, so a granter that rewrote its entry while read-pinned
+/// (re-granted it elsewhere, or dropped `GTF_permit_access`) never hands out
+/// write access it no longer grants. Linux never rewrites a pinned entry.
 fn set_status<E: GrantEntries + ?Sized>(
     entries: &mut E,
     gref: GrantRef,
     ldom: DomId,
     writable: bool,
     mapflag: bool,
-    pinned: bool,
 ) -> GntResult<()> {
     let mask = GTF_TYPE_MASK | if mapflag { GTF_SUB_PAGE } else { 0 };
     let mut cur = entries.read_header(gref);
     for _ in 0..SET_STATUS_TRIES {
         let (flags, domid) = split_header(cur);
-        if !pinned && (flags & mask != GTF_PERMIT_ACCESS || domid != ldom) {
+        if flags & mask != GTF_PERMIT_ACCESS || domid != ldom {
             return Err(GNTST_GENERAL_ERROR);
         }
         if writable && flags & GTF_READONLY != 0 {
@@ -271,7 +291,8 @@ fn pin<E: GrantEntries + ?Sized, F: GuestFrames + ?Sized>(
 }
 
 /// An already pinned ref: only its mapper may pin it again, and the shared
-/// entry is touched only to add the first writable pin.
+/// entry is touched (and its permit checked again) only to add the first
+/// writable pin.
 fn pin_again<E: GrantEntries + ?Sized, F: GuestFrames + ?Sized>(
     g: &mut Granter<'_, E, F>,
     i: usize,
@@ -284,7 +305,7 @@ fn pin_again<E: GrantEntries + ?Sized, F: GuestFrames + ?Sized>(
         return Err(GNTST_GENERAL_ERROR);
     }
     if writable && act.writers == 0 {
-        set_status(g.entries, act.gref, ldom, true, mapflag, true)?;
+        set_status(g.entries, act.gref, ldom, true, mapflag)?;
     }
     let a = &mut g.active.entries[i];
     if writable {
@@ -307,7 +328,7 @@ fn pin_first<E: GrantEntries + ?Sized, F: GuestFrames + ?Sized>(
     if g.active.entries.is_full() {
         return Err(GNTST_NO_SPACE);
     }
-    set_status(g.entries, gref, ldom, writable, mapflag, false)?;
+    set_status(g.entries, gref, ldom, writable, mapflag)?;
     let gfn = u64::from(g.entries.read_frame(gref));
     let Some(hpa) = g.frames.ram_frame(gfn) else {
         g.entries.clear_flags(gref, pin_flags(writable));
@@ -402,7 +423,8 @@ pub struct Mapped {
 /// `application_map` or `contains_pte` → general_error (HVM mapper); no free
 /// handle → no_space; ref ≥ nr_entries → bad_gntref; entry pinned by another
 /// domain, pin overflow, not `permit_access` for `mapper`, or `GTF_readonly`
-/// for a writable map, or unstable → general_error; frame not the granter's
+/// for a writable map (both checked again for the first writable pin of a
+/// read-pinned ref), or unstable → general_error; frame not the granter's
 /// RAM → bad_page; cache attributes in the entry (`create_grant_p2m_mapping`)
 /// or `host_addr` already holding one of its grant mappings (`p2m_add_page`
 /// refuses to replace a grant mapping) → general_error.
@@ -666,6 +688,208 @@ pub fn seed_reserved<E: GrantEntries + ?Sized>(
         }
     }
     Ok(())
+}
+
+// ---- The operations over domains: map, unmap, and a mapper's death ----
+
+/// Whether a domain still runs or has ended (crashed, shut down, halted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Life {
+    Running,
+    Ended,
+}
+
+/// Every domain as one caller's grant operations reach it: the kernel's
+/// calling domain and the others, or a test's model world. Ended domains
+/// stay reachable until the run ends (a zombie, as Xen keeps a dying domain
+/// while anything holds a reference to it).
+pub trait Domains {
+    /// The calling domain's id.
+    fn caller(&self) -> DomId;
+    /// Whether `domid` runs or has ended; `None` if no domain has that id.
+    fn life(&mut self, domid: DomId) -> Option<Life>;
+    /// The caller's maptrack.
+    fn maptrack(&mut self) -> &mut Maptrack;
+    /// Calls `f` with the caller's maptrack and domain `granter` (the caller
+    /// itself or another, running or ended) as a granter; false if there is
+    /// no such domain.
+    fn with_granter(
+        &mut self,
+        granter: DomId,
+        f: &mut dyn FnMut(&mut Maptrack, &mut DynGranter<'_>),
+    ) -> bool;
+    /// Maps host frame `hpa` at `gpa` in the caller's second-level tables
+    /// (read-only unless `writable`); false if it could not.
+    fn map_page(&mut self, gpa: u64, hpa: u64, writable: bool) -> bool;
+    /// Removes `gpa` from the caller's second-level tables and flushes them.
+    fn unmap_page(&mut self, gpa: u64);
+    /// Ended domain `domid` has no frame mapped or pinned by anyone any more:
+    /// its RAM may go back to the allocator.
+    fn free_memory(&mut self, domid: DomId);
+}
+
+/// `GNTTABOP_map_grant_ref` for one op by [`Domains::caller`] of `req.gref`
+/// of domain `dom` (Xen `map_grant_ref`): the flag checks first, then `dom`
+/// looked up by id as `rcu_lock_domain_by_id` does, so the caller's own id
+/// maps its own grant and `DOMID_SELF` (no domain's id) is bad_domain, as is
+/// an ended domain; then [`map_grant_ref`] and the frame mapped in the
+/// caller's second-level tables. If that map fails, the pin is undone
+/// (general_error).
+pub fn map<D: Domains + ?Sized>(d: &mut D, dom: DomId, req: MapRequest) -> GntResult<Mapped> {
+    check_map_flags(req.flags)?;
+    if d.life(dom) != Some(Life::Running) {
+        return Err(GNTST_BAD_DOMAIN);
+    }
+    let caller = d.caller();
+    let mut mapped = Err(GNTST_BAD_DOMAIN);
+    d.with_granter(dom, &mut |mt, g| mapped = map_grant_ref(mt, caller, g, req));
+    let m = mapped?;
+    if !d.map_page(m.gpa, m.hpa, m.writable) {
+        let undo = UnmapRequest {
+            handle: m.handle,
+            host_addr: m.gpa,
+            dev_bus_addr: 0,
+        };
+        d.with_granter(dom, &mut |mt, g| {
+            let _ = unmap_grant_ref(mt, g, undo);
+        });
+        return Err(GNTST_GENERAL_ERROR);
+    }
+    Ok(m)
+}
+
+/// `GNTTABOP_unmap_grant_ref` for one op by [`Domains::caller`] (Xen
+/// `unmap_common`): the checks of [`unmap_grant_ref`], then the page removed
+/// from the caller's second-level tables. A handle stays valid after its
+/// granter ended (Xen finds a dying domain until its last reference goes):
+/// the unmap succeeds, and the last one of an ended granter's frames frees
+/// its RAM.
+pub fn unmap<D: Domains + ?Sized>(d: &mut D, req: UnmapRequest) -> GntResult<Option<Unmapped>> {
+    let granter = d
+        .maptrack()
+        .get(req.handle)
+        .ok_or(GNTST_BAD_HANDLE)?
+        .granter;
+    let mut unmapped = Err(GNTST_BAD_HANDLE);
+    let mut unpinned = false;
+    d.with_granter(granter, &mut |mt, g| {
+        unmapped = unmap_grant_ref(mt, g, req);
+        unpinned = g.active.is_empty();
+    });
+    if let Ok(Some(u)) = unmapped {
+        d.unmap_page(u.gpa);
+        if unpinned && d.life(granter) == Some(Life::Ended) {
+            d.free_memory(granter);
+        }
+    }
+    unmapped
+}
+
+/// The caller has ended (Xen `gnttab_release_mappings`, at domain
+/// destruction): every mapping it holds goes, whatever its address, with
+/// its pin (`GTF_reading`/`GTF_writing` cleared with a ref's last pin, so
+/// the granter can end foreign access) and its second-level entry. Each
+/// ended domain this leaves with no pin, the caller included, has its RAM
+/// freed; one still mapped by others keeps it until their last unmap (or
+/// their own end). A mapping whose granter no longer exists is just dropped
+/// ("Nothing to clear up").
+pub fn release_mappings<D: Domains + ?Sized>(d: &mut D) {
+    let caller = d.caller();
+    let handles: ArrayVec<GrantHandle, MAPTRACK_HANDLES> =
+        d.maptrack().iter().map(|(h, _)| h).collect();
+    for handle in handles {
+        let Some(m) = d.maptrack().get(handle).copied() else {
+            continue;
+        };
+        let mut unpinned = false;
+        let found = d.with_granter(m.granter, &mut |mt, g| {
+            mt.remove(handle);
+            unpin(g, m.gref, m.writable);
+            unpinned = g.active.is_empty();
+        });
+        if !found {
+            d.maptrack().remove(handle);
+        }
+        d.unmap_page(m.gpfn * PAGE_SIZE);
+        // The caller's own memory is dealt with once, below.
+        if unpinned && m.granter != caller && d.life(m.granter) == Some(Life::Ended) {
+            d.free_memory(m.granter);
+        }
+    }
+    let mut unpinned = false;
+    d.with_granter(caller, &mut |_, g| unpinned = g.active.is_empty());
+    if unpinned && d.life(caller) == Some(Life::Ended) {
+        d.free_memory(caller);
+    }
+}
+
+/// The guest-virtual address of element `index` of an array of `size`-byte
+/// elements at `base`, if the whole element lies below 2^64: a guest buffer
+/// that would wrap past the top of the address space is refused (the caller
+/// answers -EFAULT, or `GNTST_bad_virt_addr` where Xen reports a bad
+/// `frame_list` so) rather than wrapped round to address 0.
+pub fn guest_element(base: u64, index: u64, size: u64) -> Option<u64> {
+    let at = index.checked_mul(size)?.checked_add(base)?;
+    at.checked_add(size.checked_sub(1)?)?;
+    Some(at)
+}
+
+/// How many entries `XENMEM_memory_map` writes into a buffer of `capacity`
+/// entries when the map has `len`: as many as fit (Xen `arch_memory_op`:
+/// `map.nr_entries = min(map.nr_entries, d->arch.nr_e820)`); the guest
+/// learns the count from `nr_entries`.
+pub fn memory_map_count(capacity: u32, len: usize) -> u32 {
+    u32::try_from(len).map_or(capacity, |len| len.min(capacity))
+}
+
+/// A hypervisor-owned page a guest places in its physical map with
+/// `XENMEM_add_to_physmap`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XenPage {
+    SharedInfo,
+    /// Grant-table frame `idx`.
+    GrantFrame(usize),
+}
+
+/// What one `XENMEM_add_to_physmap` does besides mapping the page at its
+/// new GFN, worked out before anything changes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// The page's old GFN, to unmap (left a hole, as in Xen).
+    pub unmap_old: Option<u64>,
+    /// Another hypervisor page that was at the new GFN: the new mapping
+    /// replaces it, so it is mapped nowhere now.
+    pub displaced: Option<XenPage>,
+}
+
+/// `XENMEM_add_to_physmap` of `page` at `gfn` (Xen
+/// `xenmem_add_to_physmap_one`), where `placed` says where each hypervisor
+/// page of the domain is and `grant_mapped` whether the caller has a grant
+/// mapped at `gfn`.
+///
+/// A page is at one GFN at most: moving it unmaps the old one ("Unmap from
+/// old location"). Another hypervisor page at `gfn` is unhooked ("Special
+/// pages are simply unhooked"); RAM there is replaced. A grant mapping at
+/// `gfn` is not replaced: Xen's `guest_remove_page` fails `get_page` on the
+/// granter's page and the call returns -ENXIO, with nothing changed.
+pub fn place_xen_page(
+    placed: impl IntoIterator<Item = (XenPage, Option<u64>)>,
+    page: XenPage,
+    gfn: u64,
+    grant_mapped: bool,
+) -> Result<Placement, i64> {
+    if grant_mapped {
+        return Err(-ENXIO);
+    }
+    let mut plan = Placement::default();
+    for (p, at) in placed {
+        match at {
+            Some(old) if p == page && old != gfn => plan.unmap_old = Some(old),
+            Some(old) if p != page && old == gfn => plan.displaced = Some(p),
+            _ => {}
+        }
+    }
+    Ok(plan)
 }
 
 #[cfg(test)]

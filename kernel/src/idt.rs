@@ -1,4 +1,4 @@
-//! The IDT: every CPU exception prints its state on COM1 and stops the machine with a failure status.
+//! The IDT: a CPU exception at a fix-up site resumes there; any other prints its state on COM1 and stops the machine with a failure status.
 
 use crate::gdt::{DOUBLE_FAULT_IST, KERNEL_CS};
 use core::arch::{asm, global_asm};
@@ -10,6 +10,8 @@ global_asm!(include_str!("irq.S"), options(att_syntax));
 
 extern "C" {
     static isr_table: [u64; 32];
+    /// (faulting RIP, resume RIP) pairs, ended by (0, 0): exceptions.S.
+    static fixup_table: [[u64; 2]; 2];
     fn irq_stub_0xf0();
     fn irq_stub_0xfe();
     fn irq_stub_0xff();
@@ -125,8 +127,35 @@ const NAMES: [&str; 32] = [
     "#HV", "#VC", "#SX", "-",
 ];
 
+/// Where to resume after an exception at `rip`, if it is a fix-up site.
+/// NMI, #DF and #MC are never fixed up: they are not caused by the
+/// instruction at RIP (SDM Vol. 3A 6.15).
+fn fixup(vector: u64, rip: u64) -> Option<u64> {
+    if matches!(vector, 2 | 8 | 18) {
+        return None;
+    }
+    // SAFETY: `fixup_table` is an initialised array in exceptions.S.
+    let table = unsafe { &*core::ptr::addr_of!(fixup_table) };
+    table
+        .iter()
+        .take_while(|pair| pair[0] != 0)
+        .find(|pair| pair[0] == rip)
+        .map(|pair| pair[1])
+}
+
+/// Returns only after pointing the frame's RIP at a fix-up; `isr_common`
+/// then resumes there with IRETQ.
 #[no_mangle]
-extern "C" fn exception_entry(f: &ExceptionFrame) -> ! {
+extern "C" fn exception_entry(f: &mut ExceptionFrame) {
+    if let Some(resume) = fixup(f.vector, f.rip) {
+        defmt::warn!(
+            "exception {=u64} at fix-up site {=u64:#x}: resumed",
+            f.vector,
+            f.rip
+        );
+        f.rip = resume;
+        return;
+    }
     // SAFETY: reading CR2 has no side effects.
     let cr2 = unsafe { x86::controlregs::cr2() } as u64;
     let name = NAMES.get(f.vector as usize).copied().unwrap_or("?");

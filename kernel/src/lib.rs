@@ -3,8 +3,10 @@
 
 pub mod boot_info;
 pub mod byte_copy;
+pub mod byte_queue;
 pub mod caps_line;
 pub mod cmdline;
+pub mod console_quota;
 pub mod cpuid_policy;
 pub mod evtchn;
 pub mod fnv;
@@ -16,4 +18,6 @@ pub mod newc;
 pub mod page_policy;
 pub mod pvclock;
 pub mod rsdp;
+pub mod spec_ctrl;
 pub mod vlapic;
+pub mod xcr0;

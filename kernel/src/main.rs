@@ -21,6 +21,8 @@ mod console;
 #[cfg(target_os = "none")]
 mod cpu;
 #[cfg(target_os = "none")]
+mod debug_regs;
+#[cfg(target_os = "none")]
 mod domain;
 #[cfg(target_os = "none")]
 mod fpu;
@@ -52,6 +54,8 @@ mod rtc;
 mod sched;
 #[cfg(target_os = "none")]
 mod selftest;
+#[cfg(target_os = "none")]
+mod speculation;
 #[cfg(target_os = "none")]
 mod start;
 #[cfg(target_os = "none")]

@@ -1,5 +1,7 @@
 //! Which MSRs a guest may touch and with which values; everything else gets #GP.
 
+use crate::spec_ctrl::GuestOffer;
+
 /// IA32_EFER (Intel SDM Vol. 4 table 2-2).
 pub const IA32_EFER: u32 = 0xc000_0080;
 pub const IA32_APIC_BASE: u32 = 0x1b;
@@ -19,6 +21,12 @@ pub const AMD_HWCR_VALUE: u64 = 1 << 24;
 /// reads and writes it without a fault handler on AMD CPUs; as in Xen it
 /// reads as 0 and writes are ignored.
 pub const AMD_NB_CFG: u32 = 0xc001_001f;
+/// Speculation control (Intel SDM Vol. 4 table 2-2; AMD APM Vol. 2 3.2.9):
+/// offered as `xenolith::spec_ctrl::GuestOffer` says, else #GP.
+pub const IA32_SPEC_CTRL: u32 = 0x48;
+pub const IA32_PRED_CMD: u32 = 0x49;
+pub const IA32_ARCH_CAPABILITIES: u32 = 0x10a;
+pub const IA32_FLUSH_CMD: u32 = 0x10b;
 /// The x2APIC register MSRs (SDM Vol. 3A 12.12.1.2).
 pub const X2APIC_FIRST: u32 = 0x800;
 pub const X2APIC_LAST: u32 = 0x8ff;
@@ -52,6 +60,21 @@ pub fn mtrr_def_type_valid(value: u64) -> bool {
     value & !0xcff == 0 && matches!(value & 0xff, 0 | 1 | 4 | 5 | 6)
 }
 
+/// The SPEC_CTRL value to keep for a guest WRMSR, or `None` for #GP: the
+/// MSR must be offered and the value use only offered bits (a reserved bit
+/// faults on hardware too; Xen's guest_wrmsr, KVM's kvm_spec_ctrl_test_value).
+pub fn spec_ctrl_write(offer: &GuestOffer, value: u64) -> Option<u64> {
+    (offer.spec_ctrl != 0 && value & !offer.spec_ctrl == 0).then_some(value)
+}
+
+/// A WRMSR to a command MSR (PRED_CMD, FLUSH_CMD), whose only command is
+/// bit 0 (IBPB, L1D_FLUSH): `Some(true)` to carry it out on the host,
+/// `Some(false)` for a write of 0 (no command), `None` for #GP (not
+/// offered, or a reserved bit). Reads always #GP: both are write-only.
+pub fn command_write(offered: bool, value: u64) -> Option<bool> {
+    (offered && value & !1 == 0).then_some(value == 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +86,27 @@ mod tests {
         assert_eq!(efer_write(0x500, 0x100), Some(0x500));
         assert_eq!(efer_write(0, 1 << 12), None); // SVME
         assert_eq!(efer_write(0, 1 << 63), None);
+    }
+
+    #[test]
+    fn speculation_controls() {
+        let none = GuestOffer::default();
+        assert_eq!(spec_ctrl_write(&none, 0), None);
+        assert_eq!(command_write(none.ibpb, 1), None);
+        let offer = GuestOffer {
+            spec_ctrl: 0b101, // IBRS and SSBD, no STIBP
+            ibpb: true,
+            flush_cmd: false,
+            arch_caps: None,
+        };
+        assert_eq!(spec_ctrl_write(&offer, 0), Some(0));
+        assert_eq!(spec_ctrl_write(&offer, 0b101), Some(0b101));
+        assert_eq!(spec_ctrl_write(&offer, 0b010), None);
+        assert_eq!(spec_ctrl_write(&offer, 1 << 40), None);
+        assert_eq!(command_write(offer.ibpb, 1), Some(true));
+        assert_eq!(command_write(offer.ibpb, 0), Some(false));
+        assert_eq!(command_write(offer.ibpb, 0x80), None); // AMD SBPB: not offered
+        assert_eq!(command_write(offer.flush_cmd, 1), None);
     }
 
     #[test]

@@ -4,7 +4,8 @@ use crate::domain::{self, Ending};
 use crate::memory::HostFrames;
 use crate::power::{exit, fatal, ExitStatus};
 use crate::{
-    apic, boot, console, cpu, gdt, idt, log, memory, paging, pic, println, sched, selftest, time,
+    apic, boot, console, cpu, gdt, idt, log, memory, paging, pic, println, sched, selftest,
+    speculation, time,
 };
 use alloc::format;
 use alloc::string::String;
@@ -66,6 +67,7 @@ extern "C" fn kernel_entry(kind: u32, info: u64) -> ! {
     cpu::enable_xsave();
     let features = cpu::features();
     let apic = apic::init().unwrap_or_else(|e| fatal(format_args!("local APIC: {e}")));
+    let spec = speculation::init();
     let summary = CpuSummary {
         vendor: features.vendor(),
         virt: features.virt,
@@ -74,6 +76,7 @@ extern "C" fn kernel_entry(kind: u32, info: u64) -> ! {
         invariant_tsc: features.invariant_tsc,
         tsc_khz,
         apic_timer_khz: apic.timer_khz,
+        spec,
     };
     println!("{}", summary);
     defmt::info!(
@@ -107,7 +110,9 @@ fn run_guests(boot: &BootInfo) -> ExitStatus {
         return ExitStatus::Success;
     }
     // Each backend answers only for its own vendor's CPUs.
-    let backend = vmx::backend(&mut HostFrames).or_else(|| svm::backend(&mut HostFrames));
+    let spec = speculation::entry();
+    let backend =
+        vmx::backend(&mut HostFrames, spec).or_else(|| svm::backend(&mut HostFrames, spec));
     let mut backend = match backend {
         None => fatal(format_args!("this CPU has neither VMX nor SVM")),
         Some(Err(why)) => fatal(format_args!("hardware virtualization: {why}")),
@@ -468,12 +473,6 @@ fn init_memory(boot: &BootInfo) {
         .max(BOOT_MAPPED);
     paging::init(top).unwrap_or_else(|_| fatal(format_args!("out of frames for page tables")));
     memory::add_above(&usable, BOOT_MAPPED);
-    // Only usable RAM is ever handed out; the map's top may be far above it.
-    let ram_top = usable.iter().map(|r| r.end).max().unwrap_or(0);
-    memory::track_frames(
-        ram_top,
-        cmdline::option(boot.cmdline, "scrub") == Some("always"),
-    );
     println!(
         "memory: {} KiB usable in {} ranges, heap {} KiB",
         total >> 10,

@@ -52,6 +52,11 @@ impl Uart {
         self.out(DATA, byte);
     }
 
+    /// Whether the transmitter takes a byte now, without waiting.
+    pub fn ready(&self) -> bool {
+        self.inp(LSR) & LSR_THR_EMPTY != 0
+    }
+
     /// A received byte, if one is waiting. An absent UART reads LSR as 0xff,
     /// which would look like endless input: its data register reads 0xff too,
     /// and such bytes are dropped by the caller's filter.

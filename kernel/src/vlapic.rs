@@ -86,7 +86,10 @@ impl VLapic {
 
     /// Nanoseconds until a one-shot count of `count` expires.
     fn count_ns(&self, count: u32) -> u64 {
-        u64::from(count) * self.divider() * 1_000_000_000 / TIMER_HZ
+        // At most 2^32 counts of 128 ticks of 10 ns: 5.5e12 ns, but the
+        // product on the way there (5.5e20) needs more than 64 bits.
+        (u128::from(count) * u128::from(self.divider()) * 1_000_000_000 / u128::from(TIMER_HZ))
+            as u64
     }
 
     /// Reads x2APIC register MSR `msr` (0x800-0x8FF).
@@ -277,6 +280,18 @@ mod tests {
         assert_eq!(a.deliverable(), Some(0xf6));
         assert_eq!(a.write(0x830, (0b11 << 18) | 0xf8), Ok(Effect::IpiToOthers));
         assert_eq!(a.write(0x830, (1u64 << 32) | 0xf8), Ok(Effect::IpiToOthers));
+    }
+
+    #[test]
+    fn timer_longest_count_does_not_overflow() {
+        // Divide by 128 with the initial count all ones: 2^32-1 counts of
+        // 1.28 us, 5497.56 s (this overflowed 64 bits and fired 37x early).
+        let mut a = VLapic::new(0);
+        a.write(0x83e, 0b1010).unwrap();
+        assert_eq!(
+            a.write(0x838, 0xffff_ffff),
+            Ok(Effect::Timer(Some(0xffff_ffff * 1280)))
+        );
     }
 
     #[test]

@@ -15,6 +15,11 @@ const GP: Event = Event::Exception {
     vector: 13,
     error_code: Some(0),
 };
+/// #UD (SDM Vol. 3A 6.15): no error code.
+const UD: Event = Event::Exception {
+    vector: 6,
+    error_code: None,
+};
 /// Port 0x80: the POST-code latch, readable back.
 const POST_PORT: u16 = 0x80;
 /// The 8254 PIT's counter ports. There is no PIT (as in a Xen PVH domain),
@@ -56,6 +61,7 @@ pub fn run_slice(dom: &mut Domain, others: &mut Others, until: u64) -> SliceEnd 
         if crate::time::rdtsc() >= until || core::mem::take(&mut dom.yield_slice) {
             break SliceEnd::Expired;
         }
+        crate::console::pump();
         deliver_interrupt(dom);
         // A guest deadline (or the slice end) passing while the guest runs must end its run.
         crate::timer::arm(next_deadline(dom).map_or(until, |d| d.min(until)));
@@ -206,8 +212,8 @@ fn handle(dom: &mut Domain, others: &mut Others, exit: Exit) {
         Exit::MsrWrite { msr, value } => msr_write(dom, msr, value),
         Exit::Io(io) => port_io(dom, io),
         Exit::Hypercall => {
-            hypercall::dispatch(dom, others);
-            if dom.ending.is_none() {
+            let outcome = hypercall::dispatch(dom, others);
+            if outcome == hypercall::Outcome::Done && dom.ending.is_none() {
                 skip(dom);
             }
         }
@@ -215,6 +221,7 @@ fn handle(dom: &mut Domain, others: &mut Others, exit: Exit) {
             skip(dom);
             halt(dom);
         }
+        Exit::NestedPageFault { gpa, .. } if hypercall::test_op::refault(dom, gpa) => {}
         Exit::NestedPageFault {
             gpa,
             access,
@@ -235,9 +242,18 @@ fn handle(dom: &mut Domain, others: &mut Others, exit: Exit) {
         // A host interrupt ended the run; it is still pending: take it now.
         Exit::ExternalInterrupt => crate::timer::take_pending_interrupts(),
         Exit::InterruptWindow => {}
+        // #DB and #AC are intercepted only so that a guest cannot loop in
+        // their delivery without exits (XSA-156): each is the guest's own,
+        // handed back unchanged (its DR6 already set by the backend).
+        Exit::Exception {
+            vector: vector @ (1 | 17),
+            error_code,
+        } => dom.vcpu.inject(Event::Exception { vector, error_code }),
         Exit::Exception { vector, .. } => {
             dom.crash(format!("unexpected intercepted exception {vector}"))
         }
+        Exit::Undefined => dom.vcpu.inject(UD),
+        Exit::CacheFlush => skip(dom),
         Exit::Shutdown => dom.crash(format!("triple fault at rip {:#x}", dom.vcpu.rip())),
         Exit::Init | Exit::Sipi { .. } => dom.crash(format!("{exit:?} on a single-vCPU domain")),
         Exit::Invalid(why) => dom.crash(format!("invalid guest state: {why}")),
@@ -280,15 +296,15 @@ fn halt(dom: &mut Domain) {
     dom.blocked = Some(Block::Halt);
 }
 
-/// XSETBV, checked as the CPU checks it (SDM Vol. 2C, XSETBV: #GP for an
-/// XCR other than 0, x87 off, AVX without SSE, or bits the CPU lacks), then
-/// done on the host: XCR0 is not switched on VM entry or exit, so the value
-/// stays the guest's, and the hypervisor itself never uses extended state.
+/// XSETBV, checked as the CPU checks it (`xenolith::xcr0::valid`: Xen's
+/// `valid_xcr0()` pairings, and only bits the CPU offers), then done on
+/// the host: XCR0 is not switched on VM entry or exit, so the value stays
+/// the guest's, and the hypervisor itself never uses extended state. A
+/// value the check missed faults at a fix-up site and becomes the guest's #GP.
 fn xsetbv(dom: &mut Domain, xcr: u32, value: u64) {
     let leaf = core::arch::x86_64::__cpuid_count(0xd, 0);
     let supported = u64::from(leaf.eax) | (u64::from(leaf.edx) << 32);
-    let valid = xcr == 0 && value & 1 != 0 && value & !supported == 0 && (value & 0b110 != 0b100);
-    if valid && crate::cpu::set_xcr0(value) {
+    if xenolith::xcr0::valid(xcr, value, supported) && crate::cpu::set_xcr0(value) {
         skip(dom);
     } else {
         dom.vcpu.inject(GP);
@@ -332,6 +348,12 @@ fn msr_read(dom: &mut Domain, msr: u32) {
         msr_policy::IA32_MISC_ENABLE => Ok(msr_policy::MISC_ENABLE_VALUE),
         msr_policy::AMD_NB_CFG | msr_policy::IA32_BIOS_SIGN_ID => Ok(0),
         msr_policy::AMD_HWCR => Ok(msr_policy::AMD_HWCR_VALUE),
+        // Speculation controls, as offered (speculation.rs); PRED_CMD and
+        // FLUSH_CMD are write-only.
+        msr_policy::IA32_SPEC_CTRL if crate::speculation::offer().spec_ctrl != 0 => {
+            Ok(dom.vcpu.spec_ctrl())
+        }
+        msr_policy::IA32_ARCH_CAPABILITIES => crate::speculation::offer().arch_caps.ok_or(()),
         // The hypercall-page MSR reads as 0 (Xen's guest_rdmsr_xen).
         cpuid_policy::HYPERCALL_PAGE_MSR => Ok(0),
         _ => Err(()),
@@ -368,6 +390,14 @@ fn msr_write(dom: &mut Domain, msr: u32, value: u64) {
         }
         msr_policy::IA32_MISC_ENABLE => value == msr_policy::MISC_ENABLE_VALUE,
         msr_policy::AMD_NB_CFG | msr_policy::IA32_BIOS_SIGN_ID => true,
+        msr_policy::IA32_SPEC_CTRL => {
+            msr_policy::spec_ctrl_write(&crate::speculation::offer(), value)
+                .map(|v| dom.vcpu.set_spec_ctrl(v))
+                .is_some()
+        }
+        msr_policy::IA32_PRED_CMD | msr_policy::IA32_FLUSH_CMD => {
+            crate::speculation::guest_command(msr, value)
+        }
         cpuid_policy::HYPERCALL_PAGE_MSR => install_hypercall_page(dom, value),
         _ => false,
     };
@@ -405,8 +435,11 @@ fn apic_effect(dom: &mut Domain, effect: vlapic::Effect) {
     match effect {
         vlapic::Effect::None => {}
         vlapic::Effect::Timer(ns) => {
-            dom.lapic_timer_deadline =
-                ns.map(|ns| crate::time::rdtsc() + ns * crate::time::tsc_khz() / 1_000_000);
+            // Up to 5.5e12 ns times the TSC's kHz overflows 64 bits.
+            dom.lapic_timer_deadline = ns.map(|ns| {
+                let ticks = u128::from(ns) * u128::from(crate::time::tsc_khz()) / 1_000_000;
+                crate::time::rdtsc().saturating_add(u64::try_from(ticks).unwrap_or(u64::MAX))
+            });
         }
         // A single-vCPU domain has no one else to interrupt.
         vlapic::Effect::IpiToOthers => {}

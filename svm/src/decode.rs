@@ -9,17 +9,24 @@ pub enum Expected {
     Wrmsr,
     Vmmcall,
     Hlt,
+    /// INVD or WBINVD: either may come with either exit code, since QEMU
+    /// 7.2 reports INVD as a WBINVD intercept (0x89; its translator picks
+    /// the code from bit 1 of the opcode, which both share). Both complete
+    /// as no-ops, so which one it was does not matter.
+    CacheFlush,
 }
 
 impl Expected {
-    /// The opcode bytes after any prefixes (AMD APM Vol. 3, opcode map).
-    fn opcode(self) -> &'static [u8] {
+    /// The opcode bytes after any prefixes (AMD APM Vol. 3, opcode map):
+    /// any one of these.
+    fn opcodes(self) -> &'static [&'static [u8]] {
         match self {
-            Expected::Cpuid => &[0x0f, 0xa2],
-            Expected::Rdmsr => &[0x0f, 0x32],
-            Expected::Wrmsr => &[0x0f, 0x30],
-            Expected::Vmmcall => &[0x0f, 0x01, 0xd9],
-            Expected::Hlt => &[0xf4],
+            Expected::Cpuid => &[&[0x0f, 0xa2]],
+            Expected::Rdmsr => &[&[0x0f, 0x32]],
+            Expected::Wrmsr => &[&[0x0f, 0x30]],
+            Expected::Vmmcall => &[&[0x0f, 0x01, 0xd9]],
+            Expected::Hlt => &[&[0xf4]],
+            Expected::CacheFlush => &[&[0x0f, 0x08], &[0x0f, 0x09]],
         }
     }
 }
@@ -43,9 +50,10 @@ pub fn length(bytes: &[u8], expected: Expected, long_mode: bool) -> Option<usize
     if long_mode && bytes.get(at).is_some_and(|b| b & 0xf0 == 0x40) {
         at += 1;
     }
-    let opcode = expected.opcode();
-    let end = at + opcode.len();
-    (end <= 15 && bytes.get(at..end) == Some(opcode)).then_some(end)
+    expected.opcodes().iter().find_map(|opcode| {
+        let end = at + opcode.len();
+        (end <= 15 && bytes.get(at..end) == Some(*opcode)).then_some(end)
+    })
 }
 
 #[cfg(test)]
@@ -62,6 +70,12 @@ mod tests {
             Some(3)
         );
         assert_eq!(length(&[0xf4], Expected::Hlt, false), Some(1));
+        assert_eq!(length(&[0x0f, 0x08], Expected::CacheFlush, true), Some(2));
+        assert_eq!(
+            length(&[0xf3, 0x0f, 0x09], Expected::CacheFlush, true),
+            Some(3)
+        );
+        assert_eq!(length(&[0x0f, 0x0a], Expected::CacheFlush, true), None);
     }
 
     #[test]

@@ -9,12 +9,23 @@ pub const NMI: u64 = 0x61;
 pub const INIT: u64 = 0x63;
 pub const VINTR: u64 = 0x64;
 pub const CPUID: u64 = 0x72;
+pub const INVD: u64 = 0x76;
 pub const HLT: u64 = 0x78;
+pub const INVLPGA: u64 = 0x7a;
 pub const IOIO: u64 = 0x7b;
 pub const MSR: u64 = 0x7c;
 pub const SHUTDOWN: u64 = 0x7f;
 pub const VMRUN: u64 = 0x80;
 pub const VMMCALL: u64 = 0x81;
+pub const VMLOAD: u64 = 0x82;
+pub const VMSAVE: u64 = 0x83;
+pub const STGI: u64 = 0x84;
+pub const CLGI: u64 = 0x85;
+pub const SKINIT: u64 = 0x86;
+pub const WBINVD: u64 = 0x89;
+pub const MONITOR: u64 = 0x8a;
+pub const MWAIT: u64 = 0x8b;
+pub const MWAIT_CONDITIONAL: u64 = 0x8c;
 pub const NPF: u64 = 0x400;
 pub const INVALID: u64 = u64::MAX;
 
@@ -82,7 +93,10 @@ pub fn decode(code: u64, info1: u64, info2: u64, rcx: u64, rdx: u64, rax: u64) -
                 error_code: has_error_code(vector).then_some(info1 as u32),
             }
         }
-        VMRUN => Exit::Invalid("guest executed VMRUN (nested SVM is not offered)"),
+        // SVM itself (no nested virtualization), and MONITOR/MWAIT (hidden from CPUID).
+        VMRUN | VMLOAD | VMSAVE | STGI | CLGI | SKINIT | INVLPGA | MONITOR | MWAIT
+        | MWAIT_CONDITIONAL => Exit::Undefined,
+        INVD | WBINVD => Exit::CacheFlush,
         INVALID => Exit::Invalid("VMEXIT_INVALID: VMRUN consistency checks failed (APM 15.5.1)"),
         _ => Exit::Invalid("unexpected #VMEXIT code"),
     }
@@ -175,5 +189,12 @@ mod tests {
             }
         );
         assert!(matches!(decode(INVALID, 0, 0, 0, 0, 0), Exit::Invalid(_)));
+        for code in [
+            VMRUN, VMLOAD, VMSAVE, STGI, CLGI, SKINIT, INVLPGA, MONITOR, MWAIT,
+        ] {
+            assert_eq!(decode(code, 0, 0, 0, 0, 0), Exit::Undefined);
+        }
+        assert_eq!(decode(INVD, 0, 0, 0, 0, 0), Exit::CacheFlush);
+        assert_eq!(decode(WBINVD, 0, 0, 0, 0, 0), Exit::CacheFlush);
     }
 }

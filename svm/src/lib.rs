@@ -7,13 +7,15 @@ pub mod caps;
 pub mod decode;
 pub mod exits;
 mod run;
+mod spec_ctrl;
 mod vcpu;
 pub mod vmcb;
 
 pub use crate::vcpu::SvmVcpu;
 
 use ::vcpu::{
-    AddressSpace, Backend, FrameAlloc, IdentityTables, InitialState, Vcpu, VcpuConfig, VirtCaps,
+    AddressSpace, Backend, EntryMitigations, FrameAlloc, IdentityTables, InitialState, Vcpu,
+    VcpuConfig, VirtCaps,
 };
 use alloc::boxed::Box;
 use ept::NptTable;
@@ -28,16 +30,25 @@ const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
 pub struct Svm {
     caps: VirtCaps,
     host_vmcb_pa: u64,
+    mitigations: EntryMitigations,
 }
 
 /// `None` if this CPU has no SVM; otherwise SVM enabled (EFER.SVME and the
-/// host save area set), or why it could not be.
-pub fn backend(frames: &mut dyn FrameAlloc) -> Option<Result<Box<dyn Backend>, &'static str>> {
+/// host save area set), or why it could not be. Every vCPU applies
+/// `mitigations` around its world switch.
+pub fn backend(
+    frames: &mut dyn FrameAlloc,
+    mitigations: EntryMitigations,
+) -> Option<Result<Box<dyn Backend>, &'static str>> {
     let caps = caps::probe()?;
-    Some(enable(frames, caps).map(|b| Box::new(b) as Box<dyn Backend>))
+    Some(enable(frames, caps, mitigations).map(|b| Box::new(b) as Box<dyn Backend>))
 }
 
-fn enable(frames: &mut dyn FrameAlloc, caps: VirtCaps) -> Result<Svm, &'static str> {
+fn enable(
+    frames: &mut dyn FrameAlloc,
+    caps: VirtCaps,
+    mitigations: EntryMitigations,
+) -> Result<Svm, &'static str> {
     if !caps.usable {
         return Err("SVM is disabled by firmware (VM_CR.SVMDIS)");
     }
@@ -56,7 +67,11 @@ fn enable(frames: &mut dyn FrameAlloc, caps: VirtCaps) -> Result<Svm, &'static s
         wrmsr(IA32_EFER, rdmsr(IA32_EFER) | EFER_SVME);
         wrmsr(MSR_VM_HSAVE_PA, hsave);
     }
-    Ok(Svm { caps, host_vmcb_pa })
+    Ok(Svm {
+        caps,
+        host_vmcb_pa,
+        mitigations,
+    })
 }
 
 impl Backend for Svm {
@@ -90,6 +105,7 @@ impl Backend for Svm {
             frames,
             self.host_vmcb_pa,
             self.caps.exit_length,
+            self.mitigations,
             config,
             initial,
         )?;

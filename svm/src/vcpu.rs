@@ -3,9 +3,13 @@
 use crate::decode::{self, Expected};
 use crate::exits;
 use crate::run::{world_switch, Gprs};
+use crate::spec_ctrl::SpecCtrl;
 use crate::vmcb::{misc1, misc2, Segment, Vmcb, TLB_FLUSH_GUEST, V_IGN_TPR, V_INTR_MASKING, V_IRQ};
 use alloc::boxed::Box;
-use vcpu::{Event, Exit, FrameAlloc, Gpr, GuestCode, InitialState, Paging, Vcpu, VcpuConfig};
+use vcpu::{
+    EntryMitigations, Event, Exit, FrameAlloc, Gpr, GuestCode, InitialState, Paging, Vcpu,
+    VcpuConfig,
+};
 
 /// EFER.SVME (APM 15.4): must stay set in the guest's EFER for VMRUN.
 const EFER_SVME: u64 = 1 << 12;
@@ -31,8 +35,33 @@ pub struct SvmVcpu {
     host_vmcb_pa: u64,
     gprs: Gprs,
     nrips: bool,
-    /// Event to inject at the next VMRUN.
-    pending: Option<Event>,
+    /// Delivering a queued exception raised another one that cannot be
+    /// delivered (a triple fault): the next `run` reports shutdown.
+    triple_fault: bool,
+    /// The guest's SPEC_CTRL and how it is switched (spec_ctrl.rs).
+    spec_ctrl: SpecCtrl,
+}
+
+/// EVENTINJ and EXITINTINFO share one format (APM 15.20, 15.7.2): vector
+/// 7:0, type 10:8, error code valid 11, valid 31, error code 63:32.
+const EVENT_VALID: u64 = 1 << 31;
+const EVENT_TYPE_EXCEPTION: u64 = 3;
+const EVENT_TYPE_SOFTWARE_INTERRUPT: u64 = 4;
+
+/// The event to deliver again after an exit that interrupted its delivery
+/// (EXITINTINFO), or 0. Software interrupts (INTn) and the soft exceptions
+/// #BP and #OF (INT3, INTO) are not re-injected: RIP still points at their
+/// instruction, which runs again (KVM's svm_complete_interrupts).
+fn redelivery(exit_int_info: u64) -> u64 {
+    let kind = (exit_int_info >> 8) & 7;
+    let vector = exit_int_info as u8;
+    let soft = kind == EVENT_TYPE_SOFTWARE_INTERRUPT
+        || (kind == EVENT_TYPE_EXCEPTION && matches!(vector, 3 | 4));
+    if exit_int_info & EVENT_VALID == 0 || soft {
+        0
+    } else {
+        exit_int_info
+    }
 }
 
 /// Clears both intercept bits of `msr` in the MSR permission map: two bits
@@ -68,6 +97,7 @@ impl SvmVcpu {
         frames: &mut dyn FrameAlloc,
         host_vmcb_pa: u64,
         nrips: bool,
+        mitigations: EntryMitigations,
         config: &VcpuConfig,
         initial: &InitialState,
     ) -> Result<Self, &'static str> {
@@ -94,15 +124,22 @@ impl SvmVcpu {
             host_vmcb_pa,
             gprs: initial.gprs,
             nrips,
-            pending: None,
+            triple_fault: false,
+            spec_ctrl: SpecCtrl::new(mitigations),
         };
         let vmcb = vcpu.vmcb();
         let c = &mut vmcb.control;
+        // The list Xen's construct_vmcb and KVM's init_vmcb keep: INVD would
+        // discard cache lines other domains dirtied, WBINVD flushes every
+        // cache, MONITOR/MWAIT would idle the host CPU, INVLPGA flushes
+        // other ASIDs' translations.
         c.intercept_misc1 = misc1::INTR
             | misc1::NMI
             | misc1::INIT
             | misc1::CPUID
+            | misc1::INVD
             | misc1::HLT
+            | misc1::INVLPGA
             | misc1::IOIO_PROT
             | misc1::MSR_PROT
             | misc1::SHUTDOWN;
@@ -113,7 +150,16 @@ impl SvmVcpu {
             | misc2::VMSAVE
             | misc2::STGI
             | misc2::CLGI
-            | misc2::SKINIT;
+            | misc2::SKINIT
+            | misc2::WBINVD
+            | misc2::MONITOR
+            | misc2::MWAIT
+            | misc2::MWAIT_CONDITIONAL;
+        // #DB and #AC, always (XSA-156, CVE-2015-5307 and CVE-2015-8104):
+        // a guest can make their delivery raise them again, forever, inside
+        // the CPU with no exit; intercepted, each one is an exit, and the
+        // core reflects it into the guest.
+        c.intercept_exceptions = (1 << 1) | (1 << 17);
         c.iopm_base_pa = iopm;
         c.msrpm_base_pa = msrpm;
         c.asid = u32::from(config.tag);
@@ -176,25 +222,24 @@ impl SvmVcpu {
             }
         }
     }
-
-    fn in_64bit_mode(&self) -> bool {
-        let s = &self.vmcb_ref().state;
-        s.efer & EFER_LMA != 0 && s.cs.attrib & ATTRIB_L != 0
-    }
 }
 
 impl Vcpu for SvmVcpu {
     fn run(&mut self) -> Exit {
-        let event = self.pending.take().map_or(0, Self::event_inj);
+        if core::mem::take(&mut self.triple_fault) {
+            return Exit::Shutdown;
+        }
+        // EVENTINJ holds what `inject` queued and what the last exit
+        // interrupted: it is this vCPU's one-event queue, as the VMCS
+        // entry field is on VMX.
         let (vmcb_pa, host) = (self.vmcb_pa, self.host_vmcb_pa);
-        self.vmcb().control.event_inj = event;
         // SAFETY: both VMCBs are set up by `new`/`backend`, SVM is enabled on this CPU.
-        unsafe { world_switch(&mut self.gprs, vmcb_pa, host) };
+        unsafe { world_switch(&mut self.gprs, vmcb_pa, host, &self.spec_ctrl) };
         let vmcb = self.vmcb();
         vmcb.control.tlb_control = 0;
-        // An event whose delivery the exit interrupted is delivered again (APM 15.7.2).
-        let interrupted = vmcb.control.exit_int_info;
-        vmcb.control.event_inj = 0;
+        // An event whose delivery the exit interrupted is delivered again
+        // (APM 15.7.2); VMRUN consumed whatever EVENTINJ held.
+        vmcb.control.event_inj = redelivery(vmcb.control.exit_int_info);
         let c = &vmcb.control;
         let exit = exits::decode(
             c.exit_code,
@@ -204,9 +249,6 @@ impl Vcpu for SvmVcpu {
             self.gprs[Gpr::Rdx as usize],
             self.vmcb_ref().state.rax,
         );
-        if interrupted & (1 << 31) != 0 {
-            self.vmcb().control.event_inj = interrupted;
-        }
         exit
     }
 
@@ -252,6 +294,11 @@ impl Vcpu for SvmVcpu {
         self.vmcb_ref().state.cpl
     }
 
+    fn in_64bit_mode(&self) -> bool {
+        let s = &self.vmcb_ref().state;
+        s.efer & EFER_LMA != 0 && s.cs.attrib & ATTRIB_L != 0
+    }
+
     fn skip_instruction(&mut self, code: &dyn GuestCode) -> Result<(), &'static str> {
         let c = &self.vmcb_ref().control;
         let next = match c.exit_code {
@@ -265,6 +312,7 @@ impl Vcpu for SvmVcpu {
                     exits::MSR => Expected::Wrmsr,
                     exits::VMMCALL => Expected::Vmmcall,
                     exits::HLT => Expected::Hlt,
+                    exits::INVD | exits::WBINVD => Expected::CacheFlush,
                     _ => return Err("no instruction to skip for this exit"),
                 };
                 let rip = self.rip();
@@ -293,7 +341,15 @@ impl Vcpu for SvmVcpu {
     }
 
     fn inject(&mut self, event: Event) {
-        self.pending = Some(event);
+        let queued = self.vmcb_ref().control.event_inj;
+        let queued_exception = (queued & EVENT_VALID != 0
+            && (queued >> 8) & 7 == EVENT_TYPE_EXCEPTION)
+            .then_some(queued as u8);
+        let Some(event) = vcpu::queue_on_top(queued_exception, event) else {
+            self.triple_fault = true;
+            return;
+        };
+        self.vmcb().control.event_inj = Self::event_inj(event);
     }
 
     fn set_interrupt_window(&mut self, wanted: bool) {
@@ -311,11 +367,22 @@ impl Vcpu for SvmVcpu {
 
     fn interruptible(&self) -> bool {
         let v = self.vmcb_ref();
-        v.state.rflags & (1 << 9) != 0 && v.control.int_state & 1 == 0
+        v.state.rflags & (1 << 9) != 0
+            && v.control.int_state & 1 == 0
+            // One event per entry: none may be queued already.
+            && v.control.event_inj & EVENT_VALID == 0
     }
 
     fn flush_second_level(&mut self) {
         self.vmcb().control.tlb_control = TLB_FLUSH_GUEST;
+    }
+
+    fn spec_ctrl(&self) -> u64 {
+        self.spec_ctrl.guest()
+    }
+
+    fn set_spec_ctrl(&mut self, value: u64) {
+        self.spec_ctrl.set_guest(value);
     }
 
     fn destroy(self: Box<Self>, frames: &mut dyn FrameAlloc) {
@@ -330,6 +397,20 @@ impl Vcpu for SvmVcpu {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redelivery_keeps_hardware_events_only() {
+        // A #PF (type 3, error code valid) and an external interrupt come back.
+        let pf = EVENT_VALID | (1 << 11) | (3 << 8) | 14 | (2 << 32);
+        assert_eq!(redelivery(pf), pf);
+        let irq = EVENT_VALID | 0xf3;
+        assert_eq!(redelivery(irq), irq);
+        // INT 0x80, INT3 and INTO run again instead.
+        assert_eq!(redelivery(EVENT_VALID | (4 << 8) | 0x80), 0);
+        assert_eq!(redelivery(EVENT_VALID | (3 << 8) | 3), 0);
+        assert_eq!(redelivery(EVENT_VALID | (3 << 8) | 4), 0);
+        assert_eq!(redelivery(0xf3), 0, "not valid");
+    }
 
     #[test]
     fn msrpm_bits() {

@@ -6,11 +6,13 @@ extern crate alloc;
 pub mod address_space;
 pub mod caps;
 pub mod exit;
+pub mod mitigations;
 pub mod regs;
 pub mod vcpu;
 
 pub use address_space::{AddressSpace, IdentityTables};
 pub use caps::{VirtCaps, VirtKind};
-pub use exit::{Access, Event, Exit, IoAccess};
+pub use exit::{combine_exceptions, queue_on_top, Access, Event, Exit, IoAccess};
+pub use mitigations::EntryMitigations;
 pub use regs::{Gpr, Paging};
 pub use vcpu::{Backend, FrameAlloc, GuestCode, InitialState, Vcpu, VcpuConfig};

@@ -64,6 +64,9 @@ pub trait Vcpu {
     fn set_efer(&mut self, value: u64);
     /// The current privilege level (hypercalls from CPL > 0 get -EPERM).
     fn cpl(&self) -> u8;
+    /// Whether the vCPU runs 64-bit code: EFER.LMA and CS.L (Intel SDM Vol.
+    /// 3A 5.2.1). A 64-bit kernel's compatibility-mode code has LMA but not L.
+    fn in_64bit_mode(&self) -> bool;
 
     /// Moves RIP past the instruction that caused the last exit. Backends
     /// that cannot learn its length from hardware read it through `code`.
@@ -78,6 +81,12 @@ pub trait Vcpu {
     fn interruptible(&self) -> bool;
     /// Tells the hardware to drop cached second-level translations for this vCPU.
     fn flush_second_level(&mut self);
+    /// The guest's IA32_SPEC_CTRL. The MSR is intercepted: the core checks
+    /// each WRMSR against what the guest is offered (xenolith::spec_ctrl)
+    /// and the backend loads the value around every entry
+    /// (`EntryMitigations::host_spec_ctrl`).
+    fn spec_ctrl(&self) -> u64;
+    fn set_spec_ctrl(&mut self, value: u64);
     /// Frees the vCPU's control structures; it never runs again.
     fn destroy(self: Box<Self>, frames: &mut dyn FrameAlloc);
 }

@@ -344,10 +344,14 @@ pub fn choose(msrs: &VmxMsrs) -> Result<ControlSet, &'static str> {
         ],
         // Keep the guest away from the host's PMCs and from the real TPR
         // (MOV CR8 writes it unless CR8 accesses exit; SDM Vol. 3C 26.3).
+        // MONITOR/MWAIT are hidden from CPUID: exiting turns them into the
+        // #UD a guest without them gets, instead of idling the host CPU.
         &[
             primary::RDPMC_EXITING,
             primary::CR8_LOAD_EXITING,
             primary::CR8_STORE_EXITING,
+            primary::MWAIT_EXITING,
+            primary::MONITOR_EXITING,
         ],
         // The guest changes CR3 and TLB entries freely: no exit is handled for these.
         &[
@@ -366,11 +370,13 @@ pub fn choose(msrs: &VmxMsrs) -> Result<ControlSet, &'static str> {
             secondary::ENABLE_VPID,
             secondary::UNRESTRICTED_GUEST,
         ],
-        // Without these the instructions raise #UD in the guest (SDM Vol. 3C 26.3).
+        // Without the first three the instructions raise #UD in the guest
+        // (SDM Vol. 3C 26.3); WBINVD would flush every core's caches.
         &[
             secondary::ENABLE_RDTSCP,
             secondary::ENABLE_INVPCID,
             secondary::ENABLE_XSAVES_XRSTORS,
+            secondary::WBINVD_EXITING,
         ],
         &[],
     );

@@ -11,8 +11,18 @@ pub mod reason {
     pub const SIPI: u16 = 4;
     pub const INTERRUPT_WINDOW: u16 = 7;
     pub const CPUID: u16 = 10;
+    pub const GETSEC: u16 = 11;
     pub const HLT: u16 = 12;
+    pub const INVD: u16 = 13;
     pub const VMCALL: u16 = 18;
+    /// VMCLEAR through VMXON: 19-27 (VMCALL is 18).
+    pub const VMCLEAR: u16 = 19;
+    pub const VMXON: u16 = 27;
+    pub const MWAIT: u16 = 36;
+    pub const MONITOR: u16 = 39;
+    pub const INVEPT: u16 = 50;
+    pub const INVVPID: u16 = 53;
+    pub const WBINVD: u16 = 54;
     pub const IO_INSTRUCTION: u16 = 30;
     pub const RDMSR: u16 = 31;
     pub const WRMSR: u16 = 32;
@@ -106,6 +116,17 @@ pub fn exit_reason_name(basic: u16) -> &'static str {
         77 => "TDCALL",
         _ => "unknown exit reason",
     }
+}
+
+/// The exit qualification of a #DB exit (SDM Vol. 3C 28.2.1, table 28-1)
+/// as the DR6 the guest would have seen had #DB not exited: B0-B3 (bits
+/// 0-3), BD (13), BS (14) set as reported, the reserved bits at their fixed
+/// values, and RTM (16) active-low (SDM Vol. 3B 18.2.3). A #DB exit leaves
+/// DR6 itself unchanged.
+pub fn debug_exit_dr6(qualification: u64) -> u64 {
+    const DR6_FIXED_ONES: u64 = 0xffff_0ff0;
+    const RTM: u64 = 1 << 16;
+    (DR6_FIXED_ONES | (qualification & 0x600f)) & !(qualification & RTM)
 }
 
 /// Whether the VM-exit instruction-length field is defined for an exit
@@ -265,6 +286,15 @@ pub fn access_rights_dpl(ar: u32) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_exit_qualification_to_dr6() {
+        // Single step (BS), and a DR1 hit inside a transaction.
+        assert_eq!(debug_exit_dr6(1 << 14), 0xffff_4ff0);
+        assert_eq!(debug_exit_dr6((1 << 16) | 0b10), 0xfffe_0ff2);
+        // Undefined qualification bits are not copied.
+        assert_eq!(debug_exit_dr6(0xffff_0000_0000_0000), 0xffff_0ff0);
+    }
 
     #[test]
     fn io_out_byte_to_com1() {

@@ -20,7 +20,7 @@ pub const ENTERED: u64 = 0;
 pub const FAIL_INVALID: u64 = 1;
 pub const FAIL_VALID: u64 = 2;
 
-// vmx_run_guest(gprs: *mut Gprs, launched: u64) -> u64
+// vmx_run_guest(gprs: *mut Gprs, launched: u64, verw: u64) -> u64
 //
 // Saves the host's callee-saved registers and the GPR pointer on the stack,
 // points HOST_RSP at them, loads the guest GPRs and enters with VMLAUNCH
@@ -29,6 +29,23 @@ pub const FAIL_VALID: u64 = 2;
 // GPRs and returns ENTERED. A failed entry falls through with CF (VMfailInvalid)
 // or ZF (VMfailValid) set (SDM Vol. 3C 27.1) and returns FAIL_INVALID or
 // FAIL_VALID; the guest registers in memory are then unchanged.
+//
+// With verw != 0, VERW with a memory operand naming the host's data
+// segment overwrites the store, fill and load-port buffers (MD_CLEAR; Intel
+// "Microarchitectural Data Sampling" guidance for VMMs) after the last host
+// memory access but the loads of the guest's own registers, as KVM's
+// VM_CLEAR_CPU_BUFFERS in vmx/vmenter.S and Xen's VERW on the way into an
+// HVM guest (SC_VERW_HVM).
+// VERW writes ZF, so it comes before the TEST that picks VMLAUNCH.
+//
+// After the exit the return stack buffer holds the guest's return
+// addresses; before the first RET the host overwrites it with 32 entries
+// that each point at an INT3 (Linux's __FILL_RETURN_BUFFER with
+// RSB_CLEAR_LOOPS, used by KVM's vmx/vmenter.S; Xen's DO_OVERWRITE_RSB on
+// every exit from an HVM guest; Intel "Speculative Execution Side Channel
+// Mitigations", RSB stuffing). Each pair of CALLs pushes two RSB entries and
+// two stack slots, which the ADD drops; the LFENCE stops speculation past a
+// mispredicted loop end.
 global_asm!(
     ".global vmx_run_guest",
     "vmx_run_guest:",
@@ -42,6 +59,13 @@ global_asm!(
     "mov eax, {host_rsp}",
     "vmwrite rax, rsp",
     "jbe 3f",
+    "test edx, edx",
+    "jz 5f",
+    "mov eax, ds",
+    "push rax",
+    "verw word ptr [rsp]",
+    "add rsp, 8",
+    "5:",
     "test rsi, rsi",
     "mov rax, [rdi]",
     "mov rcx, [rdi + 8]",
@@ -102,6 +126,18 @@ global_asm!(
     "mov [rdi + 120], r15",
     "pop rax",
     "mov [rdi + 56], rax",
+    "mov eax, 16",
+    "80:",
+    "call 81f",
+    "int3",
+    "81:",
+    "call 82f",
+    "int3",
+    "82:",
+    "add rsp, 16",
+    "dec eax",
+    "jnz 80b",
+    "lfence",
     "pop rdi",
     "pop r15",
     "pop r14",
@@ -118,7 +154,7 @@ global_asm!(
 );
 
 extern "sysv64" {
-    fn vmx_run_guest(gprs: *mut Gprs, launched: u64) -> u64;
+    fn vmx_run_guest(gprs: *mut Gprs, launched: u64, verw: u64) -> u64;
     fn vmx_host_return();
 }
 
@@ -129,13 +165,14 @@ pub fn host_rip() -> u64 {
 
 /// Enters the guest of the current VMCS and returns at its next exit
 /// (ENTERED), or at once if the entry failed (FAIL_INVALID, FAIL_VALID).
+/// With `verw`, VERW clears the CPU buffers just before the entry.
 ///
 /// # Safety
 /// VMX root operation with a current VMCS whose host state is this CPU's
 /// (HOST_RIP = [`host_rip`]) and whose guest state cannot reach host memory
 /// except through EPT; `launched` must match the VMCS's launch state.
-pub unsafe fn run_guest(gprs: &mut Gprs, launched: bool) -> u64 {
+pub unsafe fn run_guest(gprs: &mut Gprs, launched: bool, verw: bool) -> u64 {
     // SAFETY: per the caller's contract; the asm restores every callee-saved
     // register and the stack before returning.
-    unsafe { vmx_run_guest(gprs, u64::from(launched)) }
+    unsafe { vmx_run_guest(gprs, u64::from(launched), u64::from(verw)) }
 }

@@ -155,3 +155,17 @@ pub unsafe fn invvpid(kind: u64, vpid: u16) -> Result<(), VmFail> {
     }
     status(cf, zf)
 }
+
+/// Sets DR6. VMX does not switch DR6 (SDM Vol. 3C 28.3.1): the register in
+/// the CPU is the running guest's own, which the hypervisor never uses.
+///
+/// # Safety
+/// Only while the CPU holds this guest's debug registers (between its
+/// domain's entries, with DR7 the host's).
+pub unsafe fn write_dr6(value: u64) {
+    // SAFETY: per the caller's contract; MOV to DR6 at CPL 0 cannot fault
+    // in 64-bit mode with the upper 32 bits clear, as `value` has them.
+    unsafe {
+        core::arch::asm!("mov dr6, {}", in(reg) value & 0xffff_ffff, options(nomem, nostack))
+    };
+}

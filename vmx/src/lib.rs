@@ -18,6 +18,7 @@ pub mod fields;
 mod guest;
 pub mod host;
 pub mod instr;
+mod spec_ctrl;
 mod syscall_msrs;
 mod vcpu;
 
@@ -27,7 +28,8 @@ use crate::address_space::{EptFeatures, EptSpace};
 use crate::controls::{fix, msr, ControlSet, VmxMsrs};
 use crate::instr::VmFail;
 use ::vcpu::{
-    AddressSpace, Backend, FrameAlloc, IdentityTables, InitialState, Vcpu, VcpuConfig, VirtCaps,
+    AddressSpace, Backend, EntryMitigations, FrameAlloc, IdentityTables, InitialState, Vcpu,
+    VcpuConfig, VirtCaps,
 };
 use alloc::boxed::Box;
 use core::arch::asm;
@@ -45,14 +47,19 @@ pub struct Vmx {
     controls: ControlSet,
     /// Physical address of this CPU's VMXON region.
     vmxon_region: u64,
+    mitigations: EntryMitigations,
 }
 
 /// `None` if this CPU has no VMX; otherwise VMX enabled on the calling CPU
 /// (VMXON done), or why it could not be. Call it once on each CPU: the
-/// backend and the vCPUs it creates belong to that CPU.
-pub fn backend(frames: &mut dyn FrameAlloc) -> Option<Result<Box<dyn Backend>, &'static str>> {
+/// backend and the vCPUs it creates belong to that CPU. Every vCPU applies
+/// `mitigations` around its VM entries.
+pub fn backend(
+    frames: &mut dyn FrameAlloc,
+    mitigations: EntryMitigations,
+) -> Option<Result<Box<dyn Backend>, &'static str>> {
     let caps = caps::probe()?;
-    Some(enable(frames, caps).map(|b| Box::new(b) as Box<dyn Backend>))
+    Some(enable(frames, caps, mitigations).map(|b| Box::new(b) as Box<dyn Backend>))
 }
 
 fn read_cr0_cr4() -> (u64, u64) {
@@ -75,7 +82,11 @@ unsafe fn write_cr0_cr4(cr0: u64, cr4: u64) {
 }
 
 /// Enables and enters VMX operation (SDM Vol. 3C 24.7, 24.8).
-fn enable(frames: &mut dyn FrameAlloc, caps: VirtCaps) -> Result<Vmx, &'static str> {
+fn enable(
+    frames: &mut dyn FrameAlloc,
+    caps: VirtCaps,
+    mitigations: EntryMitigations,
+) -> Result<Vmx, &'static str> {
     // SAFETY: `caps::probe` found CPUID.1:ECX.VMX set.
     let msrs = unsafe { VmxMsrs::read() };
     // Every missing feature is found before the CPU state changes.
@@ -137,6 +148,7 @@ fn enable(frames: &mut dyn FrameAlloc, caps: VirtCaps) -> Result<Vmx, &'static s
         msrs,
         controls,
         vmxon_region: region,
+        mitigations,
     })
 }
 
@@ -172,7 +184,14 @@ impl Backend for Vmx {
         config: &VcpuConfig,
         initial: &InitialState,
     ) -> Result<Box<dyn Vcpu>, &'static str> {
-        let vcpu = VmxVcpu::new(frames, &self.msrs, &self.controls, config, initial)?;
+        let vcpu = VmxVcpu::new(
+            frames,
+            &self.msrs,
+            &self.controls,
+            self.mitigations,
+            config,
+            initial,
+        )?;
         Ok(Box::new(vcpu))
     }
 }

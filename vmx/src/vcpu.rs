@@ -9,10 +9,14 @@ use crate::fields::{self, *};
 use crate::guest::{self, CR4_HOST_OWNED, EFER_LMA, RFLAGS_IF};
 use crate::host::{DescriptorTables, HostState};
 use crate::instr::{self, VmFail};
+use crate::spec_ctrl::SpecCtrl;
 use crate::syscall_msrs::SyscallMsrs;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use vcpu::{Event, Exit, FrameAlloc, Gpr, GuestCode, InitialState, Paging, Vcpu, VcpuConfig};
+use vcpu::{
+    EntryMitigations, Event, Exit, FrameAlloc, Gpr, GuestCode, InitialState, Paging, Vcpu,
+    VcpuConfig,
+};
 
 const PAGE_SIZE: usize = 4096;
 /// Frames per vCPU: the VMCS, I/O bitmaps A and B, the MSR bitmap.
@@ -39,7 +43,17 @@ pub struct VmxVcpu {
     cr_fixed: [u64; 4],
     /// The pass-through syscall MSRs the VMCS does not switch.
     syscall_msrs: SyscallMsrs,
+    /// Delivering a queued exception raised another one that cannot be
+    /// delivered (a triple fault): the next `run` reports shutdown.
+    triple_fault: bool,
+    /// The guest's SPEC_CTRL and the entry mitigations (spec_ctrl.rs).
+    spec_ctrl: SpecCtrl,
 }
+
+/// #DB and #AC always exit (XSA-156, CVE-2015-5307 and CVE-2015-8104): a
+/// guest can make their delivery raise them again, forever, inside the CPU
+/// with no exit; intercepted, each one is an exit, and the core reflects it.
+const EXCEPTION_EXITS: u64 = (1 << 1) | (1 << 17);
 
 /// #GP(0), for emulated instructions that fault.
 const GP0: Event = Event::Exception {
@@ -99,6 +113,7 @@ impl VmxVcpu {
         alloc: &mut dyn FrameAlloc,
         msrs: &VmxMsrs,
         controls: &ControlSet,
+        mitigations: EntryMitigations,
         config: &VcpuConfig,
         initial: &InitialState,
     ) -> Result<VmxVcpu, &'static str> {
@@ -147,6 +162,8 @@ impl VmxVcpu {
                 msrs.cr4_fixed1,
             ],
             syscall_msrs: SyscallMsrs::default(),
+            triple_fault: false,
+            spec_ctrl: SpecCtrl::new(mitigations),
         };
         vcpu.setup(io_bitmaps, msr_bitmap, guest_state)
             .inspect_err(|_| {
@@ -207,8 +224,8 @@ impl VmxVcpu {
             ),
             (PRIMARY_VM_EXIT_CONTROLS, u64::from(c.exit)),
             (VM_ENTRY_CONTROLS, u64::from(self.entry)),
-            // No exception exits; #PF follows the bitmap: mask = match = 0.
-            (EXCEPTION_BITMAP, 0),
+            // #PF follows the bitmap: mask = match = 0.
+            (EXCEPTION_BITMAP, EXCEPTION_EXITS),
             (PAGE_FAULT_ERROR_CODE_MASK, 0),
             (PAGE_FAULT_ERROR_CODE_MATCH, 0),
             (CR3_TARGET_COUNT, 0),
@@ -276,10 +293,15 @@ impl VmxVcpu {
             self.entry = entry;
         }
         let tables = DescriptorTables::save();
+        // The guest's SPEC_CTRL and the L1D flush right before the entry,
+        // the host's SPEC_CTRL right after the exit (spec_ctrl.rs).
+        self.spec_ctrl.before_entry();
+        let verw = self.spec_ctrl.verw();
         // SAFETY: the VMCS is current, its host state is this CPU's (set in
         // `new`), the guest reaches memory only through EPT, and `launched`
         // tracks its launch state.
-        let status = unsafe { entry::run_guest(&mut self.gprs, self.launched) };
+        let status = unsafe { entry::run_guest(&mut self.gprs, self.launched, verw) };
+        self.spec_ctrl.after_exit();
         // SAFETY: the tables saved just above, unchanged.
         unsafe { tables.restore() };
         match status {
@@ -362,6 +384,9 @@ impl VmxVcpu {
                 let info = read(VM_EXIT_INTERRUPTION_INFORMATION)? as u32;
                 let code = read(VM_EXIT_INTERRUPTION_ERROR_CODE)? as u32;
                 let (vector, error_code) = decode::exit_exception(info, code);
+                if vector == 1 {
+                    self.debug_exit(info)?;
+                }
                 Exit::Exception { vector, error_code }
             }
             reason::EXTERNAL_INTERRUPT => Exit::ExternalInterrupt,
@@ -392,6 +417,13 @@ impl VmxVcpu {
                     present,
                 }
             }
+            reason::GETSEC
+            | reason::VMCLEAR..=reason::VMXON
+            | reason::INVEPT
+            | reason::INVVPID
+            | reason::MWAIT
+            | reason::MONITOR => Exit::Undefined,
+            reason::INVD | reason::WBINVD => Exit::CacheFlush,
             reason::XSETBV => Exit::Xsetbv {
                 xcr: self.gprs[Gpr::Rcx as usize] as u32,
                 value: (self.gprs[Gpr::Rdx as usize] << 32)
@@ -399,6 +431,21 @@ impl VmxVcpu {
             },
             other => Exit::Invalid(decode::exit_reason_name(other)),
         })
+    }
+
+    /// A #DB exit: the CPU reported in the qualification what it would have
+    /// put in DR6 (SDM Vol. 3C 28.2.1); put it there for the guest's
+    /// handler. ICEBP (INT1) exits as a privileged software exception
+    /// before it completes: step over it, so the reflected #DB returns past
+    /// it as INT1's trap does (SDM Vol. 3C 28.2.5).
+    fn debug_exit(&mut self, info: u32) -> Result<(), &'static str> {
+        // SAFETY: the CPU holds this guest's debug registers while it runs.
+        unsafe { instr::write_dr6(decode::debug_exit_dr6(read(EXIT_QUALIFICATION)?)) };
+        if decode::intr_type(info) == decode::INTR_TYPE_PRIVILEGED_SOFTWARE_EXCEPTION {
+            let rip = read(GUEST_RIP)?.wrapping_add(read(VM_EXIT_INSTRUCTION_LENGTH)?);
+            write(GUEST_RIP, rip)?;
+        }
+        Ok(())
     }
 
     /// An exit in the middle of delivering an event (say, an EPT violation
@@ -469,6 +516,9 @@ fn host_writes(h: &HostState) -> Result<[(u32, u64); 22], &'static str> {
 
 impl Vcpu for VmxVcpu {
     fn run(&mut self) -> Exit {
+        if core::mem::take(&mut self.triple_fault) {
+            return Exit::Shutdown;
+        }
         loop {
             let result = self.enter().and_then(|()| self.emulated_cr_access());
             match result {
@@ -532,6 +582,13 @@ impl Vcpu for VmxVcpu {
         decode::access_rights_dpl(self.get(GUEST_SS_ACCESS_RIGHTS) as u32)
     }
 
+    fn in_64bit_mode(&self) -> bool {
+        // The guest may have entered or left long mode since the last entry:
+        // ask its saved EFER, not the entry controls.
+        self.get(GUEST_IA32_EFER) & EFER_LMA != 0
+            && self.get(GUEST_CS_ACCESS_RIGHTS) as u32 & guest::access_rights::LONG != 0
+    }
+
     fn skip_instruction(&mut self, _code: &dyn GuestCode) -> Result<(), &'static str> {
         // VM exits due to instructions report their length (SDM Vol. 3C 28.2.5).
         if self.skippable.take().is_none() {
@@ -539,11 +596,7 @@ impl Vcpu for VmxVcpu {
         }
         let len = self.get(VM_EXIT_INSTRUCTION_LENGTH);
         let mut rip = self.get(GUEST_RIP).wrapping_add(len);
-        // The guest may have entered or left long mode since the last entry:
-        // ask its saved EFER, not the entry controls.
-        let in_64_bit_code = self.get(GUEST_IA32_EFER) & EFER_LMA != 0
-            && self.get(GUEST_CS_ACCESS_RIGHTS) as u32 & guest::access_rights::LONG != 0;
-        if !in_64_bit_code {
+        if !self.in_64bit_mode() {
             rip &= 0xffff_ffff;
         }
         self.set(GUEST_RIP, rip);
@@ -558,6 +611,17 @@ impl Vcpu for VmxVcpu {
     }
 
     fn inject(&mut self, event: Event) {
+        // An exception raised while a re-delivered one is queued: the two
+        // combine as the CPU would (double fault, or shutdown).
+        let queued = self.get(VM_ENTRY_INTERRUPTION_INFORMATION) as u32;
+        let queued_exception = (queued & decode::INTR_INFO_VALID != 0
+            && decode::intr_type(queued) == decode::INTR_TYPE_HARDWARE_EXCEPTION)
+            .then_some(queued as u8);
+        let Some(event) = vcpu::queue_on_top(queued_exception, event) else {
+            self.set(VM_ENTRY_INTERRUPTION_INFORMATION, 0);
+            self.triple_fault = true;
+            return;
+        };
         let protected_mode = self.get(GUEST_CR0) & guest::CR0_PE != 0;
         let (info, error_code) = decode::entry_interruption(event, protected_mode);
         if let Some(code) = error_code {
@@ -600,6 +664,14 @@ impl Vcpu for VmxVcpu {
                 panic!("INVEPT failed: {}", e.name());
             }
         }
+    }
+
+    fn spec_ctrl(&self) -> u64 {
+        self.spec_ctrl.guest()
+    }
+
+    fn set_spec_ctrl(&mut self, value: u64) {
+        self.spec_ctrl.set_guest(value);
     }
 
     fn destroy(mut self: Box<Self>, frames: &mut dyn FrameAlloc) {

@@ -67,6 +67,12 @@ pub const VMASST_TYPE_RUNSTATE_UPDATE_FLAG: u64 = 5;
 /// Xenolith test operation on `ARCH_7`: raise interrupt `vector` (arg 2) at
 /// the guest as soon as it can take it. A stand-in until event channels exist.
 pub const TEST_OP_RAISE_IRQ: u64 = 1;
+/// Xenolith test operation: take the guest's own RAM page `gfn` (arg 2) out
+/// of its second-level tables until the guest next touches it; that one
+/// nested page fault puts it back instead of ending the domain. The test
+/// guest uses it to make an event's delivery exit half-way and checks the
+/// event still arrives (the `Vcpu` contract's re-delivery).
+pub const TEST_OP_UNMAP_ONCE: u64 = 2;
 
 // Error numbers (public/errno.h; negated in RAX).
 pub const EPERM: i64 = 1;

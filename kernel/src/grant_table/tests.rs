@@ -1,8 +1,8 @@
-//! Tests of grant-table v1 pinning: every status code, guest races, revocation, and a model-based property test.
+//! Tests of grant-table v1 pinning: every status code, guest races, revocation, domain death, physmap placement, guest arrays, and a model-based property test.
 
 use super::*;
 use proptest::prelude::*;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use xen_abi::grant_table::{
     GNTST_OKAY, GTF_ACCEPT_TRANSFER, GTF_INVALID, GTF_PCD, GTF_PWT, GTF_READONLY,
 };
@@ -121,6 +121,11 @@ struct Dom {
     ram: Ram,
     active: ActiveGrants,
     maptrack: Maptrack,
+    life: Life,
+    /// Its RAM went back to the allocator.
+    freed: bool,
+    /// Its second-level grant mappings: gpfn → (host frame, writable).
+    p2m: BTreeMap<u64, (u64, bool)>,
 }
 
 impl Dom {
@@ -134,6 +139,9 @@ impl Dom {
             },
             active: ActiveGrants::new(),
             maptrack: Maptrack::new(handles),
+            life: Life::Running,
+            freed: false,
+            p2m: BTreeMap::new(),
         }
     }
     fn granter(&mut self) -> Granter<'_, Table, Ram> {
@@ -153,6 +161,8 @@ impl Dom {
 struct World {
     doms: Vec<Dom>,
     moves: Vec<(u64, u16, u64, u16, u16)>,
+    /// Second-level maps fail (no frame for a table).
+    fail_map_page: bool,
 }
 
 impl World {
@@ -160,7 +170,51 @@ impl World {
         Self {
             doms: (0..3).map(|id| Dom::new(id, handles)).collect(),
             moves: Vec::new(),
+            fail_map_page: false,
         }
+    }
+
+    /// The world as domain `me`'s hypercalls see it.
+    fn at(&mut self, me: DomId) -> As<'_> {
+        As { w: self, me }
+    }
+
+    /// `GNTTABOP_map_grant_ref` by `m` of `gref` of `g`, second-level map included.
+    fn map_op(
+        &mut self,
+        m: DomId,
+        g: DomId,
+        gref: GrantRef,
+        flags: u32,
+        addr: u64,
+    ) -> GntResult<Mapped> {
+        let req = MapRequest {
+            gref,
+            flags,
+            host_addr: addr,
+        };
+        map(&mut self.at(m), g, req)
+    }
+
+    /// `GNTTABOP_unmap_grant_ref` by `m`.
+    fn unmap_op(
+        &mut self,
+        m: DomId,
+        handle: GrantHandle,
+        addr: u64,
+    ) -> GntResult<Option<Unmapped>> {
+        let req = UnmapRequest {
+            handle,
+            host_addr: addr,
+            dev_bus_addr: 0,
+        };
+        unmap(&mut self.at(m), req)
+    }
+
+    /// Domain `d` ends (crash or shutdown) and its grant mappings are released.
+    fn die(&mut self, d: DomId) {
+        self.doms[d as usize].life = Life::Ended;
+        release_mappings(&mut self.at(d));
     }
 
     /// The mapper's maptrack and the granter, which may be the same domain.
@@ -239,9 +293,80 @@ impl World {
     }
 }
 
+/// Lends granter `g` (and mapper `m`'s maptrack) as the kernel does: as trait objects.
+fn lend(w: &mut World, m: DomId, g: DomId, f: &mut dyn FnMut(&mut Maptrack, &mut DynGranter<'_>)) {
+    let (mt, g) = w.parts(m, g);
+    let mut g: DynGranter<'_> = Granter {
+        domid: g.domid,
+        entries: g.entries,
+        frames: g.frames,
+        active: g.active,
+    };
+    f(mt, &mut g);
+}
+
+/// The world seen by domain `me`, as `Domains`.
+struct As<'a> {
+    w: &'a mut World,
+    me: DomId,
+}
+
+impl Domains for As<'_> {
+    fn caller(&self) -> DomId {
+        self.me
+    }
+    fn life(&mut self, domid: DomId) -> Option<Life> {
+        self.w.doms.get(domid as usize).map(|d| d.life)
+    }
+    fn maptrack(&mut self) -> &mut Maptrack {
+        &mut self.w.doms[self.me as usize].maptrack
+    }
+    fn with_granter(
+        &mut self,
+        granter: DomId,
+        f: &mut dyn FnMut(&mut Maptrack, &mut DynGranter<'_>),
+    ) -> bool {
+        if usize::from(granter) >= self.w.doms.len() {
+            return false;
+        }
+        lend(self.w, self.me, granter, f);
+        true
+    }
+    fn map_page(&mut self, gpa: u64, hpa: u64, writable: bool) -> bool {
+        if self.w.fail_map_page {
+            return false;
+        }
+        let p2m = &mut self.w.doms[self.me as usize].p2m;
+        assert!(
+            p2m.insert(gpa / PAGE_SIZE, (hpa, writable)).is_none(),
+            "a grant mapping replaced"
+        );
+        true
+    }
+    fn unmap_page(&mut self, gpa: u64) {
+        let p2m = &mut self.w.doms[self.me as usize].p2m;
+        assert!(
+            p2m.remove(&(gpa / PAGE_SIZE)).is_some(),
+            "unmapped a page not mapped"
+        );
+    }
+    fn free_memory(&mut self, domid: DomId) {
+        let d = &mut self.w.doms[domid as usize];
+        assert_eq!(d.life, Life::Ended, "d{domid} freed while running");
+        assert!(!d.freed, "d{domid} freed twice");
+        assert!(d.active.is_empty(), "d{domid} freed while pinned");
+        d.freed = true;
+    }
+}
+
 impl CopyDomains for World {
     fn with_granter(&mut self, domid: DomId, f: &mut dyn FnMut(&mut DynGranter<'_>)) -> bool {
-        match self.doms.iter_mut().find(|d| d.id == domid) {
+        // Ended domains are out of reach of copies, as in the kernel.
+        match self
+            .doms
+            .iter_mut()
+            .find(|d| d.id == domid && d.life == Life::Running)
+        {
             Some(d) => {
                 let g = d.granter();
                 let mut g: DynGranter<'_> = Granter {
@@ -961,6 +1086,269 @@ fn a_batch_reports_each_op_and_goes_on_after_failures() {
     assert_eq!(w.moves.len(), 2);
 }
 
+// ---- map and unmap over domains (the hypercalls) ----
+
+#[test]
+fn map_op_maps_the_frame_in_the_mappers_second_level_tables() {
+    let mut w = granted(false);
+    let m = w.map_op(BACKEND, FRONT, 8, RW, PAGE).unwrap();
+    assert_eq!(w.doms[0].p2m[&(PAGE / PAGE_SIZE)], (w.doms[1].hpa(3), true));
+    w.unmap_op(BACKEND, m.handle, PAGE).unwrap().unwrap();
+    assert!(w.doms[0].p2m.is_empty());
+    assert_eq!(w.flags(FRONT, 8), GTF_PERMIT_ACCESS);
+}
+
+#[test]
+fn map_op_checks_flags_before_the_domain() {
+    // Xen map_grant_ref: a bad flag word is bad_gntref even for no domain.
+    let mut w = granted(false);
+    fails_unchanged(&mut w, GNTST_BAD_GNTREF, |w| {
+        w.map_op(BACKEND, 9, 8, 0, PAGE).unwrap_err()
+    });
+    fails_unchanged(&mut w, GNTST_BAD_DOMAIN, |w| {
+        w.map_op(BACKEND, 9, 8, RW, PAGE).unwrap_err()
+    });
+}
+
+#[test]
+fn a_failed_second_level_map_undoes_the_pin() {
+    let mut w = granted(false);
+    w.fail_map_page = true;
+    fails_unchanged(&mut w, GNTST_GENERAL_ERROR, |w| {
+        w.map_op(BACKEND, FRONT, 8, RW, PAGE).unwrap_err()
+    });
+}
+
+#[test]
+fn a_domain_maps_its_own_grant_by_its_id_but_not_by_domid_self() {
+    // Xen map_grant_ref looks op->dom up with rcu_lock_domain_by_id, which
+    // finds the caller by its id and nothing for DOMID_SELF.
+    let mut w = World::new(4);
+    grant(w.table(FRONT), 8, FRONT, 2, false);
+    fails_unchanged(&mut w, GNTST_BAD_DOMAIN, |w| {
+        w.map_op(FRONT, DOMID_SELF, 8, RW, PAGE).unwrap_err()
+    });
+    let m = w.map_op(FRONT, FRONT, 8, RW, PAGE).unwrap();
+    assert_eq!(m.hpa, w.doms[1].hpa(2));
+    assert_eq!(w.doms[1].p2m[&(PAGE / PAGE_SIZE)], (m.hpa, true));
+    assert_eq!(w.flags(FRONT, 8), GTF_PERMIT_ACCESS | both());
+    assert!(!end_access(w.table(FRONT), 8));
+    w.unmap_op(FRONT, m.handle, PAGE).unwrap().unwrap();
+    assert_eq!(w.flags(FRONT, 8), GTF_PERMIT_ACCESS);
+    assert!(w.doms[1].p2m.is_empty());
+}
+
+#[test]
+fn upgrading_a_read_pin_to_writable_rechecks_the_permit() {
+    // Re-granted to another domain, or no longer permit_access, while the
+    // backend holds a read pin: the writable map is refused as a first map
+    // would be; read-only maps by the pin's holder still go on.
+    for (flags, domid) in [
+        (GTF_PERMIT_ACCESS | GTF_READING, OTHER),
+        (GTF_INVALID | GTF_READING, BACKEND),
+        (GTF_ACCEPT_TRANSFER | GTF_READING, BACKEND),
+        (GTF_PERMIT_ACCESS | GTF_READONLY | GTF_READING, BACKEND),
+    ] {
+        let mut w = granted(false);
+        w.map_op(BACKEND, FRONT, 8, RO, PAGE).unwrap();
+        let e = &mut w.table(FRONT).entries[8];
+        (e.flags, e.domid) = (flags, domid);
+        fails_unchanged(&mut w, GNTST_GENERAL_ERROR, |w| {
+            w.map_op(BACKEND, FRONT, 8, RW, PAGE + PAGE_SIZE)
+                .unwrap_err()
+        });
+        let copy_in = copy_op(gmfn_ptr(1, 0), gref_ptr(FRONT, 8, 0), 8, GNTCOPY_DEST_GREF);
+        assert_eq!(
+            copy1(&mut w, copy_in),
+            GNTST_GENERAL_ERROR,
+            "{flags:#x} d{domid}"
+        );
+        w.map_op(BACKEND, FRONT, 8, RO, PAGE + PAGE_SIZE).unwrap();
+    }
+    // Still granted as it was: the upgrade goes through.
+    let mut w = granted(false);
+    w.map_op(BACKEND, FRONT, 8, RO, PAGE).unwrap();
+    w.map_op(BACKEND, FRONT, 8, RW, PAGE + PAGE_SIZE).unwrap();
+    assert_eq!(w.flags(FRONT, 8), GTF_PERMIT_ACCESS | both());
+}
+
+// ---- domain death ----
+
+#[test]
+fn a_dead_mappers_pins_flags_and_mappings_are_released() {
+    let mut w = granted(false);
+    grant(w.table(FRONT), 9, BACKEND, 4, true);
+    grant(w.table(OTHER), 8, BACKEND, 1, false);
+    w.map_op(BACKEND, FRONT, 8, RW, PAGE).unwrap();
+    w.map_op(BACKEND, FRONT, 8, RO, PAGE + PAGE_SIZE).unwrap();
+    w.map_op(BACKEND, FRONT, 9, RO, PAGE + 2 * PAGE_SIZE)
+        .unwrap();
+    w.map_op(BACKEND, OTHER, 8, RW, PAGE + 3 * PAGE_SIZE)
+        .unwrap();
+    w.die(BACKEND);
+    assert_eq!(w.flags(FRONT, 8), GTF_PERMIT_ACCESS);
+    assert_eq!(w.flags(FRONT, 9), GTF_PERMIT_ACCESS | GTF_READONLY);
+    assert_eq!(w.flags(OTHER, 8), GTF_PERMIT_ACCESS);
+    assert!(w.doms[1].active.is_empty() && w.doms[2].active.is_empty());
+    assert_eq!(w.doms[0].maptrack.iter().count(), 0);
+    assert!(w.doms[0].p2m.is_empty());
+    // Nobody maps the backend's frames: its RAM goes; the granters' stays.
+    assert!(w.doms[0].freed);
+    assert!(!w.doms[1].freed && !w.doms[2].freed);
+    // The front ends can take their pages back.
+    assert!(end_access(w.table(FRONT), 8));
+    assert!(end_access(w.table(OTHER), 8));
+}
+
+#[test]
+fn a_dead_granters_mappings_stay_and_unmap_frees_its_ram_with_the_last() {
+    let mut w = granted(false);
+    grant(w.table(FRONT), 9, BACKEND, 4, false);
+    let a = w.map_op(BACKEND, FRONT, 8, RW, PAGE).unwrap();
+    let b = w.map_op(BACKEND, FRONT, 9, RO, PAGE + PAGE_SIZE).unwrap();
+    w.die(FRONT);
+    assert!(!w.doms[1].freed, "freed while the backend maps its frames");
+    assert_eq!(w.doms[0].p2m.len(), 2);
+    // No new pins on a dead domain.
+    grant(w.table(FRONT), 10, BACKEND, 5, false);
+    fails_unchanged(&mut w, GNTST_BAD_DOMAIN, |w| {
+        w.map_op(BACKEND, FRONT, 10, RW, PAGE + 2 * PAGE_SIZE)
+            .unwrap_err()
+    });
+    // The handles stay valid; the last unmap frees the dead domain's RAM.
+    let u = w.unmap_op(BACKEND, a.handle, PAGE).unwrap().unwrap();
+    assert_eq!((u.granter, u.gref, u.hpa), (FRONT, 8, w.doms[1].hpa(3)));
+    assert!(!w.doms[1].freed);
+    w.unmap_op(BACKEND, b.handle, PAGE + PAGE_SIZE)
+        .unwrap()
+        .unwrap();
+    assert!(w.doms[1].freed);
+    assert!(w.doms[0].p2m.is_empty());
+    assert_eq!(w.flags(FRONT, 8), GTF_PERMIT_ACCESS);
+}
+
+#[test]
+fn a_dead_granter_mapped_by_a_mapper_that_dies_is_freed_then() {
+    let mut w = granted(false);
+    w.map_op(BACKEND, FRONT, 8, RW, PAGE).unwrap();
+    w.die(FRONT);
+    assert!(!w.doms[1].freed);
+    w.die(BACKEND);
+    assert!(w.doms[0].freed && w.doms[1].freed);
+    assert_eq!(w.flags(FRONT, 8), GTF_PERMIT_ACCESS);
+}
+
+#[test]
+fn a_domain_that_mapped_its_own_grant_dies_cleanly() {
+    let mut w = World::new(4);
+    grant(w.table(FRONT), 8, FRONT, 2, false);
+    w.map_op(FRONT, FRONT, 8, RW, PAGE).unwrap();
+    w.die(FRONT);
+    assert_eq!(w.flags(FRONT, 8), GTF_PERMIT_ACCESS);
+    assert!(w.doms[1].active.is_empty() && w.doms[1].p2m.is_empty());
+    assert!(w.doms[1].freed);
+}
+
+// ---- XENMEM_add_to_physmap of hypervisor pages ----
+
+/// shared_info at GFN 1, grant frames 0 and 1 at 0x100 and 0x101, frame 2 nowhere.
+fn placed() -> [(XenPage, Option<u64>); 4] {
+    [
+        (XenPage::SharedInfo, Some(1)),
+        (XenPage::GrantFrame(0), Some(0x100)),
+        (XenPage::GrantFrame(1), Some(0x101)),
+        (XenPage::GrantFrame(2), None),
+    ]
+}
+
+#[test]
+fn moving_a_xen_page_unmaps_its_old_gfn() {
+    let p = place_xen_page(placed(), XenPage::GrantFrame(0), 0x200, false).unwrap();
+    assert_eq!(
+        p,
+        Placement {
+            unmap_old: Some(0x100),
+            displaced: None
+        }
+    );
+    let p = place_xen_page(placed(), XenPage::SharedInfo, 7, false).unwrap();
+    assert_eq!(p.unmap_old, Some(1));
+}
+
+#[test]
+fn placing_a_xen_page_first_or_at_its_own_gfn_unmaps_nothing() {
+    let p = place_xen_page(placed(), XenPage::GrantFrame(2), 0x102, false).unwrap();
+    assert_eq!(p, Placement::default());
+    let p = place_xen_page(placed(), XenPage::GrantFrame(1), 0x101, false).unwrap();
+    assert_eq!(p, Placement::default());
+}
+
+#[test]
+fn placing_over_another_xen_page_unhooks_it() {
+    // Xen xenmem_add_to_physmap_one: "Special pages are simply unhooked".
+    let p = place_xen_page(placed(), XenPage::GrantFrame(1), 1, false).unwrap();
+    assert_eq!(
+        p,
+        Placement {
+            unmap_old: Some(0x101),
+            displaced: Some(XenPage::SharedInfo)
+        }
+    );
+    let p = place_xen_page(placed(), XenPage::GrantFrame(2), 0x100, false).unwrap();
+    assert_eq!(p.displaced, Some(XenPage::GrantFrame(0)));
+}
+
+#[test]
+fn placing_over_a_grant_mapping_is_enxio() {
+    // Xen: guest_remove_page's get_page(page, d) fails for the granter's page.
+    for page in [
+        XenPage::SharedInfo,
+        XenPage::GrantFrame(0),
+        XenPage::GrantFrame(2),
+    ] {
+        assert_eq!(place_xen_page(placed(), page, 0x300, true), Err(-ENXIO));
+    }
+}
+
+// ---- guest arrays and XENMEM_memory_map ----
+
+#[test]
+fn memory_map_truncates_to_the_buffer() {
+    // Xen arch_memory_op: nr_entries = min(nr_entries, nr_e820).
+    assert_eq!(memory_map_count(2, 5), 2);
+    assert_eq!(memory_map_count(0, 5), 0);
+    assert_eq!(memory_map_count(5, 5), 5);
+    assert_eq!(memory_map_count(u32::MAX, 5), 5);
+}
+
+#[test]
+fn guest_arrays_ending_past_the_top_are_refused() {
+    let top = u64::MAX;
+    assert_eq!(guest_element(top - 19, 0, 20), Some(top - 19));
+    assert_eq!(guest_element(top - 18, 0, 20), None);
+    assert_eq!(guest_element(top - 39, 1, 20), Some(top - 19));
+    assert_eq!(guest_element(top - 38, 1, 20), None);
+    assert_eq!(guest_element(top - 7, 0, 8), Some(top - 7));
+    assert_eq!(guest_element(top - 7, 1, 8), None);
+    assert_eq!(guest_element(0, top, 8), None);
+    assert_eq!(guest_element(8, top / 8, 8), None);
+    assert_eq!(guest_element(0x1000, 31, 8), Some(0x1000 + 31 * 8));
+    assert_eq!(guest_element(5, 0, 0), None, "no element has no size");
+}
+
+proptest! {
+    #[test]
+    fn guest_element_is_exact_arithmetic(
+        base in prop_oneof![any::<u64>(), (u64::MAX - 4096..=u64::MAX)],
+        index in prop_oneof![0..64u64, any::<u64>()],
+        size in 1..64u64,
+    ) {
+        let at = u128::from(base) + u128::from(index) * u128::from(size);
+        let fits = at + u128::from(size) - 1 <= u128::from(u64::MAX);
+        prop_assert_eq!(guest_element(base, index, size), fits.then_some(at as u64));
+    }
+}
+
 // ---- reserved refs ----
 
 #[test]
@@ -1079,6 +1467,8 @@ enum Op {
         offs: (u16, u16),
         len: u16,
     },
+    /// The domain crashes or shuts down.
+    Die { d: DomId },
 }
 
 fn side() -> impl Strategy<Value = Side> {
@@ -1094,18 +1484,21 @@ fn op() -> impl Strategy<Value = Op> {
     let gref = || prop_oneof![9 => 6..10u32, 1 => 10..NR + 1];
     let guest_ref = || 6..10u32;
     let gfn = || 0..RAM_PAGES as u32 + 1;
+    // Mostly real domains; now and then DOMID_SELF or one that never existed.
+    let granter = || prop_oneof![20 => 0..DOMS, 1 => Just(DOMID_SELF), 1 => Just(9)];
     prop_oneof![
         8 => (d(), guest_ref(), d(), gfn(), any::<bool>())
             .prop_map(|(g, gref, to, gfn, ro)| Op::Grant { g, gref, to, gfn, ro }),
         1 => (d(), guest_ref(), d(), gfn(), 0u16..0x200)
             .prop_map(|(g, gref, to, gfn, flags)| Op::Scribble { g, gref, to, gfn, flags }),
         1 => (d(), guest_ref()).prop_map(|(g, gref)| Op::Revoke { g, gref }),
-        10 => (d(), d(), gref(), any::<bool>(), 0..7u64)
+        10 => (d(), granter(), gref(), any::<bool>(), 0..7u64)
             .prop_map(|(m, g, gref, ro, page)| Op::Map { m, g, gref, ro, page }),
         3 => (d(), 0..7usize, prop::bool::weighted(0.15))
             .prop_map(|(m, pick, bad_addr)| Op::Unmap { m, pick, bad_addr }),
         3 => (d(), side(), side(), (0..2048u16, 0..2048u16), prop_oneof![0..64u16, 2040..4097u16])
             .prop_map(|(c, src, dst, offs, len)| Op::Copy { c, src, dst, offs, len }),
+        1 => d().prop_map(|d| Op::Die { d }),
     ]
 }
 
@@ -1121,6 +1514,8 @@ struct Pin {
 struct Model {
     pins: BTreeMap<(DomId, GrantRef), Pin>,
     maps: BTreeMap<(DomId, GrantHandle), MapEntry>,
+    dead: BTreeSet<DomId>,
+    freed: BTreeSet<DomId>,
 }
 
 impl Model {
@@ -1135,7 +1530,7 @@ impl Model {
         writable: bool,
         map: bool,
     ) -> GntResult<u64> {
-        if g >= DOMS {
+        if g >= DOMS || self.dead.contains(&g) {
             return Err(GNTST_BAD_DOMAIN);
         }
         if gref >= NR {
@@ -1143,12 +1538,14 @@ impl Model {
         }
         let e = w.doms[g as usize].table.entries[gref as usize];
         let ro = e.flags & GTF_READONLY != 0;
+        let ty = e.flags & (GTF_TYPE_MASK | if map { GTF_SUB_PAGE } else { 0 });
+        // What a first pin checks; the first writable pin checks it again.
+        let permits = ty == GTF_PERMIT_ACCESS && e.domid == l && !(writable && ro);
         if let Some(p) = self.pins.get(&(g, gref)) {
-            let ok = p.mapper == l && !(writable && p.writers == 0 && ro);
+            let ok = p.mapper == l && (permits || !(writable && p.writers == 0));
             return ok.then_some(p.hpa).ok_or(GNTST_GENERAL_ERROR);
         }
-        let ty = e.flags & (GTF_TYPE_MASK | if map { GTF_SUB_PAGE } else { 0 });
-        if ty != GTF_PERMIT_ACCESS || e.domid != l || (writable && ro) {
+        if !permits {
             return Err(GNTST_GENERAL_ERROR);
         }
         w.doms[g as usize]
@@ -1183,6 +1580,31 @@ impl Model {
         }
     }
 
+    fn pinned(&self, g: DomId) -> bool {
+        self.pins.keys().any(|(d, _)| *d == g)
+    }
+
+    /// Every dead domain nobody maps any more has had its RAM freed.
+    fn reap(&mut self) {
+        let free: Vec<_> = self
+            .dead
+            .iter()
+            .filter(|d| !self.pinned(**d))
+            .copied()
+            .collect();
+        self.freed.extend(free);
+    }
+
+    /// Domain `d` dies: its mappings go, then whatever that left unmapped.
+    fn die(&mut self, d: DomId) {
+        for (h, e) in self.maps_of(d) {
+            self.maps.remove(&(d, h));
+            self.drop_pin(e.granter, e.gref, e.writable);
+        }
+        self.dead.insert(d);
+        self.reap();
+    }
+
     fn maps_of(&self, m: DomId) -> Vec<(GrantHandle, MapEntry)> {
         self.maps
             .iter()
@@ -1200,6 +1622,9 @@ impl Model {
         ro: bool,
         page: u64,
     ) -> GntResult<u64> {
+        if g >= DOMS || self.dead.contains(&g) {
+            return Err(GNTST_BAD_DOMAIN);
+        }
         if self.maps_of(m).len() == HANDLES {
             return Err(GNTST_NO_SPACE);
         }
@@ -1224,7 +1649,7 @@ impl Model {
     ) -> Status {
         let lock = |s: Side| match s {
             Side::Frame { .. } => Ok(()),
-            Side::Gref { dom, .. } if dom < DOMS => Ok(()),
+            Side::Gref { dom, .. } if dom < DOMS && !self.dead.contains(&dom) => Ok(()),
             Side::Gref { .. } => Err(GNTST_BAD_DOMAIN),
         };
         let claim = |m: &Model, s: Side, writable: bool| match s {
@@ -1257,6 +1682,16 @@ fn ptr(s: Side, offset: u16) -> GnttabCopyPtr {
 }
 
 fn step(w: &mut World, model: &mut Model, op: &Op) {
+    // A dead domain does nothing any more: no hypercalls, no entry writes.
+    let actor = match *op {
+        Op::Grant { g, .. } | Op::Scribble { g, .. } | Op::Revoke { g, .. } => g,
+        Op::Map { m, .. } | Op::Unmap { m, .. } => m,
+        Op::Copy { c, .. } => c,
+        Op::Die { d } => d,
+    };
+    if model.dead.contains(&actor) {
+        return;
+    }
     match *op {
         Op::Grant {
             g,
@@ -1320,6 +1755,10 @@ fn step(w: &mut World, model: &mut Model, op: &Op) {
             assert_eq!(w.doms, doms, "copy left state behind");
             assert_eq!(w.moves.len(), moves + usize::from(want == GNTST_OKAY));
         }
+        Op::Die { d } => {
+            w.die(d);
+            model.die(d);
+        }
     }
 }
 
@@ -1334,13 +1773,13 @@ fn step_map(
 ) {
     let want = model.expect_map(w, m, g, gref, ro, page);
     let before = w.clone();
-    let e = before.doms[g as usize]
-        .table
-        .entries
-        .get(gref as usize)
+    let e = before
+        .doms
+        .get(g as usize)
+        .and_then(|d| d.table.entries.get(gref as usize))
         .copied();
     match (
-        w.map(m, g, gref, if ro { RO } else { RW }, page * PAGE_SIZE),
+        w.map_op(m, g, gref, if ro { RO } else { RW }, page * PAGE_SIZE),
         want,
     ) {
         (Ok(got), Ok(hpa)) => {
@@ -1348,9 +1787,10 @@ fn step_map(
             assert_eq!(got.writable, !ro);
             if !ro {
                 let first_writer = model.pins.get(&(g, gref)).is_none_or(|p| p.writers == 0);
+                let e = e.unwrap();
                 assert!(
-                    !first_writer || e.unwrap().flags & GTF_READONLY == 0,
-                    "read-only grant mapped writable"
+                    !first_writer || (e.flags & GTF_READONLY == 0 && e.domid == m),
+                    "a grant not permitted writable for d{m} mapped writable"
                 );
             }
             assert!(
@@ -1384,11 +1824,10 @@ fn step_unmap(w: &mut World, model: &mut Model, m: DomId, pick: usize, bad_addr:
             (free.unwrap(), None)
         }
     };
-    let g = entry.map_or(m, |e| e.granter);
     let gpfn = entry.map_or(1, |e| e.gpfn);
     let addr = (gpfn + u64::from(bad_addr)) * PAGE_SIZE + 0x10;
     let before = w.clone();
-    let got = w.unmap(m, g, handle, addr);
+    let got = w.unmap_op(m, handle, addr);
     match entry {
         None => assert_eq!(got, Err(GNTST_BAD_HANDLE)),
         Some(_) if bad_addr => assert_eq!(got, Err(GNTST_GENERAL_ERROR)),
@@ -1400,6 +1839,7 @@ fn step_unmap(w: &mut World, model: &mut Model, m: DomId, pick: usize, bad_addr:
             );
             model.maps.remove(&(m, handle));
             model.drop_pin(e.granter, e.gref, e.writable);
+            model.reap();
             return;
         }
     }
@@ -1455,6 +1895,30 @@ fn check_invariants(w: &World, model: &Model) {
                 "a mapping of a ref pinned for another domain"
             );
         }
+        // The second-level tables hold exactly the maptrack's mappings.
+        let p2m: BTreeMap<_, _> = maps
+            .iter()
+            .map(|(_, e)| (e.gpfn, (e.hpa, e.writable)))
+            .collect();
+        assert_eq!(d.p2m, p2m, "d{} second-level grant mappings", d.id);
+        assert_eq!(d.life == Life::Ended, model.dead.contains(&d.id));
+        assert_eq!(d.freed, model.freed.contains(&d.id), "d{} freed", d.id);
+        if d.freed {
+            let ram = d.ram.base..d.ram.base + d.ram.pages * PAGE_SIZE;
+            for other in &w.doms {
+                assert!(
+                    other.p2m.values().all(|(hpa, _)| !ram.contains(hpa)),
+                    "d{} maps a frame of freed d{}",
+                    other.id,
+                    d.id
+                );
+            }
+        }
+    }
+    // Dead domains hold nothing, and one nobody maps is freed (no leak).
+    for d in &model.dead {
+        assert!(model.maps_of(*d).is_empty());
+        assert_eq!(model.freed.contains(d), !model.pinned(*d));
     }
 }
 

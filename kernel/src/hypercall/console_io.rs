@@ -1,42 +1,70 @@
 //! `console_io` (public/xen.h): a domain's early console, printed on COM1 as `(dN) text`.
 
-use super::{memory, Call, Ret};
+use super::{memory, Call, Continue, Ret};
 use crate::domain::Domain;
 use alloc::format;
 use alloc::string::String;
 use core::sync::atomic::{AtomicU16, Ordering};
 use xen_abi::hypercall::*;
 
-/// Longest write accepted in one call; Xen copies in chunks without a limit,
-/// but a guest gains nothing from more and must not hold the CPU for long.
-const MAX_WRITE: u64 = 16 * 1024;
+/// Bytes one entry of the hypercall handles before it continues (Xen's
+/// guest_console_write checks for preemption between chunks and creates a
+/// continuation): however long the write, the vCPU comes back to the
+/// scheduler this often.
+const PER_ENTRY: u64 = 2048;
 const CHUNK: usize = 128;
 
-pub fn call(dom: &mut Domain, call: &Call) -> Ret {
+pub fn call(dom: &mut Domain, call: &Call) -> Result<Ret, Continue> {
     match call.args[0] {
-        CONSOLEIO_WRITE => write(dom, call.args[1], call.args[2]),
+        // `count` is an unsigned int (public/xen.h, HYPERVISOR_console_io).
+        CONSOLEIO_WRITE => write(dom, call.args[1] & 0xffff_ffff, call.args[2]),
         // No console input on this path yet.
-        CONSOLEIO_READ => 0,
-        _ => -ENOSYS,
+        CONSOLEIO_READ => Ok(0),
+        _ => Ok(-ENOSYS),
     }
 }
 
-fn write(dom: &mut Domain, count: u64, gva: u64) -> Ret {
-    if count > MAX_WRITE {
-        return -EINVAL;
+/// Prints up to PER_ENTRY bytes; if more remain, asks to be entered again
+/// with the rest (the same arguments, advanced), so a long write never
+/// holds the CPU. A buffer that would run past the top of the address
+/// space is -EFAULT before anything is printed.
+fn write(dom: &mut Domain, count: u64, gva: u64) -> Result<Ret, Continue> {
+    if gva.checked_add(count).is_none() {
+        return Ok(-EFAULT);
     }
+    let now = count.min(PER_ENTRY);
     let paging = dom.vcpu.paging();
     let mut buf = [0u8; CHUNK];
     let mut done = 0;
-    while done < count {
-        let n = (count - done).min(CHUNK as u64) as usize;
+    while done < now {
+        let n = (now - done).min(CHUNK as u64) as usize;
         if let Err(fault) = memory(dom).read_gva(&paging, false, gva + done, &mut buf[..n]) {
-            return fault.into();
+            return Ok(fault.into());
         }
-        emit(dom, &buf[..n]);
+        emit_limited(dom, &buf[..n]);
         done += n as u64;
     }
-    0
+    if now < count {
+        return Err(Continue([CONSOLEIO_WRITE, count - now, gva + now]));
+    }
+    Ok(0)
+}
+
+/// A domain's `console_io` bytes, within its quota (the driver domain,
+/// the console domain, has none). Dropped bytes are said once output
+/// resumes.
+fn emit_limited(dom: &mut Domain, bytes: &[u8]) {
+    if dom.driver {
+        emit(dom, bytes);
+        return;
+    }
+    let now = crate::xen::time::now_ns();
+    let grant = dom.console_quota.take(now, bytes.len() as u64);
+    if grant.dropped_before > 0 {
+        let note = format!("\n[console_io: {} bytes dropped]\n", grant.dropped_before);
+        emit(dom, note.as_bytes());
+    }
+    emit(dom, &bytes[..grant.allowed as usize]);
 }
 
 /// The domain whose line is in progress on COM1 (0: none). COM1 is shared:
@@ -91,5 +119,5 @@ pub fn emit(dom: &mut Domain, bytes: &[u8]) {
             _ => out.push('.'),
         }
     }
-    crate::console::print(format_args!("{out}"));
+    crate::console::print_guest(&out);
 }

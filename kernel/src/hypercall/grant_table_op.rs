@@ -1,30 +1,26 @@
-//! `grant_table_op` (public/grant_table.h): version 1 table size and setup; mapping and copying come with the driver domain.
+//! `grant_table_op` (public/grant_table.h): version 1 map, unmap and copy (checked by `xenolith::grant_table`), table size and setup.
 
 use super::{is_self, read_arg, write_arg, Call, Ret};
 use crate::domain::{Domain, Others};
-use crate::memory::HostFrames;
-use crate::xen::grants::{FrameEntries, RamFrames};
+use crate::xen::grants::{lend, Reach};
 use crate::xen::MAX_GRANT_FRAMES;
 use alloc::vec;
 use alloc::vec::Vec;
-use ept::{Gpa, Hpa, MemType, PageSize, Perms};
-use xen_abi::event_channel::DOMID_SELF;
 use xen_abi::grant_table::*;
 use xen_abi::hypercall::*;
 use xenolith::grant_table::{
-    copy, map_grant_ref, unmap_grant_ref, CopyDomains, DynGranter, Granter, MapRequest,
-    UnmapRequest,
+    copy, guest_element, map, unmap, CopyDomains, DynGranter, MapRequest, UnmapRequest,
 };
 
 pub fn call(dom: &mut Domain, others: &mut Others, call: &Call) -> Ret {
     let (cmd, gva, count) = (call.args[0], call.args[1], call.args[2]);
     match cmd {
-        GNTTABOP_MAP_GRANT_REF => {
-            each::<GnttabMapGrantRef>(dom, gva, count, |dom, op| map(dom, others, op))
-        }
-        GNTTABOP_UNMAP_GRANT_REF => {
-            each::<GnttabUnmapGrantRef>(dom, gva, count, |dom, op| unmap(dom, others, op))
-        }
+        GNTTABOP_MAP_GRANT_REF => each::<GnttabMapGrantRef>(dom, gva, count, |me, op| {
+            map_one(&mut Reach { me, others }, op)
+        }),
+        GNTTABOP_UNMAP_GRANT_REF => each::<GnttabUnmapGrantRef>(dom, gva, count, |me, op| {
+            unmap_one(&mut Reach { me, others }, op)
+        }),
         GNTTABOP_COPY => copy_batch(dom, others, gva, count),
         GNTTABOP_QUERY_SIZE => each::<GnttabQuerySize>(dom, gva, count, |dom, q| {
             if is_self(dom, q.dom) {
@@ -93,7 +89,11 @@ fn each<T: super::Abi>(
 }
 
 /// GNTTABOP_setup_table for an auto-translated guest: report where each frame
-/// is mapped (XENMEM_add_to_physmap puts them), or an invalid GFN.
+/// is mapped (XENMEM_add_to_physmap puts them), or an invalid GFN. A
+/// `frame_list` whose end would pass the top of the address space is
+/// GNTST_bad_virt_addr with nothing written: what Xen answers a PVH caller
+/// for a `frame_list` it cannot write (`guest_handle_okay` passes every
+/// array of a paging_mode_external domain; the copy fails).
 fn setup_table(dom: &mut Domain, s: &mut GnttabSetupTable) {
     if !is_self(dom, s.dom) {
         s.status = GNTST_BAD_DOMAIN;
@@ -103,14 +103,23 @@ fn setup_table(dom: &mut Domain, s: &mut GnttabSetupTable) {
         s.status = GNTST_GENERAL_ERROR;
         return;
     }
-    for i in 0..s.nr_frames as usize {
+    let nr = u64::from(s.nr_frames);
+    if nr > 0 && guest_element(s.frame_list, nr - 1, 8).is_none() {
+        s.status = GNTST_BAD_VIRT_ADDR;
+        return;
+    }
+    for i in 0..nr {
         let gfn = dom
             .xen
             .grant_frames
-            .get(i)
+            .get(i as usize)
             .and_then(|f| f.1)
             .unwrap_or(u64::MAX);
-        if let Err(_f) = write_arg(dom, s.frame_list + 8 * i as u64, &gfn) {
+        let Some(at) = guest_element(s.frame_list, i, 8) else {
+            s.status = GNTST_BAD_VIRT_ADDR;
+            return;
+        };
+        if let Err(_f) = write_arg(dom, at, &gfn) {
             s.status = GNTST_BAD_VIRT_ADDR;
             return;
         }
@@ -118,132 +127,43 @@ fn setup_table(dom: &mut Domain, s: &mut GnttabSetupTable) {
     s.status = GNTST_OKAY;
 }
 
-/// GNTTABOP_map_grant_ref for one op: the checks of `xenolith::grant_table`,
-/// then the granted frame mapped at `host_addr` in the caller's second-level
-/// tables (read-only unless the map is writable). A domain mapping its own
-/// grants is not supported (GNTST_general_error).
-fn map(dom: &mut Domain, others: &mut Others, op: &mut GnttabMapGrantRef) {
+/// GNTTABOP_map_grant_ref for one op: `xenolith::grant_table::map` checks
+/// it, pins the entry and maps the granted frame at `host_addr` in the
+/// caller's second-level tables (read-only unless the map is writable).
+/// `op.dom` is looked up by id: the caller's own id maps its own grant.
+fn map_one(reach: &mut Reach<'_, '_>, op: &mut GnttabMapGrantRef) {
     op.dev_bus_addr = 0;
-    let Some(peer) = (op.dom != dom.id && op.dom != DOMID_SELF)
-        .then(|| others.find(op.dom))
-        .flatten()
-    else {
-        op.status = if op.dom == dom.id || op.dom == DOMID_SELF {
-            GNTST_GENERAL_ERROR
-        } else {
-            GNTST_BAD_DOMAIN
-        };
-        return;
-    };
-    lend_granter(peer, |granter| map_from(dom, granter, op));
-}
-
-/// The second half of `map`, with the granter lent.
-fn map_from(dom: &mut Domain, granter: &mut DynGranter<'_>, op: &mut GnttabMapGrantRef) {
     let req = MapRequest {
         gref: op.r#ref,
         flags: op.flags,
         host_addr: op.host_addr,
     };
-    let mapped = match map_grant_ref(&mut dom.xen.grants.maptrack, dom.id, granter, req) {
-        Ok(m) => m,
-        Err(status) => {
-            op.status = status;
-            return;
-        }
-    };
-    let perms = if mapped.writable { Perms::RW } else { Perms::R };
-    let result = dom.space.map(
-        &mut HostFrames,
-        Gpa(mapped.gpa),
-        Hpa(mapped.hpa),
-        PageSize::Size4K,
-        perms,
-        MemType::WriteBack,
-    );
-    match result {
-        Ok(flush) => {
-            if flush.is_needed() {
-                dom.vcpu.flush_second_level();
-            }
-            op.handle = mapped.handle;
+    match map(reach, op.dom, req) {
+        Ok(m) => {
+            op.handle = m.handle;
             op.status = GNTST_OKAY;
         }
-        Err(_) => {
-            // Undo the pin: the frame never became reachable.
-            let undo = UnmapRequest {
-                handle: mapped.handle,
-                host_addr: mapped.gpa,
-                dev_bus_addr: 0,
-            };
-            let _ = unmap_grant_ref(&mut dom.xen.grants.maptrack, granter, undo);
-            op.status = GNTST_GENERAL_ERROR;
-        }
+        Err(status) => op.status = status,
     }
 }
 
 /// GNTTABOP_unmap_grant_ref for one op: releases the pin and removes the
-/// page from the caller's second-level tables, flushing them.
-fn unmap(dom: &mut Domain, others: &mut Others, op: &mut GnttabUnmapGrantRef) {
-    let Some(entry) = dom.xen.grants.maptrack.get(op.handle) else {
-        op.status = GNTST_BAD_HANDLE;
-        return;
-    };
-    let Some(peer) = others.find(entry.granter) else {
-        op.status = GNTST_BAD_HANDLE;
-        return;
-    };
-    lend_granter(peer, |granter| unmap_from(dom, granter, op));
-}
-
-/// The second half of `unmap`, with the granter lent.
-fn unmap_from(dom: &mut Domain, granter: &mut DynGranter<'_>, op: &mut GnttabUnmapGrantRef) {
+/// page from the caller's second-level tables, flushing them; a handle of a
+/// granter that has ended still unmaps (and the last one frees its RAM).
+fn unmap_one(reach: &mut Reach<'_, '_>, op: &mut GnttabUnmapGrantRef) {
     let req = UnmapRequest {
         handle: op.handle,
         host_addr: op.host_addr,
         dev_bus_addr: op.dev_bus_addr,
     };
-    match unmap_grant_ref(&mut dom.xen.grants.maptrack, granter, req) {
-        Ok(Some(u)) => {
-            let _ = dom
-                .space
-                .unmap(&mut HostFrames, Gpa(u.gpa), PageSize::Size4K);
-            dom.vcpu.flush_second_level();
-            op.status = GNTST_OKAY;
-        }
-        Ok(None) => op.status = GNTST_OKAY,
-        Err(status) => op.status = status,
-    }
+    op.status = match unmap(reach, req) {
+        Ok(_) => GNTST_OKAY,
+        Err(status) => status,
+    };
 }
 
-/// Lends `f` the granter side of `d`: its grant entries, its RAM frames and
-/// its active pins (the one place a `Granter` is built from a `Domain`).
-fn lend_granter<R>(d: &mut Domain, f: impl FnOnce(&mut DynGranter<'_>) -> R) -> R {
-    let ram = d.ram_range();
-    let mut entries = FrameEntries {
-        frames: &d.xen.grant_frames,
-    };
-    let frames = RamFrames {
-        space: d.space.as_ref(),
-        ram,
-        dma: d.dma_range(),
-    };
-    let mut granter: DynGranter<'_> = Granter {
-        domid: d.id,
-        entries: &mut entries,
-        frames: &frames,
-        active: &mut d.xen.grants.active,
-    };
-    f(&mut granter)
-}
-
-/// The domains a GNTTABOP_copy by `me` can reach: itself and the others.
-struct Copier<'a, 'b> {
-    me: &'a mut Domain,
-    others: &'a mut Others<'b>,
-}
-
-impl CopyDomains for Copier<'_, '_> {
+/// The domains a GNTTABOP_copy by `me` can reach: itself and the live others.
+impl CopyDomains for Reach<'_, '_> {
     fn with_granter(&mut self, domid: u16, f: &mut dyn FnMut(&mut DynGranter<'_>)) -> bool {
         let d: &mut Domain = if domid == self.me.id {
             self.me
@@ -253,7 +173,7 @@ impl CopyDomains for Copier<'_, '_> {
                 None => return false,
             }
         };
-        lend_granter(d, |g| f(g));
+        lend(d, |_, g| f(g));
         true
     }
 
@@ -280,7 +200,7 @@ fn copy_batch(dom: &mut Domain, others: &mut Others, gva: u64, count: u64) -> Re
         Err(rc) => return rc,
     };
     let caller = dom.id;
-    copy(&mut Copier { me: dom, others }, caller, &mut ops);
+    copy(&mut Reach { me: dom, others }, caller, &mut ops);
     match super::write_args(dom, gva, &ops) {
         Ok(()) => 0,
         Err(f) => f.into(),

@@ -6,7 +6,7 @@ mod grant_table_op;
 mod hvm_op;
 mod memory_op;
 mod sched_op;
-mod test_op;
+pub mod test_op;
 mod vcpu_op;
 mod xen_version;
 
@@ -24,31 +24,52 @@ pub struct Call {
 /// What a handler returns: the value for RAX (negative Xen errno on failure).
 pub type Ret = i64;
 
+/// A hypercall that did part of its work and must be entered again with
+/// these first three arguments (Xen's hypercall_create_continuation): the
+/// guest's argument registers are rewritten and RIP stays on the hypercall
+/// instruction, so the vCPU can be preempted between the parts.
+pub struct Continue(pub [u64; 3]);
+
+/// Whether the hypercall finished (RIP moves past it) or continues.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Continued,
+}
+
 impl From<Fault> for Ret {
     fn from(_: Fault) -> Ret {
         -EFAULT
     }
 }
 
-/// Reads the call from the vCPU: 64-bit guests pass RDI, RSI, RDX, R10, R8;
-/// 32-bit ones EBX, ECX, EDX, ESI, EDI (../shared/spec/xen-pvh-abi.md 2.4).
-fn read_call(dom: &Domain) -> Call {
-    let v = &dom.vcpu;
-    let long_mode = v.paging().efer & (1 << 10) != 0;
-    let regs = if long_mode {
+/// The argument registers: 64-bit code passes RDI, RSI, RDX, R10, R8;
+/// 32-bit code (protected mode, or compatibility mode under a 64-bit
+/// kernel) EBX, ECX, EDX, ESI, EDI (../shared/spec/xen-pvh-abi.md 2.4).
+/// Which one is the code segment's: CS.L, not EFER.LMA (Xen's
+/// hvm_hypercall uses hvm_guest_x86_mode).
+fn arg_regs(long_mode: bool) -> [Gpr; 5] {
+    if long_mode {
         [Gpr::Rdi, Gpr::Rsi, Gpr::Rdx, Gpr::R10, Gpr::R8]
     } else {
         [Gpr::Rbx, Gpr::Rcx, Gpr::Rdx, Gpr::Rsi, Gpr::Rdi]
-    };
-    let narrow = |x: u64| if long_mode { x } else { x & 0xffff_ffff };
-    Call {
-        nr: narrow(v.gpr(Gpr::Rax)),
-        args: regs.map(|r| narrow(v.gpr(r))),
     }
 }
 
-/// Handles the hypercall the vCPU just made and puts the result in RAX.
-pub fn dispatch(dom: &mut Domain, others: &mut Others) {
+/// Reads the call from the vCPU.
+fn read_call(dom: &Domain) -> Call {
+    let v = &dom.vcpu;
+    let long_mode = v.in_64bit_mode();
+    let narrow = |x: u64| if long_mode { x } else { x & 0xffff_ffff };
+    Call {
+        nr: narrow(v.gpr(Gpr::Rax)),
+        args: arg_regs(long_mode).map(|r| narrow(v.gpr(r))),
+    }
+}
+
+/// Handles the hypercall the vCPU just made and puts the result in RAX, or
+/// sets it up to be entered again.
+pub fn dispatch(dom: &mut Domain, others: &mut Others) -> Outcome {
     let call = read_call(dom);
     let ret = if dom.vcpu.cpl() > 0 {
         // Xen refuses hypercalls from guest user mode.
@@ -56,7 +77,16 @@ pub fn dispatch(dom: &mut Domain, others: &mut Others) {
     } else {
         match call.nr {
             XEN_VERSION => xen_version::call(dom, &call),
-            CONSOLE_IO => console_io::call(dom, &call),
+            CONSOLE_IO => match console_io::call(dom, &call) {
+                Ok(ret) => ret,
+                Err(Continue(args)) => {
+                    let regs = arg_regs(dom.vcpu.in_64bit_mode());
+                    for (reg, value) in regs.into_iter().zip(args) {
+                        dom.vcpu.set_gpr(reg, value);
+                    }
+                    return Outcome::Continued;
+                }
+            },
             SCHED_OP => sched_op::call(dom, &call),
             MEMORY_OP => memory_op::call(dom, &call),
             HVM_OP => hvm_op::call(dom, &call),
@@ -80,6 +110,7 @@ pub fn dispatch(dom: &mut Domain, others: &mut Others) {
         ret
     );
     dom.vcpu.set_gpr(Gpr::Rax, ret as u64);
+    Outcome::Done
 }
 
 /// Ends whatever domain console line is unfinished on COM1.

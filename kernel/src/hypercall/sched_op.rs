@@ -7,7 +7,11 @@ use xen_abi::sched::SchedPoll;
 
 pub fn call(dom: &mut Domain, call: &Call) -> Ret {
     match call.args[0] {
-        SCHEDOP_YIELD => 0,
+        // Give up the rest of the slice, as Xen does: another domain runs.
+        SCHEDOP_YIELD => {
+            dom.yield_slice = true;
+            0
+        }
         // Block until an event is pending for the vCPU (the HLT of PV guests).
         SCHEDOP_BLOCK => {
             dom.blocked = Some(Block::Events);
@@ -24,10 +28,10 @@ pub fn call(dom: &mut Domain, call: &Call) -> Ret {
             if let Err(fault) = memory(dom).read_gva(&paging, false, call.args[1], &mut reason) {
                 return fault.into();
             }
-            let reason = u32::from_le_bytes(reason);
-            if reason > xen_abi::sched::SHUTDOWN_MAX {
-                return -EINVAL;
-            }
+            // Xen takes any reason and keeps its low byte
+            // (common/sched/core.c: domain_shutdown(d, (u8)reason)); the
+            // toolstack decides what an unknown one means.
+            let reason = u32::from_le_bytes(reason) & 0xff;
             dom.ending = Some(Ending::Shutdown(reason));
             0
         }
@@ -44,6 +48,10 @@ fn poll(dom: &mut Domain, p: &SchedPoll) -> Ret {
     }
     let mut ports = [0u32; xenolith::evtchn::POLL_MAX_PORTS];
     let n = p.nr_ports as usize;
+    // The array may not run past the top of the address space.
+    if p.ports.checked_add(4 * n as u64).is_none() {
+        return -EFAULT;
+    }
     for (i, slot) in ports[..n].iter_mut().enumerate() {
         match read_arg::<u32>(dom, p.ports + 4 * i as u64) {
             Ok(port) => *slot = port,

@@ -1,10 +1,16 @@
-//! A domain's grant table as `xenolith::grant_table` sees it: v1 entries in its grant frames, RAM-only frames for grants.
+//! A domain's grant table as `xenolith::grant_table` sees it: v1 entries in its grant frames, RAM-only frames for grants, the domains a caller reaches.
 
+use super::XenState;
+use crate::domain::{Domain, Others};
+use crate::memory::HostFrames;
 use core::sync::atomic::{AtomicU16, AtomicU32, Ordering};
-use ept::Gpa;
+use ept::{Gpa, Hpa, MemType, PageSize, Perms};
 use vcpu::AddressSpace;
+use xen_abi::event_channel::DomId;
 use xen_abi::grant_table::{GrantEntryV1, GrantRef};
-use xenolith::grant_table::{ActiveGrants, GrantEntries, GuestFrames, Maptrack};
+use xenolith::grant_table::{
+    self, ActiveGrants, Domains, DynGranter, GrantEntries, Granter, GuestFrames, Life, Maptrack,
+};
 
 /// v1 entries per 4 KiB frame (8 bytes each, grant_table.h).
 const PER_FRAME: u32 = 512;
@@ -104,4 +110,140 @@ impl GuestFrames for RamFrames<'_> {
         let hpa = self.space.translate(Gpa(gpa))?.hpa.0 & !0xfff;
         (self.ram.contains(&hpa) || self.dma.contains(&hpa)).then_some(hpa)
     }
+}
+
+/// Lends `f` domain `d` as a granter (its grant entries, its RAM frames and
+/// its active pins) together with its own maptrack: the one place a
+/// `Granter` is built from a `Domain`.
+pub fn lend<R>(d: &mut Domain, f: impl FnOnce(&mut Maptrack, &mut DynGranter<'_>) -> R) -> R {
+    let ram = d.ram_range();
+    let dma = d.dma_range();
+    let grants = &mut *d.xen.grants;
+    let mut entries = FrameEntries {
+        frames: &d.xen.grant_frames,
+    };
+    let frames = RamFrames {
+        space: d.space.as_ref(),
+        ram,
+        dma,
+    };
+    let mut granter: DynGranter<'_> = Granter {
+        domid: d.id,
+        entries: &mut entries,
+        frames: &frames,
+        active: &mut grants.active,
+    };
+    f(&mut grants.maptrack, &mut granter)
+}
+
+/// What one domain's grant operations reach: itself, and every other
+/// domain, ended ones included (their grants can still be unmapped).
+pub struct Reach<'a, 'b> {
+    pub me: &'a mut Domain,
+    pub others: &'a mut Others<'b>,
+}
+
+impl Domains for Reach<'_, '_> {
+    fn caller(&self) -> DomId {
+        self.me.id
+    }
+
+    fn life(&mut self, domid: DomId) -> Option<Life> {
+        let d: &Domain = if domid == self.me.id {
+            self.me
+        } else {
+            self.others.find_any(domid)?
+        };
+        Some(if d.ending.is_some() {
+            Life::Ended
+        } else {
+            Life::Running
+        })
+    }
+
+    fn maptrack(&mut self) -> &mut Maptrack {
+        &mut self.me.xen.grants.maptrack
+    }
+
+    fn with_granter(
+        &mut self,
+        granter: DomId,
+        f: &mut dyn FnMut(&mut Maptrack, &mut DynGranter<'_>),
+    ) -> bool {
+        if granter == self.me.id {
+            lend(self.me, |maptrack, g| f(maptrack, g));
+            return true;
+        }
+        let Some(peer) = self.others.find_any(granter) else {
+            return false;
+        };
+        let maptrack = &mut self.me.xen.grants.maptrack;
+        lend(peer, |_, g| f(maptrack, g));
+        true
+    }
+
+    fn map_page(&mut self, gpa: u64, hpa: u64, writable: bool) -> bool {
+        let perms = if writable { Perms::RW } else { Perms::R };
+        let mapped = self.me.space.map(
+            &mut HostFrames,
+            Gpa(gpa),
+            Hpa(hpa),
+            PageSize::Size4K,
+            perms,
+            MemType::WriteBack,
+        );
+        match mapped {
+            Ok(flush) => {
+                if flush.is_needed() {
+                    self.me.vcpu.flush_second_level();
+                }
+                unhook_xen_pages(&mut self.me.xen, gpa / 4096);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn unmap_page(&mut self, gpa: u64) {
+        // A 4 KiB leaf the grant map wrote: removing it splits nothing.
+        let _ = self
+            .me
+            .space
+            .unmap(&mut HostFrames, Gpa(gpa), PageSize::Size4K);
+        self.me.vcpu.flush_second_level();
+    }
+
+    fn free_memory(&mut self, domid: DomId) {
+        if domid == self.me.id {
+            self.me.free_ram();
+        } else if let Some(d) = self.others.find_any(domid) {
+            d.free_ram();
+        }
+    }
+}
+
+/// A grant mapped at `gfn` replaced shared_info or a grant frame there (Xen
+/// `p2m_add_page` unhooks a RAM-typed page, which these are): it is mapped
+/// nowhere now, so a later `XENMEM_add_to_physmap` must not unmap `gfn` as
+/// its old place, and `GNTTABOP_setup_table` reports it unmapped.
+fn unhook_xen_pages(xen: &mut XenState, gfn: u64) {
+    if xen.shared_info_gfn == Some(gfn) {
+        xen.shared_info_gfn = None;
+    }
+    for frame in xen.grant_frames.iter_mut() {
+        if frame.1 == Some(gfn) {
+            frame.1 = None;
+        }
+    }
+}
+
+/// Domain `i` has ended (or the run has): its grant mappings of others'
+/// pages are released and removed from its tables, and every ended domain
+/// this leaves unmapped has its RAM freed (`grant_table::release_mappings`).
+pub fn release_mappings(domains: &mut [Domain], i: usize) {
+    let (me, mut others) = Others::split(domains, i);
+    grant_table::release_mappings(&mut Reach {
+        me,
+        others: &mut others,
+    });
 }
