@@ -37,6 +37,8 @@ pub const TABLE: &[CpuExpect] = &[
             ("asids", Positive),
             // TCG does not emulate next-RIP saving.
             ("nrips", Is("no")),
+            // TCG offers none of IBPB, IBRS, STIBP, SSBD: only the RSB fill.
+            ("spec", Is("rsb")),
         ],
     },
     CpuExpect {
@@ -50,6 +52,9 @@ pub const TABLE: &[CpuExpect] = &[
             ("npt", Is("no")),
             ("unrestricted", Is("yes")),
             ("vpid", Positive),
+            // No speculation controls in leaf 7 (no SPEC_CTRL, L1D_FLUSH,
+            // MD_CLEAR): L1TF and MDS are left open, only the RSB fill.
+            ("spec", Is("rsb")),
         ],
     },
     CpuExpect {
@@ -63,6 +68,8 @@ pub const TABLE: &[CpuExpect] = &[
             ("npt", Is("yes")),
             ("asids", Positive),
             ("nrips", Is("yes")),
+            // No IBPB, IBRS, STIBP or SSBD in 8000_0008h EBX.
+            ("spec", Is("rsb")),
         ],
     },
 ];
@@ -122,18 +129,25 @@ mod tests {
     #[test]
     fn epyc_tcg_line_matches() {
         let line = "cpu: vendor=AuthenticAMD vmx=no svm=yes ept=no npt=yes vpid=0 asids=16 \
-            unrestricted=yes nrips=no x2apic=no xsave=yes invtsc=no tsc_khz=1 apic_timer_khz=1";
+            unrestricted=yes nrips=no x2apic=no xsave=yes invtsc=no tsc_khz=1 apic_timer_khz=1 \
+            spec=rsb";
         assert!(mismatches(for_cpu(Cpu::Epyc), &caps(line)).is_empty());
         // The same line is wrong for Bochs' ryzen, which has NRIPS.
         let problems = mismatches(for_cpu(Cpu::Ryzen), &caps(line));
         assert_eq!(problems.len(), 1);
         assert!(problems[0].contains("nrips=no"), "{problems:?}");
+        // A CPU model that suddenly offers IBPB is a change to look at.
+        let ibpb = line.replace("spec=rsb", "spec=ibpb,rsb");
+        let problems = mismatches(for_cpu(Cpu::Epyc), &caps(&ibpb));
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].contains("spec=ibpb,rsb"), "{problems:?}");
     }
 
     #[test]
     fn skylake_needs_vpids() {
         let line = "cpu: vendor=GenuineIntel vmx=yes svm=no ept=yes npt=no vpid=0 asids=0 \
-            unrestricted=yes nrips=no x2apic=yes xsave=yes invtsc=no tsc_khz=1 apic_timer_khz=1";
+            unrestricted=yes nrips=no x2apic=yes xsave=yes invtsc=no tsc_khz=1 apic_timer_khz=1 \
+            spec=rsb";
         let problems = mismatches(for_cpu(Cpu::Skylake), &caps(line));
         assert_eq!(problems.len(), 1);
         assert!(problems[0].contains("vpid=0"), "{problems:?}");

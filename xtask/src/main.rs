@@ -16,6 +16,7 @@ mod domain_config;
 mod elf_check;
 mod expect;
 mod fifo;
+mod fuzz;
 mod guest_init;
 mod initramfs;
 mod interactive;
@@ -62,6 +63,23 @@ enum Command {
     /// Xenolith; `bench blk` and `bench net` measure disk and network I/O.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Seeded fuzzing from the test guest, next to a Linux guest running its
+    /// checks: `fuzz hypercalls` (the hypervisor), `fuzz xenstore`, `fuzz
+    /// blkif`, `fuzz netif` (the driver domain's XenStore and backends).
+    #[command(subcommand)]
+    Fuzz(FuzzCommand),
+}
+
+#[derive(Subcommand)]
+pub enum FuzzCommand {
+    /// Random hypercalls of every family and sub-operation, valid and garbage arguments.
+    Hypercalls(fuzz::FuzzArgs),
+    /// Random XenStore requests over the guest's own ring, then one over the limit.
+    Xenstore(fuzz::FuzzArgs),
+    /// Random blkif requests on a vbd of the guest's own, then an overrun ring.
+    Blkif(fuzz::FuzzArgs),
+    /// Random netif TX packets and RX buffers on a vif of the guest's own, then an overrun ring.
+    Netif(fuzz::FuzzArgs),
 }
 
 #[derive(Subcommand)]
@@ -295,6 +313,12 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Boot(args)) => bench::boot(&args),
         Command::Bench(BenchCommand::Blk(args)) => bench_blk::blk(&args),
         Command::Bench(BenchCommand::Net(args)) => bench_net::net(&args),
+        Command::Fuzz(FuzzCommand::Hypercalls(args)) => {
+            fuzz::command(fuzz::Target::Hypercalls, &args)
+        }
+        Command::Fuzz(FuzzCommand::Xenstore(args)) => fuzz::command(fuzz::Target::Xenstore, &args),
+        Command::Fuzz(FuzzCommand::Blkif(args)) => fuzz::command(fuzz::Target::Blkif, &args),
+        Command::Fuzz(FuzzCommand::Netif(args)) => fuzz::command(fuzz::Target::Netif, &args),
     };
     match result {
         Ok(code) => code,

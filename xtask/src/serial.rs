@@ -102,7 +102,11 @@ pub const CAP_KEYS: &[&str] = &[
     "invtsc",
     "tsc_khz",
     "apic_timer_khz",
+    "spec",
 ];
+
+/// The words `spec=` may list (kernel/src/spec_ctrl.rs, Mitigations' Display).
+pub const SPEC_WORDS: &[&str] = &["ibrs", "eibrs", "ibpb", "rsb", "l1d", "verw"];
 
 /// What kind of value a capability key carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,12 +114,15 @@ enum CapKind {
     Text,
     Flag,
     Number,
+    /// Comma-separated words from [`SPEC_WORDS`], each at most once, or `none`.
+    SpecList,
 }
 
 fn cap_kind(key: &str) -> CapKind {
     match key {
         "vendor" => CapKind::Text,
         "vpid" | "asids" | "tsc_khz" | "apic_timer_khz" => CapKind::Number,
+        "spec" => CapKind::SpecList,
         _ => CapKind::Flag,
     }
 }
@@ -165,6 +172,7 @@ pub fn parse_caps(line: &str) -> Result<Caps> {
             CapKind::Text => !value.is_empty(),
             CapKind::Flag => value == "yes" || value == "no",
             CapKind::Number => value.parse::<u64>().is_ok(),
+            CapKind::SpecList => spec_list_ok(value),
         };
         if !ok {
             bail!("capability {key} has a bad value {value:?}");
@@ -172,6 +180,17 @@ pub fn parse_caps(line: &str) -> Result<Caps> {
         out.push((key.to_string(), value.to_string()));
     }
     Ok(Caps(out))
+}
+
+fn spec_list_ok(value: &str) -> bool {
+    if value == "none" {
+        return true;
+    }
+    let words: Vec<&str> = value.split(',').collect();
+    words
+        .iter()
+        .enumerate()
+        .all(|(i, w)| SPEC_WORDS.contains(w) && !words[..i].contains(w))
 }
 
 /// How the hypervisor said it finished.
@@ -220,7 +239,8 @@ mod tests {
     use super::*;
 
     const CAPS: &str = "cpu: vendor=AuthenticAMD vmx=no svm=yes ept=no npt=yes vpid=0 asids=16 \
-        unrestricted=yes nrips=no x2apic=no xsave=yes invtsc=no tsc_khz=2000000 apic_timer_khz=1000000";
+        unrestricted=yes nrips=no x2apic=no xsave=yes invtsc=no tsc_khz=2000000 apic_timer_khz=1000000 \
+        spec=ibpb,rsb";
 
     #[test]
     fn cleans_grub_noise() {
@@ -278,6 +298,7 @@ mod tests {
         assert_eq!(caps.0.len(), CAP_KEYS.len());
         assert_eq!(caps.get("vendor"), Some("AuthenticAMD"));
         assert_eq!(caps.get("asids"), Some("16"));
+        assert_eq!(caps.get("spec"), Some("ibpb,rsb"));
         assert_eq!(caps.get("nope"), None);
         assert!(is_caps_line(CAPS));
     }
@@ -289,6 +310,16 @@ mod tests {
         assert!(parse_caps(&CAPS.replace("svm=yes", "svm=1")).is_err());
         assert!(parse_caps(&CAPS.replace("vpid=0", "vpid=many")).is_err());
         assert!(parse_caps(&CAPS.replace(" apic_timer_khz=1000000", "")).is_err());
+        assert!(parse_caps(&CAPS.replace(" spec=ibpb,rsb", "")).is_err());
+        for bad in ["", "rsb,rsb", "rsb,", "retpoline", "none,rsb"] {
+            assert!(parse_caps(&CAPS.replace("ibpb,rsb", bad)).is_err(), "{bad}");
+        }
+        for good in ["none", "rsb", "eibrs,ibpb,rsb,verw", "ibrs,ibpb,rsb,l1d"] {
+            assert!(
+                parse_caps(&CAPS.replace("ibpb,rsb", good)).is_ok(),
+                "{good}"
+            );
+        }
         assert!(parse_caps(&format!("{CAPS} extra=1")).is_err());
         assert!(parse_caps("cpu vendor=x").is_err());
     }

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
+use crate::fuzz::{FuzzRun, Target};
 use crate::judge::{
     self, Case, Expect, EVTCHN_PAIR_CMDLINE, EVTCHN_PAIR_LINES, GRANT_PAIR_CMDLINE,
-    GRANT_PAIR_LINES, TEST_GUEST_CMDLINE,
+    GRANT_PAIR_LINES, TEST_GUEST_CMDLINE, TEST_GUEST_CMDLINE_BOCHS_SVM,
 };
 use crate::linux::{self, GuestMem};
 use crate::modules::{self, Module};
@@ -62,7 +63,27 @@ enum Load {
     /// test guest as domain 3 for `garbage`), from a domain configuration
     /// as `run --config` boots it (see `net_test`).
     LinuxKitNet(NetTest),
+    /// A kit guest and the test guest in a fuzz mode, from a domain
+    /// configuration (see `fuzz`).
+    Fuzz(FuzzRun),
 }
+
+/// The fuzz smokes: 20,000 calls each (on QEMU TCG here, 5 to 15 s of
+/// fuzzing next to Linux's boot), with fixed seeds, so a failure replays
+/// (`cargo xtask fuzz <target> --seed <seed>` explores new ones).
+const FUZZ_CALLS: u64 = 20_000;
+const fn fuzz_run(target: Target, seed: u64) -> FuzzRun {
+    FuzzRun {
+        target,
+        calls: FUZZ_CALLS,
+        seed,
+        trace_from: None,
+    }
+}
+const FUZZ_HYPERCALLS: FuzzRun = fuzz_run(Target::Hypercalls, 1);
+const FUZZ_XENSTORE: FuzzRun = fuzz_run(Target::Xenstore, 2);
+const FUZZ_BLKIF: FuzzRun = fuzz_run(Target::Blkif, 3);
+const FUZZ_NETIF: FuzzRun = fuzz_run(Target::Netif, 4);
 
 /// The network tests: QEMU with the most traffic, Bochs (VMX) with a
 /// little, and QEMU with a hostile netfront next to the Linux pair.
@@ -220,7 +241,7 @@ const SMOKES: &[Smoke] = &[
         cpu: Cpu::Ryzen,
         boot: Boot::Grub,
         load: Load::TestGuest,
-        cmdline: TEST_GUEST_CMDLINE,
+        cmdline: TEST_GUEST_CMDLINE_BOCHS_SVM,
         expect: Expect::TestGuest,
     },
     Smoke {
@@ -340,6 +361,44 @@ const SMOKES: &[Smoke] = &[
         expect: Expect::LinuxNet(NET_GARBAGE),
     },
     Smoke {
+        // The fuzzers (next to a Linux guest running its checks): random
+        // hypercalls; XenStore requests; blkif requests; netif packets.
+        name: "qemu-epyc-linux-fuzz-hypercalls",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        load: Load::Fuzz(FUZZ_HYPERCALLS),
+        cmdline: "",
+        expect: Expect::Fuzz(FUZZ_HYPERCALLS),
+    },
+    Smoke {
+        name: "qemu-epyc-linux-fuzz-xenstore",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        load: Load::Fuzz(FUZZ_XENSTORE),
+        cmdline: "",
+        expect: Expect::Fuzz(FUZZ_XENSTORE),
+    },
+    Smoke {
+        name: "qemu-epyc-linux-fuzz-blkif",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        load: Load::Fuzz(FUZZ_BLKIF),
+        cmdline: "",
+        expect: Expect::Fuzz(FUZZ_BLKIF),
+    },
+    Smoke {
+        name: "qemu-epyc-linux-fuzz-netif",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        load: Load::Fuzz(FUZZ_NETIF),
+        cmdline: "",
+        expect: Expect::Fuzz(FUZZ_NETIF),
+    },
+    Smoke {
         name: "qemu-epyc-linux-ramdisk",
         emulator: Emulator::Qemu,
         cpu: Cpu::Epyc,
@@ -419,6 +478,9 @@ impl Smoke {
             Load::LinuxKitNet(net) => {
                 build::with_driver_domain(&net.config(LINUX_SMOKE_CMDLINE).hv_cmdline(self.cmdline))
             }
+            Load::Fuzz(run) => {
+                build::with_driver_domain(&run.config(Path::new("")).hv_cmdline(self.cmdline))
+            }
             _ => self.cmdline.to_string(),
         }
     }
@@ -430,11 +492,13 @@ impl Smoke {
                 | Load::LinuxKitDriverCrash
                 | Load::LinuxKitDisk(_)
                 | Load::LinuxKitNet(_)
+                | Load::Fuzz(_)
         )
     }
 
     fn timeout(&self) -> Duration {
         match (self.load, self.emulator) {
+            (Load::Fuzz(run), emulator) => run.timeout(emulator),
             (Load::LinuxKitNet(_), Emulator::Qemu) => QEMU_LINUX_NET_TIMEOUT,
             (_, Emulator::Qemu) if self.is_linux() => QEMU_LINUX_TIMEOUT,
             (_, Emulator::Bochs) if self.is_linux() => BOCHS_LINUX_TIMEOUT,
@@ -585,6 +649,15 @@ fn run_smoke(smoke: &Smoke, image: &Path) -> TestResult {
                 vbd_option(disk)
             ),
             Load::LinuxKitNet(net) => net_description(net),
+            Load::Fuzz(run) => format!(
+                ", guests linux {:?} and fuzz {:?}",
+                run.config(Path::new(""))
+                    .domains
+                    .first()
+                    .and_then(|d| d.cmdline.clone())
+                    .unwrap_or_default(),
+                run.guest_word()
+            ),
             _ => String::new(),
         }
     );
@@ -782,6 +855,25 @@ fn disk_boots(smoke: &Smoke, image: &Path, disk: Disk) -> Result<(Vec<String>, O
     Ok((problems, outcome, dir))
 }
 
+/// A fuzz smoke: its domain configuration booted as `cargo xtask fuzz`
+/// boots it; a failure says how to replay it.
+fn fuzz_boot(smoke: &Smoke, image: &Path, run: FuzzRun) -> Result<(Vec<String>, Outcome, PathBuf)> {
+    let dir = build::run_dir(&format!("smoke-{}", smoke.name))?;
+    let parts = run.boot_parts(smoke.emulator, &dir)?;
+    let spec = smoke.spec(
+        Payload::Modules(parts.modules.clone()),
+        parts.cmdline,
+        parts.mem_mib,
+        parts.drives,
+    );
+    let (mut problems, outcome) =
+        judged_boot(smoke, &spec, &parts.modules, smoke.expect, &dir, image)?;
+    if !problems.is_empty() {
+        problems.push(crate::fuzz::replay_hint(run, &outcome));
+    }
+    Ok((problems, outcome, dir))
+}
+
 /// A network smoke: its domain configuration booted as `run --config`
 /// boots one, the driver domain serving the NICs.
 fn net_boot(smoke: &Smoke, image: &Path, net: NetTest) -> Result<(Vec<String>, Outcome, PathBuf)> {
@@ -802,6 +894,7 @@ fn boot(smoke: &Smoke, image: &Path) -> Result<(Vec<String>, Outcome, PathBuf)> 
     match smoke.load {
         Load::LinuxKitDisk(disk) => return disk_boots(smoke, image, disk),
         Load::LinuxKitNet(net) => return net_boot(smoke, image, net),
+        Load::Fuzz(run) => return fuzz_boot(smoke, image, run),
         _ => {}
     }
     let modules = match smoke.load {
@@ -814,7 +907,9 @@ fn boot(smoke: &Smoke, image: &Path) -> Result<(Vec<String>, Outcome, PathBuf)> 
             m.push(build::driver_domain_module()?);
             m
         }
-        Load::LinuxKitDisk(_) | Load::LinuxKitNet(_) => unreachable!("booted above"),
+        Load::LinuxKitDisk(_) | Load::LinuxKitNet(_) | Load::Fuzz(_) => {
+            unreachable!("booted above")
+        }
         Load::LinuxKitDriverCrash => {
             let cmdline = format!("{LINUX_SMOKE_CMDLINE} xenolith.crash_driver=1");
             let mut m = linux_guest::from_kit(&cmdline)?.modules();
@@ -869,6 +964,10 @@ mod tests {
                 "qemu-epyc-linux-disk-garbage",
                 "qemu-epyc-linux-net",
                 "qemu-epyc-linux-net-garbage",
+                "qemu-epyc-linux-fuzz-hypercalls",
+                "qemu-epyc-linux-fuzz-xenstore",
+                "qemu-epyc-linux-fuzz-blkif",
+                "qemu-epyc-linux-fuzz-netif",
                 "qemu-epyc-linux-ramdisk",
                 "bochs-skylake-linux",
                 "bochs-skylake-two-linux",
@@ -903,6 +1002,49 @@ mod tests {
             .find(|s| s.name == "bochs-ryzen-linux")
             .unwrap();
         assert_eq!(bochs.timeout(), Duration::from_secs(1200));
+    }
+
+    #[test]
+    fn fuzz_smokes_boot_linux_and_the_fuzzer() {
+        let fuzz: Vec<&Smoke> = SMOKES
+            .iter()
+            .filter(|s| matches!(s.load, Load::Fuzz(_)))
+            .collect();
+        let targets: Vec<Target> = fuzz
+            .iter()
+            .map(|s| match s.load {
+                Load::Fuzz(run) => run.target,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                Target::Hypercalls,
+                Target::Xenstore,
+                Target::Blkif,
+                Target::Netif
+            ]
+        );
+        for s in fuzz {
+            let Load::Fuzz(run) = s.load else {
+                unreachable!()
+            };
+            assert!(
+                matches!(s.expect, Expect::Fuzz(r) if r == run),
+                "{}",
+                s.name
+            );
+            assert!(s.name.ends_with(run.target.name()), "{}", s.name);
+            assert_eq!((s.emulator, s.cpu), (Emulator::Qemu, Cpu::Epyc));
+            assert_eq!(s.hv_cmdline(), "dom0=driver-domain guest=linux guest=fuzz");
+            assert_eq!(run.calls, FUZZ_CALLS);
+            assert_eq!(run.trace_from, None);
+            // Linux's boot and checks, and the calls at a third of the
+            // rate measured.
+            assert!(s.timeout() >= QEMU_LINUX_TIMEOUT, "{}", s.name);
+            assert!(s.timeout() <= Duration::from_secs(900), "{}", s.name);
+        }
     }
 
     #[test]

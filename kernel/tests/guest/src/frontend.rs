@@ -17,7 +17,8 @@ const XS_READ: u32 = 2;
 const XS_WRITE: u32 = 11;
 const XS_ERROR: u32 = 16;
 
-fn hvm_param(index: u32) -> u64 {
+/// HVMOP_get_param of this domain's parameter `index` (0 if refused).
+pub fn hvm_param(index: u32) -> u64 {
     // struct xen_hvm_param { domid u16, pad u16, index u32, value u64 }
     let mut p: [u64; 2] = [0x7ff0 | u64::from(index) << 32, 0];
     call(HVM_OP, 1, p.as_mut_ptr() as u64, 0);

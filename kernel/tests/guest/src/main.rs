@@ -16,6 +16,10 @@ mod console;
 #[cfg(target_os = "none")]
 mod frontend;
 #[cfg(target_os = "none")]
+mod fuzz;
+#[cfg(target_os = "none")]
+mod fuzz_xenstore;
+#[cfg(target_os = "none")]
 mod hypercall;
 #[cfg(target_os = "none")]
 mod idt;
@@ -29,6 +33,7 @@ pvh_guest_rt::entry!(main = guest_main, fault = guest_unexpected);
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     println!("panic: {info}");
+    fuzz::report_last();
     hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH)
 }
 
@@ -40,9 +45,10 @@ fn guest_main(start_info: u64) -> ! {
     // this guest's RAM, which entry.S identity-maps.
     let cmdline = unsafe { pvh_guest_rt::start_info::cmdline(start_info) };
     println!("test guest up, cmdline {cmdline:?}");
+    let word = |w: &str| cmdline.split_ascii_whitespace().any(|x| x == w);
+    checks::configure(word(checks::DR6_LOST_WORD));
     let (passed, failed) = checks::run_all();
     println!("{passed} passed, {failed} failed");
-    let word = |w: &str| cmdline.split_ascii_whitespace().any(|x| x == w);
     type Pair = fn() -> Result<&'static str, &'static str>;
     let pairs: [(&str, &str, Pair); 6] = [
         ("evtchn-listen", "evtchn", checks::evtchn_listen),
@@ -63,6 +69,8 @@ fn guest_main(start_info: u64) -> ! {
             }
         }
     }
+    // The fuzz modes (`fuzz-hypercalls=N:SEED` and the like, fuzz.rs).
+    let fuzzed = fuzz::run(cmdline);
     if word("oob") {
         println!("reading outside guest RAM at 0x40000000: the hypervisor must end this domain");
         // SAFETY: deliberately touches a guest-physical address the domain
@@ -71,7 +79,7 @@ fn guest_main(start_info: u64) -> ! {
         println!("FAIL: read {value:#x} outside RAM and lived");
         hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH)
     }
-    let reason = if failed == 0 {
+    let reason = if failed == 0 && fuzzed != Some(false) {
         xen_abi::hypercall::SHUTDOWN_POWEROFF
     } else {
         xen_abi::hypercall::SHUTDOWN_CRASH
@@ -82,5 +90,6 @@ fn guest_main(start_info: u64) -> ! {
 #[cfg(target_os = "none")]
 fn guest_unexpected() -> ! {
     println!("unexpected exception or interrupt");
+    fuzz::report_last();
     hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH)
 }
