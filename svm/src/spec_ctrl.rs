@@ -45,10 +45,8 @@ impl SpecCtrl {
     /// Loads the guest's value (the MSR holds the host's while the
     /// hypervisor runs). Called with GIF clear.
     pub fn before_entry(&self) {
-        if let Some(host) = self.mitigations.host_spec_ctrl {
-            if self.guest != host {
-                write_spec_ctrl(self.guest);
-            }
+        if let Some(value) = self.mitigations.spec_ctrl_before_entry(self.guest) {
+            write_spec_ctrl(value);
         }
     }
 
@@ -56,10 +54,8 @@ impl SpecCtrl {
     /// SMI handler runs with the guest's); with legacy IBRS always, since
     /// only a write of IBRS=1 after the guest ran discards what it trained.
     pub fn after_exit(&self) {
-        if let Some(host) = self.mitigations.host_spec_ctrl {
-            if self.guest != host || self.mitigations.spec_ctrl_every_exit {
-                write_spec_ctrl(host);
-            }
+        if let Some(value) = self.mitigations.spec_ctrl_after_exit(self.guest) {
+            write_spec_ctrl(value);
         }
     }
 }

@@ -240,16 +240,15 @@ impl Vcpu for SvmVcpu {
         // An event whose delivery the exit interrupted is delivered again
         // (APM 15.7.2); VMRUN consumed whatever EVENTINJ held.
         vmcb.control.event_inj = redelivery(vmcb.control.exit_int_info);
-        let c = &vmcb.control;
-        let exit = exits::decode(
+        let c = &self.vmcb_ref().control;
+        exits::decode(
             c.exit_code,
             c.exit_info1,
             c.exit_info2,
             self.gprs[Gpr::Rcx as usize],
             self.gprs[Gpr::Rdx as usize],
             self.vmcb_ref().state.rax,
-        );
-        exit
+        )
     }
 
     fn gpr(&self, reg: Gpr) -> u64 {

@@ -27,3 +27,49 @@ pub struct EntryMitigations {
     /// affected by L1TF.
     pub l1d_flush: bool,
 }
+
+impl EntryMitigations {
+    /// What to write to IA32_SPEC_CTRL just before entering a guest whose
+    /// value is `guest`: nothing if the MSR does not exist or already holds
+    /// it (the host's value is in the MSR while the hypervisor runs).
+    pub fn spec_ctrl_before_entry(&self, guest: u64) -> Option<u64> {
+        self.host_spec_ctrl
+            .filter(|&host| host != guest)
+            .map(|_| guest)
+    }
+
+    /// What to write to IA32_SPEC_CTRL right after the exit: the host's
+    /// value where the guest's differed, and always with legacy IBRS.
+    pub fn spec_ctrl_after_exit(&self, guest: u64) -> Option<u64> {
+        self.host_spec_ctrl
+            .filter(|&host| host != guest || self.spec_ctrl_every_exit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_ctrl_writes_only_where_needed() {
+        let none = EntryMitigations::default();
+        assert_eq!(none.spec_ctrl_before_entry(1), None);
+        assert_eq!(none.spec_ctrl_after_exit(1), None);
+        // Enhanced IBRS (host value 1, set once): writes only on a change.
+        let eibrs = EntryMitigations {
+            host_spec_ctrl: Some(1),
+            ..EntryMitigations::default()
+        };
+        assert_eq!(eibrs.spec_ctrl_before_entry(1), None);
+        assert_eq!(eibrs.spec_ctrl_after_exit(1), None);
+        assert_eq!(eibrs.spec_ctrl_before_entry(5), Some(5));
+        assert_eq!(eibrs.spec_ctrl_after_exit(5), Some(1));
+        // Legacy IBRS: the host's value after every exit.
+        let ibrs = EntryMitigations {
+            spec_ctrl_every_exit: true,
+            ..eibrs
+        };
+        assert_eq!(ibrs.spec_ctrl_before_entry(1), None);
+        assert_eq!(ibrs.spec_ctrl_after_exit(1), Some(1));
+    }
+}

@@ -60,10 +60,8 @@ impl SpecCtrl {
     /// last memory-touching step before the entry asm (SDM Vol. 4
     /// IA32_FLUSH_CMD; Intel "L1 Terminal Fault" guidance for VMMs).
     pub fn before_entry(&self) {
-        if let Some(host) = self.mitigations.host_spec_ctrl {
-            if self.guest != host {
-                write_spec_ctrl(self.guest);
-            }
+        if let Some(value) = self.mitigations.spec_ctrl_before_entry(self.guest) {
+            write_spec_ctrl(value);
         }
         if self.mitigations.l1d_flush {
             flush_l1d();
@@ -74,10 +72,8 @@ impl SpecCtrl {
     /// always, since only a write of IBRS=1 after the guest ran discards
     /// what it trained.
     pub fn after_exit(&self) {
-        if let Some(host) = self.mitigations.host_spec_ctrl {
-            if self.guest != host || self.mitigations.spec_ctrl_every_exit {
-                write_spec_ctrl(host);
-            }
+        if let Some(value) = self.mitigations.spec_ctrl_after_exit(self.guest) {
+            write_spec_ctrl(value);
         }
     }
 }
