@@ -86,6 +86,19 @@ impl<'a> GuestMemory<'a> {
         Ok(t.gpa.0)
     }
 
+    /// The guest-physical address behind `gva` for an instruction fetch, if mapped.
+    pub fn gpa_of_code(&self, paging: &Paging, gva: u64) -> Option<u64> {
+        self.walk(
+            paging,
+            gva,
+            Access {
+                fetch: true,
+                ..Access::default()
+            },
+        )
+        .ok()
+    }
+
     /// The guest-physical address behind `gva` for a write, if mapped.
     pub fn gpa_of(&self, paging: &Paging, gva: u64) -> Option<u64> {
         self.walk(

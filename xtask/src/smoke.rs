@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use crate::fuzz::{FuzzRun, Target};
 use crate::judge::{
     self, Case, Expect, EVTCHN_PAIR_CMDLINE, EVTCHN_PAIR_LINES, GRANT_PAIR_CMDLINE,
-    GRANT_PAIR_LINES, TEST_GUEST_CMDLINE, TEST_GUEST_CMDLINE_BOCHS_SVM,
+    GRANT_PAIR_LINES, TEST_GUEST_CMDLINE, TEST_GUEST_CMDLINE_BOCHS, TEST_GUEST_CMDLINE_BOCHS_SVM,
 };
 use crate::linux::{self, GuestMem};
 use crate::modules::{self, Module};
@@ -250,7 +250,7 @@ const SMOKES: &[Smoke] = &[
         cpu: Cpu::Skylake,
         boot: Boot::Grub,
         load: Load::TestGuest,
-        cmdline: TEST_GUEST_CMDLINE,
+        cmdline: TEST_GUEST_CMDLINE_BOCHS,
         expect: Expect::TestGuest,
     },
     Smoke {

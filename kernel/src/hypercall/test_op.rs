@@ -23,11 +23,13 @@ pub fn call(dom: &mut Domain, call: &Call) -> Ret {
 
 /// Unmaps the guest's own RAM page `gfn` (one at a time; not a special
 /// page or a grant mapping, which are not RAM) until `refault` puts it back.
+/// Not a page holding the calling hypercall instruction: without NRIPS the
+/// hypervisor reads it back to step over it (found by the hypercall fuzzer).
 fn unmap_once(dom: &mut Domain, gfn: u64) -> Ret {
     let Some(gpa) = gfn.checked_mul(4096) else {
         return -EINVAL;
     };
-    if dom.unmapped_once.is_some() || !dom.owns_ram_gpa(gpa) {
+    if dom.unmapped_once.is_some() || !dom.owns_ram_gpa(gpa) || holds_the_call(dom, gpa) {
         return -EINVAL;
     }
     let Some(t) = dom.space.translate(Gpa(gpa)) else {
@@ -43,6 +45,18 @@ fn unmap_once(dom: &mut Domain, gfn: u64) -> Ret {
     dom.vcpu.flush_second_level();
     dom.unmapped_once = Some((gpa, t.hpa.0, t.perms, t.mem_type));
     0
+}
+
+/// Whether the page at `gpa` holds a byte of the hypercall instruction the
+/// vCPU is executing (at most 15 bytes from RIP, SDM Vol. 2A 2.3.11).
+fn holds_the_call(dom: &Domain, gpa: u64) -> bool {
+    let paging = dom.vcpu.paging();
+    let rip = dom.vcpu.rip();
+    let memory = super::memory(dom);
+    [rip, rip.wrapping_add(14)]
+        .into_iter()
+        .filter_map(|at| memory.gpa_of_code(&paging, at))
+        .any(|code| code & !0xfff == gpa)
 }
 
 /// A nested page fault at `gpa`: true if it was the page `unmap_once` took

@@ -46,7 +46,10 @@ fn guest_main(start_info: u64) -> ! {
     let cmdline = unsafe { pvh_guest_rt::start_info::cmdline(start_info) };
     println!("test guest up, cmdline {cmdline:?}");
     let word = |w: &str| cmdline.split_ascii_whitespace().any(|x| x == w);
-    checks::configure(word(checks::DR6_LOST_WORD));
+    checks::configure(
+        word(checks::DR6_LOST_WORD),
+        word(checks::DATA_BREAKPOINT_WORD),
+    );
     let (passed, failed) = checks::run_all();
     println!("{passed} passed, {failed} failed");
     type Pair = fn() -> Result<&'static str, &'static str>;
