@@ -14,18 +14,31 @@ const CONSOLE_POLL_NS: u64 = 10_000_000;
 /// FIFO at 115200 baud empties in 1.4 ms.
 const OUTPUT_POLL_NS: u64 = 1_000_000;
 
-/// Runs every domain until all but the driver domain have ended.
+/// After the last guest ends, the driver domain runs on this long (in
+/// system time) to send what it still buffers of the guests' consoles: it
+/// writes COM1 a few hundred bytes a turn, never waiting for the UART, so a
+/// guest's last lines (a panic message, say) are still in its buffer.
+const DRAIN_NS: u64 = 200_000_000;
+
+/// Runs every domain until all but the driver domain have ended, and the
+/// driver domain for `DRAIN_NS` more.
 pub fn run(domains: &mut [Domain]) {
     let mut next = 0;
     // Whose extended state and debug registers the CPU holds (fpu.rs, debug_regs.rs).
     let mut fpu_owner: Option<usize> = None;
+    let mut drain_until: Option<u64> = None;
     loop {
         // The driver domain serves the others; it does not keep the run going.
         let live = domains
             .iter()
             .filter(|d| d.ending.is_none() && !d.driver)
             .count();
-        if live == 0 {
+        let driver_alive = domains.iter().any(|d| d.driver && d.ending.is_none());
+        let draining = live == 0 && driver_alive && {
+            let until = *drain_until.get_or_insert(xen_time::now_ns() + DRAIN_NS);
+            xen_time::now_ns() < until
+        };
+        if live == 0 && !draining {
             // The run is over: every domain's grant mappings go now, so
             // no RAM is freed while another domain's tables still map it.
             for i in 0..domains.len() {

@@ -79,6 +79,14 @@ impl LineTagger {
         }
     }
 
+    /// How many input bytes `feed` may take so that the lines it emits
+    /// cannot exceed `room` bytes, however the bytes split into lines:
+    /// each byte adds at most itself and, if it ends a line, the tag and a
+    /// newline; the partial line already held goes out too.
+    pub fn max_input(&self, room: usize) -> usize {
+        room.saturating_sub(self.line.len()) / (self.prefix.len() + 2)
+    }
+
     /// Whether part of a line is waiting for its end.
     pub fn has_partial(&self) -> bool {
         !self.line.is_empty()

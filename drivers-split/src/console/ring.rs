@@ -33,15 +33,19 @@ impl<M: RingMemory> ConsoleRing<M> {
         &self.mem
     }
 
-    /// Moves what the guest wrote into `sink` (at most `out.len()` bytes at a
-    /// time) and frees the space. Returns the bytes moved.
-    pub fn drain(&mut self, mut sink: impl FnMut(&[u8])) -> Result<usize, Broken> {
+    /// Moves up to `max` bytes of what the guest wrote into `sink` (at most
+    /// 256 bytes at a time) and frees their space. Returns the bytes moved.
+    /// What is left stays in the ring: a guest whose output cannot go out
+    /// yet finds its ring full and waits (Linux's hvc_xen yields), instead
+    /// of having its lines dropped.
+    pub fn drain(&mut self, max: usize, mut sink: impl FnMut(&[u8])) -> Result<usize, Broken> {
         let cons = self.mem.load_u32(OUT_CONS);
         let prod = self.mem.load_u32(OUT_PROD);
-        let len = prod.wrapping_sub(cons);
-        if len > OUT_SIZE {
+        let waiting = prod.wrapping_sub(cons);
+        if waiting > OUT_SIZE {
             return Err(Broken);
         }
+        let len = waiting.min(u32::try_from(max).unwrap_or(u32::MAX));
         // Read the bytes only after the producer index (xencons_interface
         // users pair this with the guest's wmb before it publishes out_prod).
         fence(Ordering::Acquire);
@@ -57,7 +61,7 @@ impl<M: RingMemory> ConsoleRing<M> {
             done += n;
         }
         fence(Ordering::Release);
-        self.mem.store_u32(OUT_CONS, prod);
+        self.mem.store_u32(OUT_CONS, cons.wrapping_add(len));
         Ok(len as usize)
     }
 

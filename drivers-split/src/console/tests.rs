@@ -40,10 +40,41 @@ fn drains_across_the_wrap_and_frees_the_space() {
     guest_write(&mut p, b"hello, world\n");
     let mut ring = ConsoleRing::new(p);
     let mut got = Vec::new();
-    assert_eq!(ring.drain(|c| got.extend_from_slice(c)), Ok(13));
+    assert_eq!(ring.drain(usize::MAX, |c| got.extend_from_slice(c)), Ok(13));
     assert_eq!(got, b"hello, world\n");
     let p = ring.memory();
     assert_eq!(get(p, 3080), get(p, 3084));
+}
+
+#[test]
+fn a_partial_drain_leaves_the_rest_in_the_ring() {
+    let mut p = page();
+    guest_write(&mut p, b"hello, world\n");
+    let mut ring = ConsoleRing::new(p);
+    let mut got = Vec::new();
+    assert_eq!(ring.drain(5, |c| got.extend_from_slice(c)), Ok(5));
+    assert_eq!(got, b"hello");
+    assert_eq!(get(ring.memory(), 3080), 5);
+    assert_eq!(ring.drain(100, |c| got.extend_from_slice(c)), Ok(8));
+    assert_eq!(got, b"hello, world\n");
+}
+
+proptest! {
+    /// Whatever the bytes and the partial line, feeding `max_input(room)`
+    /// of them emits at most `room` bytes of tagged lines.
+    #[test]
+    fn max_input_bounds_the_output(
+        held in proptest::collection::vec(any::<u8>(), 0..300),
+        bytes in proptest::collection::vec(any::<u8>(), 0..3000),
+        room in 0usize..5000,
+    ) {
+        let mut t = LineTagger::new("linux");
+        t.feed(&held, |_| {});
+        let n = t.max_input(room).min(bytes.len());
+        let mut out = 0;
+        t.feed(&bytes[..n], |l| out += l.len());
+        prop_assert!(out <= room, "{} > {}", out, room);
+    }
 }
 
 #[test]
@@ -51,7 +82,7 @@ fn a_producer_more_than_a_ring_ahead_is_broken_and_nothing_moves() {
     let mut p = page();
     set(&mut p, 3084, 2049);
     let mut ring = ConsoleRing::new(p);
-    assert_eq!(ring.drain(|_| panic!("no bytes")), Err(Broken));
+    assert_eq!(ring.drain(usize::MAX, |_| panic!("no bytes")), Err(Broken));
     assert_eq!(get(ring.memory(), 3080), 0);
 }
 
@@ -342,7 +373,7 @@ proptest! {
         set(&mut p, 3084, prod);
         let mut ring = ConsoleRing::new(p);
         let mut total = 0;
-        match ring.drain(|c| total += c.len()) {
+        match ring.drain(usize::MAX, |c| total += c.len()) {
             Ok(n) => {
                 prop_assert_eq!(n, total);
                 prop_assert!(n <= 2048);

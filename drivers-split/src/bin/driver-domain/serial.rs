@@ -110,39 +110,33 @@ fn line(source: usize, bytes: &[u8]) {
     }
 }
 
+/// Room left in guest number `i`'s share of the buffer (all of it while
+/// output is not buffered, when lines go out at once).
+pub fn guest_room(i: usize) -> usize {
+    OUTPUT.0.try_borrow().map_or(0, |o| {
+        o.as_ref().map_or(usize::MAX, |out| {
+            GUEST_SHARE.saturating_sub(out.queued(i + 1))
+        })
+    })
+}
+
 /// One line of guest number `i`'s console.
 pub fn guest_line(i: usize, bytes: &[u8]) {
     line(i + 1, bytes);
 }
 
-/// What a [`drain`] did.
-pub struct Drained {
-    /// Bytes went out.
-    pub wrote: bool,
-    /// Bytes still wait.
-    pub pending: bool,
-}
-
 /// Moves at most [`DRAIN_BUDGET`] bytes to the UART, each only while its
-/// transmit holding register is empty: never waits for it.
-pub fn drain() -> Drained {
+/// transmit holding register is empty: never waits for it. Returns whether
+/// bytes still wait.
+pub fn drain() -> bool {
     let Ok(mut o) = OUTPUT.0.try_borrow_mut() else {
-        return Drained {
-            wrote: false,
-            pending: false,
-        };
+        return false;
     };
     let Some(out) = o.as_mut() else {
-        return Drained {
-            wrote: false,
-            pending: false,
-        };
+        return false;
     };
-    let sent = out.drain(DRAIN_BUDGET, thr_empty, |b| outb(COM1, b));
-    Drained {
-        wrote: sent > 0,
-        pending: out.pending(),
-    }
+    out.drain(DRAIN_BUDGET, thr_empty, |b| outb(COM1, b));
+    out.pending()
 }
 
 /// Whether buffered output waits.
