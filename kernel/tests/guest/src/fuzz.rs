@@ -686,6 +686,23 @@ fn hypercalls(p: Params) -> Result<(), &'static str> {
 }
 
 impl Fuzzer {
+    /// A call of `nr` with its first two arguments and harmless words in
+    /// the other three (registers the sub-op does not read).
+    fn call_with(&mut self, (nr, cmd, arg): (u64, u64, u64), family: Family, check: Check) -> Call {
+        Call {
+            nr,
+            args: [
+                cmd,
+                arg,
+                self.safe_word(),
+                self.safe_word(),
+                self.safe_word(),
+            ],
+            family,
+            check,
+        }
+    }
+
     fn new(seed: u64) -> Result<Fuzzer, &'static str> {
         let mut xs = crate::frontend::Store::new();
         let me = my_domid(&mut xs)
@@ -1085,18 +1102,7 @@ impl Fuzzer {
         let mut s = Struct::random(&mut self.rng, 8);
         s.w32(0, self.rng.below(3) as u32);
         self.emit(arg, &s);
-        Call {
-            nr: XEN_VERSION,
-            args: [
-                cmd,
-                arg,
-                self.safe_word(),
-                self.safe_word(),
-                self.safe_word(),
-            ],
-            family: Family::XenVersion,
-            check,
-        }
+        self.call_with((XEN_VERSION, cmd, arg), Family::XenVersion, check)
     }
 
     fn memory_op(&mut self) -> Call {
@@ -1556,18 +1562,7 @@ impl Fuzzer {
             }
             _ => self.blob(4),
         };
-        Call {
-            nr: EVENT_CHANNEL_OP,
-            args: [
-                cmd,
-                arg,
-                self.safe_word(),
-                self.safe_word(),
-                self.safe_word(),
-            ],
-            family: Family::EventChannelOp,
-            check,
-        }
+        self.call_with((EVENT_CHANNEL_OP, cmd, arg), Family::EventChannelOp, check)
     }
 
     fn sched_op(&mut self) -> Call {
@@ -1673,18 +1668,7 @@ impl Fuzzer {
                 self.put(s)
             }
         };
-        Call {
-            nr: SCHED_OP,
-            args: [
-                cmd,
-                arg,
-                self.safe_word(),
-                self.safe_word(),
-                self.safe_word(),
-            ],
-            family: Family::SchedOp,
-            check,
-        }
+        self.call_with((SCHED_OP, cmd, arg), Family::SchedOp, check)
     }
 
     fn hvm_op(&mut self) -> Call {
