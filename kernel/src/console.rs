@@ -122,6 +122,17 @@ pub fn print_guest(text: &str) {
     c.pump(PUMP_BUDGET);
 }
 
+/// Whether the queue surely takes `bytes` of a guest's text, however it is
+/// tagged: each byte may start a line (`(dNNNNN) `, up to 8 bytes) and a
+/// newline becomes CR LF. Always true while COM1 belongs to the driver
+/// domain: guests' early consoles then go to the hypervisor's log.
+pub fn guest_room_for(bytes: usize) -> bool {
+    handed_over()
+        || PORT
+            .try_lock()
+            .is_some_and(|p| p.queue.free() >= bytes.saturating_mul(10))
+}
+
 /// Sends some queued guest output if the UART has room; never waits.
 pub fn pump() {
     if let Some(mut port) = PORT.try_lock() {

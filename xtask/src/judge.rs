@@ -238,21 +238,25 @@ pub const EVTCHN_PAIR_LINES: &[&str] = &[
 /// re-arm a guest's watchpoints on VMRUN and #VMEXIT and once in about
 /// twenty runs died right after the test guest armed one
 /// (kernel/tests/guest/src/checks.rs, `DATA_BREAKPOINT_WORD`).
-pub const TEST_GUEST_CMDLINE: &str = "guest=test-guest.elf guest=test-guest.elf:oob";
+/// Domain 3 passes the checks too, then shuts down with the reason 0x1234,
+/// which Xen takes and keeps the low byte of.
+pub const TEST_GUEST_CMDLINE: &str =
+    "guest=test-guest.elf guest=test-guest.elf:oob guest=test-guest.elf:odd-shutdown";
 
 /// Bochs' Intel model: the data breakpoint armed.
-pub const TEST_GUEST_CMDLINE_BOCHS: &str =
-    "guest=test-guest.elf:data-breakpoint guest=test-guest.elf:oob,data-breakpoint";
+pub const TEST_GUEST_CMDLINE_BOCHS: &str = "guest=test-guest.elf:data-breakpoint \
+     guest=test-guest.elf:oob,data-breakpoint guest=test-guest.elf:odd-shutdown,data-breakpoint";
 
 /// The same on Bochs' AMD model, whose SVM loses DR6 on an intercepted #DB
 /// (kernel/tests/guest/src/checks.rs, `DR6_LOST_WORD`): there the #DB must
 /// still reach the guest, but its DR6 is not judged.
 pub const TEST_GUEST_CMDLINE_BOCHS_SVM: &str = "guest=test-guest.elf:svm-dr6-lost,data-breakpoint \
-     guest=test-guest.elf:oob,svm-dr6-lost,data-breakpoint";
+     guest=test-guest.elf:oob,svm-dr6-lost,data-breakpoint \
+     guest=test-guest.elf:odd-shutdown,svm-dr6-lost,data-breakpoint";
 
 fn check_test_guest(lines: &[String], problems: &mut Vec<String>) {
     let has = |want: &str| lines.iter().any(|l| l == want);
-    for domain in [1, 2] {
+    for domain in [1, 2, 3] {
         for check in TEST_GUEST_CHECKS {
             let want = format!("(d{domain}) check {check}: ok");
             if !has(&want) {
@@ -281,6 +285,8 @@ fn check_test_guest(lines: &[String], problems: &mut Vec<String>) {
     for want in [
         "domain 1 (test-guest.elf): poweroff",
         "domain 2 (test-guest.elf-2): crashed: read access outside its memory at GPA 0x40000000",
+        // SCHEDOP_shutdown(0x1234): any reason ends the domain, its low byte kept.
+        "domain 3 (test-guest.elf-3): shutdown reason 52",
     ] {
         if !has(want) {
             problems.push(format!("missing {want:?}"));

@@ -26,8 +26,12 @@ pub fn call(dom: &mut Domain, call: &Call) -> Result<Ret, Continue> {
 
 /// Prints up to PER_ENTRY bytes; if more remain, asks to be entered again
 /// with the rest (the same arguments, advanced), so a long write never
-/// holds the CPU. A buffer that would run past the top of the address
-/// space is -EFAULT before anything is printed.
+/// holds the CPU. While COM1's queue has no room for the next chunk, the
+/// call continues without printing it: the guest waits for the UART, as
+/// it would on a serial line, instead of its text being dropped (the queue
+/// is sent from the exit loop between the entries). A buffer that would
+/// run past the top of the address space is -EFAULT before anything is
+/// printed.
 fn write(dom: &mut Domain, count: u64, gva: u64) -> Result<Ret, Continue> {
     if gva.checked_add(count).is_none() {
         return Ok(-EFAULT);
@@ -38,6 +42,9 @@ fn write(dom: &mut Domain, count: u64, gva: u64) -> Result<Ret, Continue> {
     let mut done = 0;
     while done < now {
         let n = (now - done).min(CHUNK as u64) as usize;
+        if !crate::console::guest_room_for(n) {
+            return Err(Continue([CONSOLEIO_WRITE, count - done, gva + done]));
+        }
         if let Err(fault) = memory(dom).read_gva(&paging, false, gva + done, &mut buf[..n]) {
             return Ok(fault.into());
         }
