@@ -164,7 +164,7 @@ pub fn as_domain_one(lines: &[String], k: u16) -> Vec<String> {
 }
 
 /// The test guest's checks (kernel/tests/guest/src/checks.rs), in order.
-pub const TEST_GUEST_CHECKS: [&str; 21] = [
+pub const TEST_GUEST_CHECKS: [&str; 22] = [
     "cpuid",
     "msr-allowed",
     "msr-forbidden",
@@ -186,6 +186,7 @@ pub const TEST_GUEST_CHECKS: [&str; 21] = [
     "event-redelivery",
     "spec-ctrl",
     "console-io-continued",
+    "hypercall-compat",
 ];
 
 /// Exits the checks above must have caused in each test-guest domain, as

@@ -31,6 +31,7 @@ const CHECKS: &[Check] = &[
     ("event-redelivery", event_redelivery),
     ("spec-ctrl", spec_ctrl),
     ("console-io-continued", console_io_continued),
+    ("hypercall-compat", hypercall_compat),
 ];
 
 pub fn run_all() -> (usize, usize) {
@@ -886,5 +887,83 @@ fn console_io_continued() -> Result<(), &'static str> {
     ensure(
         ret == -EFAULT,
         "a console_io buffer wrapping the address space was not -EFAULT",
+    )
+}
+
+extern "C" {
+    static mut pvh_rt_gdt: [u64; 5];
+    fn compat_vmcall();
+    fn compat_vmmcall();
+}
+
+// 32-bit code for `hypercall_compat`, entered by a far call from 64-bit
+// code: the hypercall instruction, then a far return to 64-bit mode.
+core::arch::global_asm!(
+    ".code32",
+    ".global compat_vmcall",
+    "compat_vmcall:",
+    "vmcall",
+    "lret",
+    ".global compat_vmmcall",
+    "compat_vmmcall:",
+    "vmmcall",
+    "lret",
+    ".code64",
+    options(att_syntax)
+);
+
+/// entry.S's GDT plus a 32-bit flat code segment at selector 0x28.
+static mut COMPAT_GDT: [u64; 6] = [0; 6];
+const COMPAT_CS: u64 = 0x28;
+
+/// A hypercall from compatibility mode (EFER.LMA set, CS.L clear) uses the
+/// 32-bit convention, as Xen decides by the code segment
+/// (hvm_guest_x86_mode): xen_version(XENVER_version) with the sub-op in EBX
+/// must answer the version while RDI holds a sub-op that does not exist.
+fn hypercall_compat() -> Result<(), &'static str> {
+    let amd = cpuid_leaf(0).ebx == 0x6874_7541; // "Auth"
+                                                // SAFETY: the copy keeps every descriptor of the live GDT (the loaded
+                                                // TR and segment registers stay valid) and adds one code segment.
+    unsafe {
+        let gdt = &mut *core::ptr::addr_of_mut!(COMPAT_GDT);
+        gdt[..5].copy_from_slice(&*core::ptr::addr_of!(pvh_rt_gdt));
+        // Base 0, limit 4 GiB, 32-bit (D), present, DPL 0, execute/read.
+        gdt[5] = 0x00cf_9a00_0000_ffff;
+        let pointer: [u64; 2] = [
+            (6 * 8 - 1) | ((gdt.as_ptr() as u64) << 16),
+            (gdt.as_ptr() as u64) >> 48,
+        ];
+        asm!("lgdt [{}]", in(reg) pointer.as_ptr().cast::<u8>());
+    }
+    let target = if amd {
+        compat_vmmcall as unsafe extern "C" fn()
+    } else {
+        compat_vmcall
+    } as usize as u64;
+    // m16:32 far pointer: offset, then selector (the code is below 4 GiB).
+    let far: [u32; 2] = [target as u32, COMPAT_CS as u32];
+    let ret: u64;
+    // SAFETY: the far call runs two instructions of 32-bit code on this
+    // stack (below 4 GiB, identity-mapped) and returns to 64-bit mode;
+    // RBX, which the compiler reserves, is saved around it.
+    unsafe {
+        asm!(
+            "push rbx",
+            "mov ebx, {sub}",
+            "call fword ptr [{far}]",
+            "pop rbx",
+            far = in(reg) far.as_ptr(),
+            sub = const XENVER_VERSION,
+            inlateout("rax") XEN_VERSION => ret,
+            in("rdi") 0xdead_u64,
+            in("rcx") 0u64,
+            in("rdx") 0u64,
+            in("rsi") 0u64,
+        )
+    };
+    let want = u64::from((VERSION_MAJOR << 16) | VERSION_MINOR);
+    ensure(
+        ret & 0xffff_ffff == want,
+        "a hypercall from 32-bit code was not read from EBX/ECX/EDX",
     )
 }
