@@ -74,6 +74,7 @@ pub fn init() {
         (1, db_stub),
         (6, ud_stub),
         (13, gp_stub),
+        (17, crate::checks::ac_stub_entry()),
         (TEST_VECTOR, irq_stub),
     ]);
 }

@@ -49,6 +49,7 @@ fn guest_main(start_info: u64) -> ! {
     checks::configure(
         word(checks::DR6_LOST_WORD),
         word(checks::DATA_BREAKPOINT_WORD),
+        word(checks::ALIGNMENT_CHECK_WORD),
     );
     let (passed, failed) = checks::run_all();
     println!("{passed} passed, {failed} failed");
