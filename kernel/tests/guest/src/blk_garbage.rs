@@ -1,7 +1,7 @@
 //! A hostile blkfront: connects to its vbd like Linux does, then puts garbage on the ring (a fixed set, or `fuzz-blkif=N:SEED` seeded random requests) and checks every answer, and that the ring is dropped when overrun.
 
 use crate::frontend::{
-    alloc_path, alloc_unbound, fmt_u32, grant, map_grant_frame, send, set32, vol32, wait_word,
+    alloc_path, alloc_unbound, decimal, grant, map_grant_frame, send, set32, vol32, wait_word,
     Page, Store,
 };
 use crate::fuzz::{self, Cell, Events, Params, Progress, Rng};
@@ -70,9 +70,15 @@ fn connect() -> Result<Vbd, &'static str> {
     grant(RING_REF, ring, false);
     grant(DATA_REF, data, false);
     let port = alloc_unbound()?;
-    let mut num = [0u8; 12];
-    xs.write(alloc_path(VBD, "ring-ref"), fmt_u32(RING_REF, &mut num))?;
-    xs.write(alloc_path(VBD, "event-channel"), fmt_u32(port, &mut num))?;
+    let mut num = [0u8; 20];
+    xs.write(
+        alloc_path(VBD, "ring-ref"),
+        decimal(u64::from(RING_REF), &mut num),
+    )?;
+    xs.write(
+        alloc_path(VBD, "event-channel"),
+        decimal(u64::from(port), &mut num),
+    )?;
     xs.write(alloc_path(VBD, "protocol"), b"x86_64-abi")?;
     xs.write(alloc_path(VBD, "state"), b"3")?;
     xs.wait_for(alloc_path(backend, "state"), b"4")?;

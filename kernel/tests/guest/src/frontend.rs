@@ -245,7 +245,8 @@ pub fn alloc_path(dir: &str, key: &str) -> &'static str {
     }
 }
 
-pub fn fmt_u32(mut v: u32, buf: &mut [u8; 12]) -> &[u8] {
+/// `v` in decimal, in the end of `buf`.
+pub fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut at = buf.len();
     loop {
         at -= 1;

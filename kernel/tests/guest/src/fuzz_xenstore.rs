@@ -1,6 +1,6 @@
 //! The XenStore fuzzer (`fuzz-xenstore=N:SEED`): N seeded requests over the guest's own XenStore ring (random and malformed headers and payloads, transactions, watches, odd and deep paths), every reply checked; then one request over the length limit, or broken ring indices.
 
-use crate::frontend::{hvm_param, send, set32, vol32};
+use crate::frontend::{decimal, hvm_param, send, set32, vol32};
 use crate::fuzz::{self, Cell, Events, Params, Progress, Rng};
 use crate::println;
 use core::sync::atomic::{fence, Ordering};
@@ -937,20 +937,6 @@ impl Fuzzer {
         }
         Ok(())
     }
-}
-
-/// `v` in decimal, in the end of `buf`.
-fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    &buf[at..]
 }
 
 /// A transaction id reply: decimal digits and a NUL.

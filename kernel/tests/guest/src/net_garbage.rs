@@ -1,7 +1,7 @@
 //! A hostile netfront: connects to its vif like Linux does, then puts garbage on the TX ring (a fixed set, or `fuzz-netif=N:SEED` seeded random packets and RX postings) and checks every answer, and that the vif closes when its ring is overrun.
 
 use crate::frontend::{
-    alloc_path, alloc_unbound, fmt_u32, grant, map_grant_frame, send, set32, vol32, wait_word,
+    alloc_path, alloc_unbound, decimal, grant, map_grant_frame, send, set32, vol32, wait_word,
     yield_cpu, Page, Store,
 };
 use crate::fuzz::{self, Cell, Events, Params, Progress, Rng};
@@ -144,16 +144,19 @@ fn connect() -> Result<Vif, &'static str> {
     }
     set32(rx + REQ_PROD, RX_POSTED as u32);
     let port = alloc_unbound()?;
-    let mut num = [0u8; 12];
+    let mut num = [0u8; 20];
     xs.write(
         alloc_path(VIF, "tx-ring-ref"),
-        fmt_u32(TX_RING_REF, &mut num),
+        decimal(u64::from(TX_RING_REF), &mut num),
     )?;
     xs.write(
         alloc_path(VIF, "rx-ring-ref"),
-        fmt_u32(RX_RING_REF, &mut num),
+        decimal(u64::from(RX_RING_REF), &mut num),
     )?;
-    xs.write(alloc_path(VIF, "event-channel"), fmt_u32(port, &mut num))?;
+    xs.write(
+        alloc_path(VIF, "event-channel"),
+        decimal(u64::from(port), &mut num),
+    )?;
     xs.write(alloc_path(VIF, "request-rx-copy"), b"1")?;
     xs.write(alloc_path(VIF, "feature-rx-notify"), b"1")?;
     xs.write(alloc_path(VIF, "state"), b"4")?;
