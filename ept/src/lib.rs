@@ -30,4 +30,6 @@ pub use format::{Format, MemType, Perms};
 pub use memory::{GuestPhysRead, TableMemory};
 pub use npt_format::Npt;
 pub use table::{EptTable, MapError, NptTable, SecondLevel, Translation};
-pub use walker::{Access, GuestPaging, GuestTranslation, PageFaultCode, PagingMode, WalkError};
+pub use walker::{
+    Access, GuestPageSize, GuestPaging, GuestTranslation, PageFaultCode, PagingMode, WalkError,
+};

@@ -28,4 +28,15 @@ pub trait GuestPhysRead {
     /// The naturally aligned 8 bytes at `gpa`, or `None` when the address is
     /// not guest RAM (unmapped, MMIO, or memory the guest does not own).
     fn read_u64(&self, gpa: Gpa) -> Option<u64>;
+
+    /// The naturally aligned 4 bytes at `gpa` (32-bit paging's entries), or
+    /// `None` when the address is not guest RAM: the half of the aligned
+    /// 8 bytes that holds them (x86 is little-endian).
+    fn read_u32(&self, gpa: Gpa) -> Option<u32> {
+        if gpa.0 % 4 != 0 {
+            return None;
+        }
+        let qword = self.read_u64(Gpa(gpa.0 & !7))?;
+        Some((qword >> (8 * (gpa.0 & 4))) as u32)
+    }
 }

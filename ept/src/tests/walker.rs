@@ -1,10 +1,11 @@
 //! Tests of the guest page-table walker over hand-built guest tables: translations of each page size and every fault bit.
 
 use crate::{
-    Access, Gpa, GuestPaging, GuestPhysRead, Gva, PageFaultCode, PageSize, PagingMode, WalkError,
+    Access, Gpa, GuestPageSize, GuestPaging, GuestPhysRead, Gva, PageFaultCode, PagingMode,
+    WalkError,
 };
 use std::collections::BTreeMap;
-use PageSize::{Size1G, Size2M, Size4K};
+use GuestPageSize::{Size1G, Size2M, Size4K, Size4M};
 
 const P: u64 = 1 << 0;
 const RW: u64 = 1 << 1;
@@ -67,7 +68,7 @@ fn paging() -> GuestPaging {
     GuestPaging::from_registers(cr0, PML4, cr4, efer, 40)
 }
 
-type Outcome = Result<(u64, PageSize), WalkError>;
+type Outcome = Result<(u64, GuestPageSize), WalkError>;
 
 fn fault(code: u32) -> Outcome {
     Err(WalkError::PageFault(PageFaultCode(code)))
@@ -213,24 +214,188 @@ fn unreadable_tables_and_bad_addresses_are_not_page_faults() {
 }
 
 #[test]
-fn other_paging_modes() {
+fn paging_off_is_identity() {
     let off = GuestPaging::from_registers(1, PML4, 0, 0, 40);
     assert_eq!(off.mode, PagingMode::Disabled);
     assert_eq!(
         walk(&guest(), off, 0x1234_5678, W),
         Ok((0x1234_5678, Size4K))
     );
+}
+
+#[test]
+fn modes_follow_the_control_registers() {
     let modes = [
         (0, 0, PagingMode::Bits32),
+        (1 << 4, 1 << 11, PagingMode::Bits32),
         (1 << 5, 0, PagingMode::Pae),
+        (1 << 5, 1 << 8, PagingMode::Pae),
+        (1 << 5, 1 << 10, PagingMode::Level4),
         (1 << 5 | 1 << 12, 1 << 10, PagingMode::Level5),
     ];
     for (cr4, efer, mode) in modes {
         let paging = GuestPaging::from_registers(1 << 31 | 1, PML4, cr4, efer, 40);
-        assert_eq!(paging.mode, mode);
-        assert_eq!(
-            walk(&guest(), paging, 0x1000, R),
-            Err(WalkError::UnsupportedMode(mode))
-        );
+        assert_eq!(paging.mode, mode, "CR4 {cr4:#x} EFER {efer:#x}");
+        assert_eq!(paging.large_pages, cr4 & 1 << 4 != 0);
     }
+}
+
+// 32-bit paging: a page directory at 0x1000 with
+// - PDE 0 -> page table at 0x2000: PTE 1 user RW 0x75000, PTE 2 user
+//   read-only 0x76000, PTE 3 not present
+// - PDE 1 (0x40_0000): 4 MiB supervisor RW at 0x0080_0000 with PSE-36
+//   bits 20:13 = 0x12, i.e. physical 0x12_0080_0000
+// - PDE 2 (0x80_0000) not present
+const PD32: u64 = 0x1000;
+const PT32: u64 = 0x2000;
+
+fn guest_32bit() -> GuestRam {
+    let mut ram = GuestRam::default();
+    ram.set(PD32, (0x4000_0000_u64 | P) << 32 | PT32 | P | RW | US);
+    ram.set(PT32, (0x75000 | P | RW | US) << 32);
+    ram.set(PT32 + 8, 0x76000 | P | US);
+    ram
+}
+
+fn set_32(ram: &mut GuestRam, gpa: u64, value: u32) {
+    let old = ram.read_u64(Gpa(gpa & !7)).unwrap_or(0);
+    let shift = 8 * (gpa & 4);
+    ram.set(gpa & !7, old & !(0xffff_ffff << shift) | u64::from(value) << shift);
+}
+
+/// 32-bit paging with CR0.WP and CR4.PSE.
+fn paging_32bit() -> GuestPaging {
+    GuestPaging::from_registers(1 << 31 | 1 << 16 | 1, PD32, 1 << 4, 1 << 11, 40)
+}
+
+#[test]
+fn bits32_translates_4k_and_4m_pages() {
+    let mut ram = guest_32bit();
+    set_32(&mut ram, PD32 + 4, 0x0080_0000 | 0x12 << 13 | (P | RW | PS) as u32);
+    let fetch_rsvd = fault(PF_P | PF_RSVD);
+    let cases = [
+        (0x1abc, W.by_user(), Ok((0x75abc, Size4K))),
+        // No execute-disable in 32-bit paging, and no I/D bit in its faults.
+        (0x2abc, X.by_user(), Ok((0x76abc, Size4K))),
+        (0x2abc, W.by_user(), fault(PF_P | PF_W | PF_U)),
+        (0x2abc, W, fault(PF_P | PF_W)),
+        (0x3000, X, fault(0)),
+        (0x80_0000, R, fault(0)),
+        (0x7f_fffc, W, Ok((0x12_00bf_fffc, Size4M))),
+        (0x40_0000, R.by_user(), fault(PF_P | PF_U)),
+        // Above 4 GiB is no 32-bit linear address.
+        (1 << 32 | 0x1000, R, Err(WalkError::NonCanonical)),
+    ];
+    check(&ram, paging_32bit(), &cases);
+    // Bit 21 is reserved; with MAXPHYADDR 36 so are bits 21:17.
+    set_32(&mut ram, PD32 + 4, 0x0080_0000 | 1 << 21 | (P | PS) as u32);
+    assert_eq!(walk(&ram, paging_32bit(), 0x40_0000, X), fetch_rsvd);
+    set_32(&mut ram, PD32 + 4, 0x0080_0000 | 0x8 << 13 | (P | PS) as u32);
+    let mut narrow = paging_32bit();
+    narrow.max_phys_bits = 36;
+    assert_eq!(
+        walk(&ram, narrow, 0x40_0000, R),
+        Ok((0x8_0080_0000, Size4M))
+    );
+    set_32(&mut ram, PD32 + 4, 0x0080_0000 | 0x10 << 13 | (P | PS) as u32);
+    assert_eq!(walk(&ram, narrow, 0x40_0000, R), fetch_rsvd);
+    // Without CR4.PSE, PS is ignored: the PDE points at a page table.
+    set_32(&mut ram, PD32 + 4, (PT32 | P | PS) as u32);
+    let mut no_pse = paging_32bit();
+    no_pse.large_pages = false;
+    assert_eq!(
+        walk(&ram, no_pse, 0x40_1abc, R),
+        Ok((0x75abc, Size4K))
+    );
+    // A page table outside guest RAM.
+    set_32(&mut ram, PD32 + 8, 0x9_9000 | P as u32);
+    assert_eq!(
+        walk(&ram, paging_32bit(), 0x80_0000, R),
+        Err(WalkError::Unreadable(Gpa(0x9_9000)))
+    );
+}
+
+// PAE paging: the PDPT at 0x1020 (CR3 is 32-byte aligned), whose PDPTE 0
+// points at the page directory at 0x3000 (the long-mode `guest()` one:
+// 0x1000 user RW, 0x2000 user read-only NX, 0x3000 not present,
+// 0x20_0000 2 MiB user read-only); PDPTE 1 not present; PDPTE 3 (the top
+// GiB) -> the same page directory.
+const PDPT_PAE: u64 = 0x1020;
+
+fn guest_pae() -> GuestRam {
+    let mut ram = guest();
+    ram.set(PDPT_PAE, PD | P);
+    ram.set(PDPT_PAE + 24, PD | P);
+    ram
+}
+
+/// PAE paging with CR0.WP and EFER.NXE.
+fn paging_pae() -> GuestPaging {
+    GuestPaging::from_registers(1 << 31 | 1 << 16 | 1, PDPT_PAE, 1 << 5, 1 << 11, 40)
+}
+
+#[test]
+fn pae_translates_and_faults() {
+    let ram = guest_pae();
+    let cases = [
+        (0x1abc, W.by_user(), Ok((0x75abc, Size4K))),
+        (0xc000_1abc, W.by_user(), Ok((0x75abc, Size4K))),
+        (0x2f_edcb, R.by_user(), Ok((0x6f_edcb, Size2M))),
+        (0x2000, X, fault(PF_P | PF_I)),
+        (0x20_0000, W, fault(PF_P | PF_W)),
+        (0x3000, W.by_user(), fault(PF_W | PF_U)),
+        (0x4000_0000, R, fault(0)),
+        (1 << 32, R, Err(WalkError::NonCanonical)),
+    ];
+    check(&ram, paging_pae(), &cases);
+    // Without NXE bit 63 is reserved, and fetches do not report I/D.
+    let mut no_nx = paging_pae();
+    no_nx.no_execute = false;
+    assert_eq!(walk(&ram, no_nx, 0x2000, X), fault(PF_P | PF_RSVD));
+    assert_eq!(walk(&ram, no_nx, 0x3000, X), fault(0));
+}
+
+#[test]
+fn pae_pdptes_have_their_own_reserved_bits() {
+    let rsvd = fault(PF_P | PF_RSVD);
+    // R/W, U/S (bits 2:1), bits 8:5 (PS among them), XD even with NXE,
+    // and address bits from MAXPHYADDR.
+    for bit in [1, 2, 5, 6, 7, 8, 63, 40, 51] {
+        let mut ram = guest_pae();
+        ram.set(PDPT_PAE, PD | P | 1 << bit);
+        assert_eq!(walk(&ram, paging_pae(), 0x1000, R), rsvd, "bit {bit}");
+    }
+    // PWT, PCD and the ignored bits 11:9 are not reserved.
+    let mut ram = guest_pae();
+    ram.set(PDPT_PAE, PD | P | 1 << 3 | 1 << 4 | 0xe00);
+    assert_eq!(
+        walk(&ram, paging_pae(), 0x1000, R),
+        Ok((0x75000, Size4K))
+    );
+    // A not-present PDPTE with reserved bits is just not present.
+    ram.set(PDPT_PAE, PD | 0x1e6);
+    assert_eq!(walk(&ram, paging_pae(), 0x1000, W), fault(PF_W));
+}
+
+#[test]
+fn level5_walks_one_more_level() {
+    // PML5 at 0x5000: entry 0 -> the `guest()` PML4, entry 1 -> not present.
+    let mut ram = guest();
+    ram.set(0x5000, PML4 | P | RW | US);
+    let mut paging = paging();
+    paging.mode = PagingMode::Level5;
+    paging.cr3 = 0x5000;
+    let cases = [
+        (0x1abc, W.by_user(), Ok((0x75abc, Size4K))),
+        (0x4123_4567, X, Ok((0x8123_4567, Size1G))),
+        // Canonical at 57 bits: bit 48 is an index bit, not a sign bit.
+        (1 << 48, R, fault(0)),
+        (0x00ff_0000_0000_0000, R, fault(0)),
+        (0xff00_0000_0000_0000, R, fault(0)),
+        (0x0100_0000_0000_0000, R, Err(WalkError::NonCanonical)),
+        (0xfe00_0000_0000_0000, R, Err(WalkError::NonCanonical)),
+    ];
+    check(&ram, paging, &cases);
+    ram.set(0x5000, PML4 | P | RW | US | PS);
+    assert_eq!(walk(&ram, paging, 0x1000, R), fault(PF_P | PF_RSVD));
 }
