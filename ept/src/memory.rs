@@ -33,7 +33,7 @@ pub trait GuestPhysRead {
     /// `None` when the address is not guest RAM: the half of the aligned
     /// 8 bytes that holds them (x86 is little-endian).
     fn read_u32(&self, gpa: Gpa) -> Option<u32> {
-        if gpa.0 % 4 != 0 {
+        if !gpa.0.is_multiple_of(4) {
             return None;
         }
         let qword = self.read_u64(Gpa(gpa.0 & !7))?;

@@ -291,7 +291,14 @@ impl GuestPaging {
             return Err(self.fault(access, PageFaultCode::PRESENT | PageFaultCode::RESERVED));
         }
         let rights = GuestTranslation::unrestricted(Gpa(0));
-        self.walk_tables(mem, u64::from(linear), access, pdpte & ADDRESS_MASK, 2, rights)
+        self.walk_tables(
+            mem,
+            u64::from(linear),
+            access,
+            pdpte & ADDRESS_MASK,
+            2,
+            rights,
+        )
     }
 
     /// CR3 -> (PML5E ->) PML4E -> PDPTE -> PDE -> PTE (SDM Vol. 3A 4.5.4),

@@ -4,3 +4,4 @@ mod arena;
 mod model;
 mod table;
 mod walker;
+mod walker_model;

@@ -260,7 +260,10 @@ fn guest_32bit() -> GuestRam {
 fn set_32(ram: &mut GuestRam, gpa: u64, value: u32) {
     let old = ram.read_u64(Gpa(gpa & !7)).unwrap_or(0);
     let shift = 8 * (gpa & 4);
-    ram.set(gpa & !7, old & !(0xffff_ffff << shift) | u64::from(value) << shift);
+    ram.set(
+        gpa & !7,
+        old & !(0xffff_ffff << shift) | u64::from(value) << shift,
+    );
 }
 
 /// 32-bit paging with CR0.WP and CR4.PSE.
@@ -271,7 +274,11 @@ fn paging_32bit() -> GuestPaging {
 #[test]
 fn bits32_translates_4k_and_4m_pages() {
     let mut ram = guest_32bit();
-    set_32(&mut ram, PD32 + 4, 0x0080_0000 | 0x12 << 13 | (P | RW | PS) as u32);
+    set_32(
+        &mut ram,
+        PD32 + 4,
+        0x0080_0000 | 0x12 << 13 | (P | RW | PS) as u32,
+    );
     let fetch_rsvd = fault(PF_P | PF_RSVD);
     let cases = [
         (0x1abc, W.by_user(), Ok((0x75abc, Size4K))),
@@ -290,23 +297,28 @@ fn bits32_translates_4k_and_4m_pages() {
     // Bit 21 is reserved; with MAXPHYADDR 36 so are bits 21:17.
     set_32(&mut ram, PD32 + 4, 0x0080_0000 | 1 << 21 | (P | PS) as u32);
     assert_eq!(walk(&ram, paging_32bit(), 0x40_0000, X), fetch_rsvd);
-    set_32(&mut ram, PD32 + 4, 0x0080_0000 | 0x8 << 13 | (P | PS) as u32);
+    set_32(
+        &mut ram,
+        PD32 + 4,
+        0x0080_0000 | 0x8 << 13 | (P | PS) as u32,
+    );
     let mut narrow = paging_32bit();
     narrow.max_phys_bits = 36;
     assert_eq!(
         walk(&ram, narrow, 0x40_0000, R),
         Ok((0x8_0080_0000, Size4M))
     );
-    set_32(&mut ram, PD32 + 4, 0x0080_0000 | 0x10 << 13 | (P | PS) as u32);
+    set_32(
+        &mut ram,
+        PD32 + 4,
+        0x0080_0000 | 0x10 << 13 | (P | PS) as u32,
+    );
     assert_eq!(walk(&ram, narrow, 0x40_0000, R), fetch_rsvd);
     // Without CR4.PSE, PS is ignored: the PDE points at a page table.
     set_32(&mut ram, PD32 + 4, (PT32 | P | PS) as u32);
     let mut no_pse = paging_32bit();
     no_pse.large_pages = false;
-    assert_eq!(
-        walk(&ram, no_pse, 0x40_1abc, R),
-        Ok((0x75abc, Size4K))
-    );
+    assert_eq!(walk(&ram, no_pse, 0x40_1abc, R), Ok((0x75abc, Size4K)));
     // A page table outside guest RAM.
     set_32(&mut ram, PD32 + 8, 0x9_9000 | P as u32);
     assert_eq!(
@@ -368,10 +380,7 @@ fn pae_pdptes_have_their_own_reserved_bits() {
     // PWT, PCD and the ignored bits 11:9 are not reserved.
     let mut ram = guest_pae();
     ram.set(PDPT_PAE, PD | P | 1 << 3 | 1 << 4 | 0xe00);
-    assert_eq!(
-        walk(&ram, paging_pae(), 0x1000, R),
-        Ok((0x75000, Size4K))
-    );
+    assert_eq!(walk(&ram, paging_pae(), 0x1000, R), Ok((0x75000, Size4K)));
     // A not-present PDPTE with reserved bits is just not present.
     ram.set(PDPT_PAE, PD | 0x1e6);
     assert_eq!(walk(&ram, paging_pae(), 0x1000, W), fault(PF_W));
