@@ -16,9 +16,13 @@ const NO_EXECUTE: u64 = 1 << 63;
 /// are reserved (bit 12 is PAT).
 const RESERVED_1G: u64 = 0x3fff_e000;
 const RESERVED_2M: u64 = 0x001f_e000;
-/// PAE PDPTE bits 2:1 and 8:5 are reserved: a PDPTE has no R/W, U/S, A, D
-/// or PS (SDM Vol. 3A 4.4.1, table 4-8).
-const PDPTE_RESERVED: u64 = 0x1e6;
+/// PAE PDPTE bits 2:1 and 8:6 are reserved: a PDPTE has no R/W, U/S, D or
+/// PS (SDM Vol. 3A 4.4.1, table 4-8, which reserves bit 5 too). Bit 5 is
+/// let through as the accessed bit: QEMU's emulated CPU sets it in the
+/// PDPTEs it walks (seen under TCG with `-cpu EPYC`: a PDPTE written as
+/// 0x144001 read back 0x144021), and a walker refusing what the guest's
+/// own CPU accepts would fault every PAE guest there.
+const PDPTE_RESERVED: u64 = 0x1c6;
 /// 32-bit paging: bits 31:12 of an entry address the next table or page
 /// (SDM Vol. 3A 4.3, tables 4-3 to 4-6).
 const ADDRESS_32: u64 = 0xffff_f000;
@@ -277,7 +281,7 @@ impl GuestPaging {
     /// CR3 -> PDPTE -> PDE -> PTE (SDM Vol. 3A 4.4). The PDPTE, one of four
     /// at CR3[31:5], only says present and where the page directory is: it
     /// has no rights bits, and any reserved bit in a present one (bits 2:1,
-    /// 8:5, XD, address bits from MAXPHYADDR) is a reserved-bit fault. The
+    /// 8:6, XD, address bits from MAXPHYADDR) is a reserved-bit fault. The
     /// PDE and PTE are long mode's.
     fn walk_pae(&self, mem: &impl GuestPhysRead, linear: u32, access: Access) -> Walk {
         let entry_gpa = Gpa((self.cr3 & PDPT_32) + u64::from(linear >> 30) * 8);

@@ -266,9 +266,14 @@ fn handle(dom: &mut Domain, others: &mut Others, exit: Exit) {
 fn skip(dom: &mut Domain) {
     let memory = GuestMemory::new(dom.space.as_ref());
     if let Err(why) = dom.vcpu.skip_instruction(&memory) {
+        let p = dom.vcpu.paging();
         dom.crash(format!(
-            "cannot skip instruction at rip {:#x}: {why}",
-            dom.vcpu.rip()
+            "cannot skip instruction at rip {:#x}: {why} (CR0 {:#x} CR3 {:#x} CR4 {:#x} EFER {:#x})",
+            dom.vcpu.rip(),
+            p.cr0,
+            p.cr3,
+            p.cr4,
+            p.efer
         ));
     }
 }

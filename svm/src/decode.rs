@@ -42,6 +42,12 @@ fn is_legacy_prefix(b: u8) -> bool {
 /// The length of the instruction in `bytes` if it is `expected` (with any
 /// prefixes; REX only in 64-bit mode, and only right before the opcode).
 /// `None` if the bytes are some other instruction or run out.
+///
+/// The same bytes decode alike in 64-, 32- and 16-bit code: none of these
+/// instructions has an operand or ModRM byte, so the default operand and
+/// address sizes (CS.D, APM Vol. 3 1.2.3) and the 66h/67h prefixes that
+/// flip them change no length; only REX depends on the mode (in 32- and
+/// 16-bit code 40h-4Fh are INC/DEC).
 pub fn length(bytes: &[u8], expected: Expected, long_mode: bool) -> Option<usize> {
     let mut at = 0;
     while at < bytes.len() && at < 14 && is_legacy_prefix(bytes[at]) {
@@ -56,9 +62,67 @@ pub fn length(bytes: &[u8], expected: Expected, long_mode: bool) -> Option<usize
     })
 }
 
+/// Where the instruction at CS:RIP starts: in 64-bit mode the CS base is
+/// ignored (APM Vol. 2 4.8.1); elsewhere it is added to EIP and the linear
+/// address wraps at 4 GiB (APM Vol. 2 4.5.3). The walk then goes through
+/// whatever paging mode the guest is in.
+pub fn code_address(long_mode: bool, cs_base: u64, rip: u64) -> u64 {
+    if long_mode {
+        rip
+    } else {
+        cs_base.wrapping_add(rip) & 0xffff_ffff
+    }
+}
+
+/// RIP after an instruction of `len` bytes: outside 64-bit mode EIP wraps
+/// at 32 bits, as on VMX (vmx `skip_instruction`).
+pub fn next_rip(long_mode: bool, rip: u64, len: usize) -> u64 {
+    let next = rip.wrapping_add(len as u64);
+    if long_mode {
+        next
+    } else {
+        next & 0xffff_ffff
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn code_addresses_by_mode() {
+        // 64-bit mode ignores the CS base.
+        assert_eq!(
+            code_address(true, 0x1000, 0xffff_8000_0000_0000),
+            0xffff_8000_0000_0000
+        );
+        // 32-bit code adds it and wraps at 4 GiB.
+        assert_eq!(code_address(false, 0x1000, 0x2000), 0x3000);
+        assert_eq!(code_address(false, 0xffff_f000, 0x2000), 0x1000);
+        assert_eq!(code_address(false, 0, 0x1_0000_2000), 0x2000);
+        assert_eq!(next_rip(false, 0xffff_fffe, 3), 1);
+        assert_eq!(next_rip(true, 0xffff_fffe, 3), 0x1_0000_0001);
+    }
+
+    #[test]
+    fn code32_and_code16_decode_alike() {
+        // VMMCALL as 32-bit code emits it, and with the 16-bit operand- and
+        // address-size prefixes; REX-like bytes are no prefix there.
+        for long_mode in [false, true] {
+            assert_eq!(
+                length(&[0x0f, 0x01, 0xd9], Expected::Vmmcall, long_mode),
+                Some(3)
+            );
+            assert_eq!(
+                length(&[0x66, 0x67, 0x0f, 0xa2], Expected::Cpuid, long_mode),
+                Some(4)
+            );
+        }
+        assert_eq!(
+            length(&[0x40, 0x0f, 0x01, 0xd9], Expected::Vmmcall, false),
+            None
+        );
+    }
 
     #[test]
     fn plain_instructions() {

@@ -315,7 +315,8 @@ impl Vcpu for SvmVcpu {
                     _ => return Err("no instruction to skip for this exit"),
                 };
                 let rip = self.rip();
-                let linear = self.vmcb_ref().state.cs.base.wrapping_add(rip);
+                let long_mode = self.in_64bit_mode();
+                let linear = decode::code_address(long_mode, self.vmcb_ref().state.cs.base, rip);
                 let mut bytes = [0u8; 15];
                 // An instruction may end before the next page; fetch only this page if needed.
                 let to_page_end = (0x1000 - (linear & 0xfff)) as usize;
@@ -328,9 +329,9 @@ impl Vcpu for SvmVcpu {
                 } else {
                     return Err("instruction bytes not readable");
                 };
-                let len = decode::length(&bytes[..n], expected, self.in_64bit_mode())
+                let len = decode::length(&bytes[..n], expected, long_mode)
                     .ok_or("bytes at RIP are not the intercepted instruction")?;
-                rip.wrapping_add(len as u64)
+                decode::next_rip(long_mode, rip, len)
             }
         };
         self.set_rip(next);

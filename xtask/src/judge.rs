@@ -164,7 +164,7 @@ pub fn as_domain_one(lines: &[String], k: u16) -> Vec<String> {
 }
 
 /// The test guest's checks (kernel/tests/guest/src/checks.rs), in order.
-pub const TEST_GUEST_CHECKS: [&str; 23] = [
+pub const TEST_GUEST_CHECKS: [&str; 24] = [
     "cpuid",
     "msr-allowed",
     "msr-forbidden",
@@ -188,6 +188,7 @@ pub const TEST_GUEST_CHECKS: [&str; 23] = [
     "console-io-continued",
     "hypercall-compat",
     "alignment-check",
+    "paging-modes",
 ];
 
 /// Exits the checks above must have caused in each test-guest domain, as

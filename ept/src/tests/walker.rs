@@ -370,16 +370,17 @@ fn pae_translates_and_faults() {
 #[test]
 fn pae_pdptes_have_their_own_reserved_bits() {
     let rsvd = fault(PF_P | PF_RSVD);
-    // R/W, U/S (bits 2:1), bits 8:5 (PS among them), XD even with NXE,
+    // R/W, U/S (bits 2:1), bits 8:6 (PS among them), XD even with NXE,
     // and address bits from MAXPHYADDR.
-    for bit in [1, 2, 5, 6, 7, 8, 63, 40, 51] {
+    for bit in [1, 2, 6, 7, 8, 63, 40, 51] {
         let mut ram = guest_pae();
         ram.set(PDPT_PAE, PD | P | 1 << bit);
         assert_eq!(walk(&ram, paging_pae(), 0x1000, R), rsvd, "bit {bit}");
     }
-    // PWT, PCD and the ignored bits 11:9 are not reserved.
+    // PWT, PCD, the ignored bits 11:9 and the accessed bit QEMU sets are
+    // not reserved.
     let mut ram = guest_pae();
-    ram.set(PDPT_PAE, PD | P | 1 << 3 | 1 << 4 | 0xe00);
+    ram.set(PDPT_PAE, PD | P | 1 << 3 | 1 << 4 | 1 << 5 | 0xe00);
     assert_eq!(walk(&ram, paging_pae(), 0x1000, R), Ok((0x75000, Size4K)));
     // A not-present PDPTE with reserved bits is just not present.
     ram.set(PDPT_PAE, PD | 0x1e6);

@@ -344,13 +344,14 @@ fn reference(case: &Case, ram: &Ram, gva: u64, access: Access) -> Outcome {
                     if gva >> 32 != 0 {
                         return Err(WalkError::NonCanonical);
                     }
-                    // 4.4.1: PDPTE i at CR3[31:5] | i << 3; table 4-8.
+                    // 4.4.1: PDPTE i at CR3[31:5] | i << 3; table 4-8,
+                    // but for bit 5, the accessed bit QEMU sets.
                     let at = bits(case.cr3, 31, 5) << 5 | bits(gva, 31, 30) << 3;
                     let pdpte = read64(at)?;
                     if !bit(pdpte, 0) {
                         return pf(false, false);
                     }
-                    let reserved = [1, 2, 5, 6, 7, 8, 63].iter().any(|&b| bit(pdpte, b));
+                    let reserved = [1, 2, 6, 7, 8, 63].iter().any(|&b| bit(pdpte, b));
                     if reserved || above_m(pdpte) {
                         return pf(true, true);
                     }

@@ -33,6 +33,7 @@ const CHECKS: &[Check] = &[
     ("console-io-continued", console_io_continued),
     ("hypercall-compat", hypercall_compat),
     ("alignment-check", alignment_check),
+    ("paging-modes", crate::paging_modes::paging_modes),
 ];
 
 pub fn run_all() -> (usize, usize) {
@@ -49,7 +50,7 @@ pub fn run_all() -> (usize, usize) {
     (CHECKS.len() - failed, failed)
 }
 
-fn ensure(ok: bool, why: &'static str) -> Result<(), &'static str> {
+pub(crate) fn ensure(ok: bool, why: &'static str) -> Result<(), &'static str> {
     if ok {
         Ok(())
     } else {
@@ -57,7 +58,7 @@ fn ensure(ok: bool, why: &'static str) -> Result<(), &'static str> {
     }
 }
 
-fn cpuid_leaf(leaf: u32) -> core::arch::x86_64::CpuidResult {
+pub(crate) fn cpuid_leaf(leaf: u32) -> core::arch::x86_64::CpuidResult {
     core::arch::x86_64::__cpuid(leaf)
 }
 
@@ -924,13 +925,13 @@ core::arch::global_asm!(
 /// entry.S's GDT plus a 32-bit flat code segment (0x28) and user-mode
 /// data (0x30) and 64-bit code (0x38) segments, DPL 3.
 static mut TEST_GDT: [u64; 8] = [0; 8];
-const COMPAT_CS: u64 = 0x28;
+pub(crate) const COMPAT_CS: u64 = 0x28;
 const USER_SS: u64 = 0x30 | 3;
 const USER_CS: u64 = 0x38 | 3;
 
 /// Loads `TEST_GDT`. The copy keeps every descriptor of the live GDT, so
 /// the loaded TR and segment registers stay valid.
-fn load_test_gdt() {
+pub(crate) fn load_test_gdt() {
     // SAFETY: as above; the guest is single-threaded.
     unsafe {
         let gdt = &mut *core::ptr::addr_of_mut!(TEST_GDT);

@@ -25,6 +25,8 @@ mod hypercall;
 mod idt;
 #[cfg(target_os = "none")]
 mod net_garbage;
+#[cfg(target_os = "none")]
+mod paging_modes;
 
 #[cfg(target_os = "none")]
 pvh_guest_rt::entry!(main = guest_main, fault = guest_unexpected);
