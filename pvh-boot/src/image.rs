@@ -32,7 +32,9 @@ impl core::fmt::Display for LoadError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             LoadError::NotElf => write!(f, "not a little-endian ELF image"),
-            LoadError::NotX86_64Executable => write!(f, "not an x86 (x86-64 or i386) executable ELF"),
+            LoadError::NotX86_64Executable => {
+                write!(f, "not an x86 (x86-64 or i386) executable ELF")
+            }
             LoadError::NoPvhEntry => write!(
                 f,
                 "no XEN_ELFNOTE_PHYS32_ENTRY note: the kernel does not support PVH boot"
