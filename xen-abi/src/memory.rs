@@ -72,6 +72,32 @@ pub struct XenAddToPhysmap {
     pub gpfn: u64,
 }
 
+/// `struct xen_add_to_physmap` as a 32-bit guest lays it out, 16 bytes:
+/// `unsigned long idx` and `xen_pfn_t gpfn` are 32 bits there. Xen reads it
+/// through its compat layer (xen/include/compat/memory.h, translated by
+/// `compat_memory_op`) and zero-extends both.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XenAddToPhysmapCompat {
+    pub domid: DomId,
+    pub size: u16,
+    pub space: u32,
+    pub idx: u32,
+    pub gpfn: u32,
+}
+
+impl From<XenAddToPhysmapCompat> for XenAddToPhysmap {
+    fn from(c: XenAddToPhysmapCompat) -> XenAddToPhysmap {
+        XenAddToPhysmap {
+            domid: c.domid,
+            size: c.size,
+            space: c.space,
+            idx: u64::from(c.idx),
+            gpfn: u64::from(c.gpfn),
+        }
+    }
+}
+
 /// `struct xen_remove_from_physmap` (memory.h).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -120,6 +146,9 @@ pub struct XenMemoryReservation {
 }
 
 assert_eq_size!(XenAddToPhysmap, [u8; 24]);
+assert_eq_size!(XenAddToPhysmapCompat, [u8; 16]);
+const_assert_eq!(offset_of!(XenAddToPhysmapCompat, idx), 8);
+const_assert_eq!(offset_of!(XenAddToPhysmapCompat, gpfn), 12);
 const_assert_eq!(offset_of!(XenAddToPhysmap, size), 2);
 const_assert_eq!(offset_of!(XenAddToPhysmap, space), 4);
 const_assert_eq!(offset_of!(XenAddToPhysmap, idx), 8);

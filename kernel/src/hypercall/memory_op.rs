@@ -16,6 +16,14 @@ const MAX_GFN: u64 = 1 << 36;
 pub fn call(dom: &mut Domain, call: &Call) -> Ret {
     // Bits 6 and up carry a continuation's start extent (memory.h).
     match call.args[0] & MEMOP_CMD_MASK {
+        // A 32-bit caller passes the compat layout (32-bit idx and gpfn),
+        // as Xen's compat_memory_op translates it.
+        XENMEM_ADD_TO_PHYSMAP if !dom.vcpu.in_64bit_mode() => {
+            match read_arg::<XenAddToPhysmapCompat>(dom, call.args[1]) {
+                Ok(arg) => add_to_physmap(dom, &arg.into()),
+                Err(f) => f.into(),
+            }
+        }
         XENMEM_ADD_TO_PHYSMAP => match read_arg::<XenAddToPhysmap>(dom, call.args[1]) {
             Ok(arg) => add_to_physmap(dom, &arg),
             Err(f) => f.into(),

@@ -143,6 +143,7 @@ abi!(
     u32,
     u64,
     xen_abi::memory::XenAddToPhysmap,
+    xen_abi::memory::XenAddToPhysmapCompat,
     xen_abi::memory::XenMemoryMap,
     xen_abi::hvm::XenHvmParam,
     xen_abi::vcpu::VcpuRegisterVcpuInfo,
