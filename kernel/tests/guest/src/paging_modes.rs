@@ -4,12 +4,18 @@
 //! one linear address, `TARGET`, leads to a different page in each mode,
 //! and `xen_version(XENVER_extraversion, TARGET)` must land in that mode's
 //! page and nowhere else; `TARGET` + 4 MiB, mapped in no mode, must give
-//! -EFAULT. On SVM without NRIPS (QEMU) the hypervisor also decodes
+//! -EFAULT. In each mode `XENMEM_add_to_physmap` in the 32-bit layout
+//! (xen/include/compat/memory.h: 32-bit idx and gpfn) then maps shared_info
+//! at a GFN of that mode's, where 64-bit code reads it back. On SVM without
+//! NRIPS (QEMU) the hypervisor also decodes
 //! each VMMCALL, RDMSR and WRMSR by fetching it through the same tables.
 
 use crate::checks::{ensure, load_test_gdt, COMPAT_CS};
 use core::arch::asm;
+use xen_abi::event_channel::DOMID_SELF;
 use xen_abi::hypercall::*;
+use xen_abi::memory::XENMAPSPACE_SHARED_INFO;
+use xen_abi::shared_info;
 
 /// 4 KiB of table entries or data, page-aligned.
 #[repr(C, align(4096))]
@@ -110,6 +116,11 @@ struct Block {
     written: u32,
     /// xen_version(XENVER_extraversion, target + 4 MiB).
     unmapped: u32,
+    /// memory_op(XENMEM_add_to_physmap, &xatp).
+    mapped: u32,
+    /// A compat `struct xen_add_to_physmap`: domid | size << 16, space,
+    /// idx, gpfn.
+    xatp: [u32; 4],
 }
 
 // 32-bit code, entered by a far call from 64-bit code with ESI pointing at
@@ -145,6 +156,11 @@ core::arch::global_asm!(
     "add $0x400000, %ecx",
     "call 3f",
     "mov %eax, 28(%esi)",
+    "mov $12, %eax",
+    "mov $7, %ebx",
+    "lea 36(%esi), %ecx",
+    "call 5f",
+    "mov %eax, 32(%esi)",
     "mov %cr0, %eax",
     "and $0x7fffffff, %eax",
     "mov %eax, %cr0",
@@ -162,11 +178,13 @@ core::arch::global_asm!(
     "jmp 2f",
     "2:",
     "lret",
-    // xen_version(XENVER_extraversion = 1, ECX) with the vendor's
-    // instruction; the 32-bit convention takes EBX, ECX.
+    // xen_version(XENVER_extraversion = 1, ECX), or from 5: the hypercall
+    // in EAX with EBX and ECX, with the vendor's instruction; the 32-bit
+    // convention takes EBX, ECX.
     "3:",
     "mov $17, %eax",
     "mov $1, %ebx",
+    "5:",
     "cmpl $0, 20(%esi)",
     "jne 4f",
     "vmcall",
@@ -260,7 +278,9 @@ pub fn paging_modes() -> Result<(), &'static str> {
             "not written through the PAE tables",
         ),
     ];
+    let shared_info_gfn = crate::fuzz::above_ram_gfn()? + 8;
     for (mode, &(mode_cr3, mode_cr4)) in modes.iter().enumerate() {
+        let gfn = shared_info_gfn + mode as u64;
         // SAFETY: single-threaded; not referenced while the call runs.
         unsafe { *core::ptr::addr_of_mut!(DATA) = [ZERO, ZERO, ZERO] };
         let mut block = Block {
@@ -270,6 +290,12 @@ pub fn paging_modes() -> Result<(), &'static str> {
             long_cr4: cr4 as u32,
             target: target(),
             amd: amd.into(),
+            xatp: [
+                u32::from(DOMID_SELF),
+                XENMAPSPACE_SHARED_INFO,
+                0,
+                gfn as u32,
+            ],
             ..Block::default()
         };
         run_in_mode(&mut block);
@@ -278,6 +304,17 @@ pub fn paging_modes() -> Result<(), &'static str> {
             block.unmapped as i32 == -EFAULT as i32,
             "xen_version to an unmapped pointer outside long mode was not -EFAULT",
         )?;
+        ensure(
+            block.mapped == 0,
+            "add_to_physmap(shared_info) in the 32-bit layout failed",
+        )?;
+        // vCPU 0's pvclock multiplier, which the hypervisor fills in.
+        let mul =
+            gfn * 4096 + (shared_info::vcpu_info_offset(0) + shared_info::TIME_OFFSET + 24) as u64;
+        // SAFETY: shared_info, just mapped at `gfn` (below 4 GiB, outside
+        // RAM, so no Rust object), which entry.S's identity map covers.
+        let mul = unsafe { (mul as *const u32).read_volatile() };
+        ensure(mul != 0, "shared_info not at the GFN of the 32-bit layout")?;
         // SAFETY: as above.
         let data = unsafe { &*core::ptr::addr_of!(DATA) };
         for (page, d) in data.iter().enumerate() {
