@@ -442,7 +442,7 @@ const ACCESSES: [Access; 6] = [
 ];
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(1000))]
 
     #[test]
     fn walker_agrees_with_reference(case in case()) {
