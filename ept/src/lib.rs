@@ -31,5 +31,6 @@ pub use memory::{GuestPhysRead, TableMemory};
 pub use npt_format::Npt;
 pub use table::{EptTable, MapError, NptTable, SecondLevel, Translation};
 pub use walker::{
-    Access, GuestPageSize, GuestPaging, GuestTranslation, PageFaultCode, PagingMode, WalkError,
+    pae_pdpt, pae_pdpte_invalid, Access, GuestPageSize, GuestPaging, GuestTranslation,
+    PageFaultCode, PagingMode, WalkError,
 };

@@ -71,6 +71,17 @@ impl<F: Format> SecondLevel<F> {
         })
     }
 
+    /// A handle on the existing table rooted at `root` (a frame `new` gave
+    /// for this format), for walks such as [`SecondLevel::translate`] by
+    /// code that keeps only the root (a VMX vCPU has it in its EPTP).
+    /// Mutating through it would fight the owner's handle: walk only.
+    pub fn with_root(root: Hpa) -> Self {
+        SecondLevel {
+            root,
+            format: PhantomData,
+        }
+    }
+
     /// The PML4 frame.
     pub fn root(&self) -> Hpa {
         self.root

@@ -31,6 +31,21 @@ const ADDRESS_4M: u64 = 0xffc0_0000;
 /// PAE paging: CR3 bits 31:5 locate the PDPT (SDM Vol. 3A 4.4.1, table 4-7).
 const PDPT_32: u64 = 0xffff_ffe0;
 
+/// Whether a PAE PDPTE is present with a reserved bit set (bits 2:1, 8:6,
+/// XD, or address bits from `max_phys_bits` up): what makes the MOV to CR0,
+/// CR3 or CR4 that loads it raise #GP (SDM Vol. 3A 4.4.1), and the walk
+/// through it fault.
+pub fn pae_pdpte_invalid(pdpte: u64, max_phys_bits: u8) -> bool {
+    let above_max_phys = ADDRESS_MASK & !((1u64 << max_phys_bits.min(52)) - 1);
+    pdpte & PRESENT != 0 && pdpte & (PDPTE_RESERVED | NO_EXECUTE | above_max_phys) != 0
+}
+
+/// The guest-physical address of the 4 PAE PDPTEs: CR3[31:5] (SDM Vol. 3A
+/// 4.4.1, table 4-7). They are 32 bytes in one page.
+pub fn pae_pdpt(cr3: u64) -> Gpa {
+    Gpa(cr3 & PDPT_32)
+}
+
 /// How the guest translates linear addresses (SDM Vol. 3A 4.1.1, table 4-1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PagingMode {
@@ -284,14 +299,14 @@ impl GuestPaging {
     /// 8:6, XD, address bits from MAXPHYADDR) is a reserved-bit fault. The
     /// PDE and PTE are long mode's.
     fn walk_pae(&self, mem: &impl GuestPhysRead, linear: u32, access: Access) -> Walk {
-        let entry_gpa = Gpa((self.cr3 & PDPT_32) + u64::from(linear >> 30) * 8);
+        let entry_gpa = Gpa(pae_pdpt(self.cr3).0 + u64::from(linear >> 30) * 8);
         let pdpte = mem
             .read_u64(entry_gpa)
             .ok_or(WalkError::Unreadable(entry_gpa))?;
         if pdpte & PRESENT == 0 {
             return Err(self.fault(access, 0));
         }
-        if pdpte & (PDPTE_RESERVED | NO_EXECUTE | self.above_max_phys()) != 0 {
+        if pae_pdpte_invalid(pdpte, self.max_phys_bits) {
             return Err(self.fault(access, PageFaultCode::PRESENT | PageFaultCode::RESERVED));
         }
         let rights = GuestTranslation::unrestricted(Gpa(0));

@@ -11,8 +11,23 @@ use crate::controls::fix;
 use crate::guest::{CR0_PE, CR0_PG, CR4_PAE, CR4_VMXE, EFER_LMA, EFER_LME};
 
 const CR0_TS: u64 = 1 << 3;
-const CR0_NW: u64 = 1 << 29;
-const CR0_CD: u64 = 1 << 30;
+pub const CR0_NW: u64 = 1 << 29;
+pub const CR0_CD: u64 = 1 << 30;
+const CR4_PSE: u64 = 1 << 4;
+const CR4_PGE: u64 = 1 << 7;
+const CR4_SMEP: u64 = 1 << 20;
+
+/// Whether a guest CR0 or CR4 write (`old` to `new` actual values of both)
+/// leaves the vCPU in PAE paging after an instruction that loads the PDPTEs:
+/// one that sets CR0.PG, changes CR0.CD or NW, or changes CR4.PAE, PGE, PSE
+/// or SMEP (SDM Vol. 3A 4.4.1). With EPT, VM entry takes them from the
+/// VMCS (SDM Vol. 3C 27.3.2.4), so an emulated write must put them there.
+pub fn loads_pdptes(old_cr0: u64, new_cr0: u64, old_cr4: u64, new_cr4: u64, efer: u64) -> bool {
+    let pae = new_cr0 & CR0_PG != 0 && new_cr4 & CR4_PAE != 0 && efer & EFER_LMA == 0;
+    let cr0 = (old_cr0 ^ new_cr0) & (CR0_PG | CR0_CD | CR0_NW) != 0;
+    let cr4 = (old_cr4 ^ new_cr4) & (CR4_PAE | CR4_PGE | CR4_PSE | CR4_SMEP) != 0;
+    pae && (cr0 || cr4)
+}
 
 /// The emulated instruction raises #GP(0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +142,26 @@ mod tests {
     // Bochs corei7_skylake_x and most CPUs: FIXED0 = PE|NE|PG, FIXED1 = all low 32 bits.
     const F0: u64 = 0x8000_0021;
     const F1: u64 = 0xffff_ffff;
+
+    #[test]
+    fn pdptes_load_on_entering_pae_paging() {
+        let pae_on = 0x8000_0011;
+        // Setting PG with PAE outside long mode loads them; in long mode not.
+        assert!(loads_pdptes(0x11, pae_on, CR4_PAE, CR4_PAE, 0));
+        assert!(!loads_pdptes(
+            0x11,
+            pae_on,
+            CR4_PAE,
+            CR4_PAE,
+            EFER_LME | EFER_LMA
+        ));
+        // 32-bit paging has none; a write changing only NE loads nothing.
+        assert!(!loads_pdptes(0x11, pae_on, 0, 0, 0));
+        assert!(!loads_pdptes(pae_on, pae_on | 1 << 5, CR4_PAE, CR4_PAE, 0));
+        // CD, or CR4.PGE, under PAE paging does.
+        assert!(loads_pdptes(pae_on, pae_on | CR0_CD, CR4_PAE, CR4_PAE, 0));
+        assert!(loads_pdptes(pae_on, pae_on, CR4_PAE, CR4_PAE | CR4_PGE, 0));
+    }
 
     #[test]
     fn decodes_qualification() {

@@ -317,7 +317,7 @@ impl VmxVcpu {
     /// A control-register-access exit (reason 28) for CR0/CR4 is emulated
     /// here (crate::cr_access); `Ok(false)` for every other exit.
     fn emulated_cr_access(&mut self) -> Result<bool, &'static str> {
-        use crate::cr_access::{clts, decode, lmsw, write_cr0, write_cr4, CrAccess};
+        use crate::cr_access::{clts, decode, lmsw, loads_pdptes, write_cr0, write_cr4, CrAccess};
         const CR_ACCESS: u16 = 28;
         let exit_reason = read(EXIT_REASON)? as u32;
         if exit_reason & decode::EXIT_REASON_ENTRY_FAILURE != 0 || exit_reason as u16 != CR_ACCESS {
@@ -331,6 +331,12 @@ impl VmxVcpu {
                 let value = self.gpr(Gpr::ALL[usize::from(gpr)]);
                 return match write_cr4(value, cr4_fixed0, cr4_fixed1) {
                     Ok((actual, seen)) => {
+                        let (cr0, old_cr4) = (read(GUEST_CR0)?, read(GUEST_CR4)?);
+                        let efer = read(GUEST_IA32_EFER)?;
+                        if loads_pdptes(cr0, cr0, old_cr4, actual, efer) && !self.load_pdptes()? {
+                            self.inject(GP0);
+                            return Ok(true);
+                        }
                         write(GUEST_CR4, actual)?;
                         write(CR4_READ_SHADOW, seen & CR4_HOST_OWNED)?;
                         self.step_over(CR_ACCESS).map(|()| true)
@@ -348,7 +354,13 @@ impl VmxVcpu {
         };
         let cr4 = self.paging().cr4;
         let efer = read(GUEST_IA32_EFER)?;
+        let old_cr0 = read(GUEST_CR0)?;
         match write_cr0(new_cr0, shadow, cr4, efer, cr0_fixed0, cr0_fixed1) {
+            Ok(w)
+                if loads_pdptes(old_cr0, w.actual, cr4, cr4, w.efer) && !self.load_pdptes()? =>
+            {
+                self.inject(GP0);
+            }
             Ok(w) => {
                 write(GUEST_CR0, w.actual)?;
                 write(CR0_READ_SHADOW, w.shadow)?;
@@ -356,6 +368,45 @@ impl VmxVcpu {
                 self.step_over(CR_ACCESS)?;
             }
             Err(_) => self.inject(GP0),
+        }
+        Ok(true)
+    }
+
+    /// Loads the PAE PDPTEs at the guest's CR3[31:5] into the VMCS, as the
+    /// emulated instruction would into the CPU (SDM Vol. 3A 4.4.1). `false`
+    /// (nothing written) when the instruction must raise #GP instead: a
+    /// present PDPTE with a reserved bit, or a PDPT that is not the
+    /// domain's write-back RAM (real hardware would read all-ones there,
+    /// which is present with reserved bits).
+    fn load_pdptes(&mut self) -> Result<bool, &'static str> {
+        const GUEST_PDPTES: [u32; 4] = [GUEST_PDPTE0, GUEST_PDPTE1, GUEST_PDPTE2, GUEST_PDPTE3];
+        // The walker's MAXPHYADDR (kernel guest_memory.rs): the architectural
+        // maximum, so no valid entry is refused.
+        const MAX_PHYS_BITS: u8 = 52;
+        let pdpt = ept::pae_pdpt(read(GUEST_CR3)?);
+        let tables = ept::EptTable::with_root(ept::Hpa(self.eptp & !0xfff));
+        let Some(t) = tables.translate(&vcpu::IdentityTables::read_only(), pdpt) else {
+            return Ok(false);
+        };
+        if !t.perms.read || t.mem_type != ept::MemType::WriteBack {
+            return Ok(false);
+        }
+        let mut pdptes = [0u64; 4];
+        for (i, pdpte) in pdptes.iter_mut().enumerate() {
+            // SAFETY: the 32 bytes at CR3[31:5] lie in one page, which the
+            // domain's EPT maps readable and write-back: RAM the hypervisor
+            // identity-maps. The guest may change it meanwhile, so each
+            // entry is read once, volatile, and checked after the read.
+            *pdpte = unsafe { ((t.hpa.0 as *const u64).add(i)).read_volatile() };
+        }
+        if pdptes
+            .iter()
+            .any(|&e| ept::pae_pdpte_invalid(e, MAX_PHYS_BITS))
+        {
+            return Ok(false);
+        }
+        for (field, pdpte) in GUEST_PDPTES.into_iter().zip(pdptes) {
+            write(field, pdpte)?;
         }
         Ok(true)
     }

@@ -126,9 +126,13 @@ struct Block {
 // 32-bit code, entered by a far call from 64-bit code with ESI pointing at
 // a Block and interrupts off. It leaves long mode as Intel SDM Vol. 3A
 // 10.8.5.4 says (from compatibility mode, identity-mapped: clear CR0.PG,
-// then EFER.LME), turns on the block's paging mode, makes the two
-// hypercalls, and enters long mode again the same way back (CR4.PAE, the
-// PML4, EFER.LME, CR0.PG) before the far return.
+// then EFER.LME), turns on the block's paging mode, makes the hypercalls,
+// and enters long mode again the same way back (CR4.PAE, the PML4,
+// EFER.LME, CR0.PG) before the far return. Paging goes on with CR0.NE set
+// and off with it clear again: on VMX, NE is the host's, so both writes
+// exit and are emulated, and entering PAE paging that way needs the
+// hypervisor to load the PDPTEs into the VMCS (as 32-bit Linux's
+// head_32.S does it, setting PG and NE in one write).
 core::arch::global_asm!(
     ".code32",
     ".global paging_mode_call",
@@ -145,7 +149,7 @@ core::arch::global_asm!(
     "mov 0(%esi), %eax",
     "mov %eax, %cr3",
     "mov %cr0, %eax",
-    "or $0x80000000, %eax",
+    "or $0x80000020, %eax",
     "mov %eax, %cr0",
     "jmp 1f",
     "1:",
@@ -162,7 +166,7 @@ core::arch::global_asm!(
     "call 5f",
     "mov %eax, 32(%esi)",
     "mov %cr0, %eax",
-    "and $0x7fffffff, %eax",
+    "and $0x7fffffdf, %eax",
     "mov %eax, %cr0",
     "mov 12(%esi), %eax",
     "mov %eax, %cr4",
