@@ -7,8 +7,9 @@
 //! -EFAULT. In each mode `XENMEM_add_to_physmap` in the 32-bit layout
 //! (xen/include/compat/memory.h: 32-bit idx and gpfn) then maps shared_info
 //! at a GFN of that mode's, where 64-bit code reads it back. On SVM without
-//! NRIPS (QEMU) the hypervisor also decodes
-//! each VMMCALL, RDMSR and WRMSR by fetching it through the same tables.
+//! NRIPS (QEMU) the hypervisor also decodes each VMMCALL, RDMSR and WRMSR
+//! by fetching it through the same tables; on VMX each paging switch is an
+//! emulated CR0 write (see `paging_mode_call`).
 
 use crate::checks::{ensure, load_test_gdt, COMPAT_CS};
 use core::arch::asm;
