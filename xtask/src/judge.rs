@@ -33,6 +33,9 @@ pub enum Expect {
     /// Boot the guest kit's Linux with xenolith.test=1: /init passes every
     /// check and the guest powers off (see `linux_judge`); exit success.
     LinuxGuest,
+    /// As `LinuxGuest`, for a kernel other than the kit's standard one:
+    /// `uname -r` prints this release.
+    LinuxRelease(&'static str),
     /// As `LinuxGuest`, and /init's disk test in this mode (write, verify
     /// or both) ends with `DISK DONE <mode>`: no `DISK FAIL` on the way,
     /// the files' sums checked where the mode verifies, an fstrim that
@@ -342,6 +345,7 @@ pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
     let want_exit = match case.expect {
         Expect::Boots
         | Expect::LinuxGuest
+        | Expect::LinuxRelease(_)
         | Expect::LinuxGuests(_)
         | Expect::Lines(_)
         | Expect::LinuxDisk(_)
@@ -434,11 +438,15 @@ pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
             problems.extend(linux_judge::problems(lines));
             check_disk(lines, mode, &mut problems);
         }
-        Expect::LinuxGuest => {
+        Expect::LinuxGuest | Expect::LinuxRelease(_) => {
             check_modules(lines, case.modules, &mut problems);
             check_caps(lines, case.cpu, &mut problems);
             check_hv_log(&outcome.hv_log, &mut problems);
-            problems.extend(linux_judge::problems(lines));
+            let release = match case.expect {
+                Expect::LinuxRelease(release) => release,
+                _ => crate::kit::KERNEL_RELEASE,
+            };
+            problems.extend(linux_judge::problems_with_release(lines, release));
             for line in lines.iter().filter(|l| serial::is_fatal(l)).take(5) {
                 problems.push(format!("unexpected error line: {line}"));
             }

@@ -53,6 +53,10 @@ enum Load {
     /// (with [`LINUX_SMOKE_CMDLINE`]), and `guest=linux guest_mem=256M`,
     /// served by the driver domain.
     LinuxKit,
+    /// As `LinuxKit`, with Debian's cloud kernel (`kit::cloud_vmlinuz`) in
+    /// place of the kit's vmlinux: its LZ4 vmlinuz as shipped, unpacked
+    /// as `--kernel` unpacks one.
+    LinuxCloudKit,
     /// As `LinuxKit`, with the driver domain told to crash when the guest
     /// prints [`judge::DRIVER_CRASH_TEXT`], which it does after its checks.
     LinuxKitDriverCrash,
@@ -408,6 +412,17 @@ const SMOKES: &[Smoke] = &[
         expect: Expect::LinuxDisk("both"),
     },
     Smoke {
+        // Debian 12's cloud kernel as shipped (an LZ4 vmlinuz), with the
+        // kit's initramfs and check list.
+        name: "qemu-epyc-linux-cloud",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        load: Load::LinuxCloudKit,
+        cmdline: "",
+        expect: Expect::LinuxRelease(crate::kit::CLOUD_KERNEL_RELEASE),
+    },
+    Smoke {
         name: "bochs-skylake-linux",
         emulator: Emulator::Bochs,
         cpu: Cpu::Skylake,
@@ -460,7 +475,7 @@ impl Smoke {
     /// The hypervisor command line, with the Linux guest's part added.
     fn hv_cmdline(&self) -> String {
         match self.load {
-            Load::LinuxKit | Load::LinuxKitDriverCrash => {
+            Load::LinuxKit | Load::LinuxCloudKit | Load::LinuxKitDriverCrash => {
                 build::with_driver_domain(&linux::hv_cmdline(self.cmdline, GuestMem::DEFAULT))
             }
             Load::LinuxKitDisk(Disk::Virtio) => {
@@ -489,6 +504,7 @@ impl Smoke {
         matches!(
             self.load,
             Load::LinuxKit
+                | Load::LinuxCloudKit
                 | Load::LinuxKitDriverCrash
                 | Load::LinuxKitDisk(_)
                 | Load::LinuxKitNet(_)
@@ -640,6 +656,10 @@ fn run_smoke(smoke: &Smoke, image: &Path) -> TestResult {
         },
         match smoke.load {
             Load::LinuxKit => format!(", guest cmdline {LINUX_SMOKE_CMDLINE:?}"),
+            Load::LinuxCloudKit => format!(
+                ", kernel vmlinuz-{} as shipped, guest cmdline {LINUX_SMOKE_CMDLINE:?}",
+                crate::kit::CLOUD_KERNEL_RELEASE
+            ),
             Load::LinuxKitDriverCrash => format!(
                 ", guest cmdline \"{LINUX_SMOKE_CMDLINE} xenolith.crash_driver=1\", driver domain crash-on={}",
                 judge::DRIVER_CRASH_TEXT
@@ -907,6 +927,13 @@ fn boot(smoke: &Smoke, image: &Path) -> Result<(Vec<String>, Outcome, PathBuf)> 
             m.push(build::driver_domain_module()?);
             m
         }
+        Load::LinuxCloudKit => {
+            let vmlinuz = crate::kit::cloud_vmlinuz()?;
+            let guest = linux_guest::assemble(Some(&vmlinuz), None, LINUX_SMOKE_CMDLINE)?;
+            let mut m = guest.modules();
+            m.push(build::driver_domain_module()?);
+            m
+        }
         Load::LinuxKitDisk(_) | Load::LinuxKitNet(_) | Load::Fuzz(_) => {
             unreachable!("booted above")
         }
@@ -969,6 +996,7 @@ mod tests {
                 "qemu-epyc-linux-fuzz-blkif",
                 "qemu-epyc-linux-fuzz-netif",
                 "qemu-epyc-linux-ramdisk",
+                "qemu-epyc-linux-cloud",
                 "bochs-skylake-linux",
                 "bochs-skylake-two-linux",
                 "bochs-skylake-linux-net",
