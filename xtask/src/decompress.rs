@@ -242,38 +242,11 @@ impl<'a> Cursor<'a> {
 /// and the LZO1X data, stored as is when it would not shrink; a zero
 /// uncompressed size ends it.
 fn lzop(input: &[u8], limit: usize) -> Result<Vec<u8>> {
-    let mut c = Cursor { input, at: 0 };
-    ensure!(
-        c.take(LZOP_MAGIC.len())? == LZOP_MAGIC,
-        "no lzop magic (89 4c 5a 4f 00 0d 0a 1a 0a)"
-    );
-    let version = c.be16()?;
-    c.take(2)?; // library version
-    if version >= 0x0940 {
-        c.take(2)?; // version needed to extract
-    }
-    let method = c.u8()?;
-    ensure!(
-        (1..=3).contains(&method),
-        "lzop method {method} is not LZO1X"
-    );
-    if version >= 0x0940 {
-        c.u8()?; // level
-    }
-    let flags = c.be32()?;
-    if flags & F_H_FILTER != 0 {
-        c.take(4)?;
-    }
-    c.take(8)?; // mode, mtime low
-    if version >= 0x0940 {
-        c.take(4)?; // mtime high
-    }
-    let name_len = c.u8()?;
-    c.take(usize::from(name_len) + 4)?; // name, header checksum
-    if flags & F_H_EXTRA_FIELD != 0 {
-        let len = c.be32()? as usize;
-        c.take(len.saturating_add(4))?; // the field and its checksum
-    }
+    let (flags, header_len) = lzop_header(input)?;
+    let mut c = Cursor {
+        input,
+        at: header_len,
+    };
     let d_sums = [F_ADLER32_D, F_CRC32_D]
         .iter()
         .filter(|&&f| flags & f != 0)
@@ -308,11 +281,10 @@ fn lzop(input: &[u8], limit: usize) -> Result<Vec<u8>> {
             out.extend_from_slice(data);
         } else {
             // lzokay-native (the one LZO1X decoder on crates.io under a
-            // licence this tree can take) indexes out of bounds on some
-            // corrupt blocks instead of returning an error; the panic is
-            // taken back here and becomes one.
-            let decoded =
-                std::panic::catch_unwind(|| lzokay_native::decompress_all(data, Some(dst)));
+            // licence this tree can take; lzo1x, rust-lzo and minilzo-rs are
+            // GPL) indexes out of bounds on some corrupt blocks instead of
+            // returning an error; the panic is taken back here and becomes one.
+            let decoded = catch_quietly(|| lzokay_native::decompress_all(data, Some(dst)));
             let block = match decoded {
                 Ok(Ok(block)) => block,
                 Ok(Err(e)) => bail!("block at offset {at}: {e:?}"),
@@ -328,9 +300,134 @@ fn lzop(input: &[u8], limit: usize) -> Result<Vec<u8>> {
     }
 }
 
+thread_local! {
+    /// Whether a panic on this thread is one [`catch_quietly`] takes back.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning its panic into `Err` without the panic message the
+/// default hook would print (a decoder's bounds check on corrupt input is
+/// no crash of ours); panics elsewhere still reach the previous hook.
+fn catch_quietly<R>(f: impl FnOnce() -> R + std::panic::UnwindSafe) -> std::thread::Result<R> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let result = std::panic::catch_unwind(f);
+    QUIET.with(|q| q.set(false));
+    result
+}
+
+/// The flags of an lzop header and where its first block starts.
+fn lzop_header(input: &[u8]) -> Result<(u32, usize)> {
+    let mut c = Cursor { input, at: 0 };
+    ensure!(
+        c.take(LZOP_MAGIC.len())? == LZOP_MAGIC,
+        "no lzop magic (89 4c 5a 4f 00 0d 0a 1a 0a)"
+    );
+    let version = c.be16()?;
+    c.take(2)?; // library version
+    if version >= 0x0940 {
+        c.take(2)?; // version needed to extract
+    }
+    let method = c.u8()?;
+    ensure!(
+        (1..=3).contains(&method),
+        "lzop method {method} is not LZO1X"
+    );
+    if version >= 0x0940 {
+        c.u8()?; // level
+    }
+    let flags = c.be32()?;
+    if flags & F_H_FILTER != 0 {
+        c.take(4)?;
+    }
+    c.take(8)?; // mode, mtime low
+    if version >= 0x0940 {
+        c.take(4)?; // mtime high
+    }
+    let name_len = c.u8()?;
+    c.take(usize::from(name_len) + 4)?; // name, header checksum
+    if flags & F_H_EXTRA_FIELD != 0 {
+        let len = c.be32()? as usize;
+        c.take(len.saturating_add(4))?; // the field and its checksum
+    }
+    Ok((flags, c.at))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const VMLINUX_BIN: &[u8] = include_bytes!("testdata/kernel-payload/vmlinux.bin");
+    /// The fixtures as the kernel build leaves them: the stream, then the size.
+    const LZ4: &[u8] = include_bytes!("testdata/kernel-payload/vmlinux.bin.lz4");
+    const LZO: &[u8] = include_bytes!("testdata/kernel-payload/vmlinux.bin.lzo");
+
+    fn twice() -> Vec<u8> {
+        [VMLINUX_BIN, VMLINUX_BIN].concat()
+    }
+
+    #[test]
+    fn legacy_lz4_takes_every_block_and_a_repeated_magic() {
+        // One 8 MiB block holds the fixture: magic, size, block.
+        let stream = &LZ4[..LZ4.len() - 4];
+        let block = &stream[4..];
+        let size = u32::from_le_bytes(block[..4].try_into().unwrap()) as usize;
+        assert_eq!(block.len(), 4 + size);
+        let two = [stream, block].concat();
+        assert_eq!(Compression::Lz4.decompress(&two, 1 << 20).unwrap(), twice());
+        let concatenated = [stream, stream].concat();
+        assert_eq!(
+            Compression::Lz4.decompress(&concatenated, 1 << 20).unwrap(),
+            twice()
+        );
+        assert!(Compression::Lz4
+            .decompress(&two, VMLINUX_BIN.len())
+            .is_err());
+        // Without an end marker, a cut block is a truncated stream.
+        let err = Compression::Lz4.decompress(&two[..two.len() - 1], 1 << 20);
+        assert!(format!("{:#}", err.unwrap_err()).contains("are left"));
+    }
+
+    #[test]
+    fn lzop_takes_every_block_stored_or_compressed() {
+        let stream = &LZO[..LZO.len() - 4];
+        let (flags, header) = lzop_header(stream).unwrap();
+        // lzop -9 writes an Adler-32 of each block's data, nothing else.
+        let sums = F_ADLER32_D | F_ADLER32_C | F_CRC32_D | F_CRC32_C;
+        assert_eq!(flags & sums, F_ADLER32_D);
+        let block = &stream[header..stream.len() - 4];
+        assert_eq!(&stream[stream.len() - 4..], [0; 4]);
+        // A stored block: its two sizes equal, its data as it is.
+        let mut stored = (VMLINUX_BIN.len() as u32).to_be_bytes().repeat(2);
+        stored.extend_from_slice(&[0; 4]);
+        stored.extend_from_slice(VMLINUX_BIN);
+        let two = [&stream[..header], block, &stored, &[0; 4]].concat();
+        assert_eq!(Compression::Lzo.decompress(&two, 1 << 20).unwrap(), twice());
+        let unended = [&stream[..header], block].concat();
+        assert!(Compression::Lzo.decompress(&unended, 1 << 20).is_err());
+    }
+
+    #[test]
+    fn corrupt_lzo_blocks_are_errors_not_panics() {
+        // proptest found lzokay-native indexing out of bounds on such blocks.
+        let stream = &LZO[..LZO.len() - 4];
+        let (_, header) = lzop_header(stream).unwrap();
+        let mut errors = 0;
+        for at in header + 12..stream.len() - 4 {
+            let mut bad = stream.to_vec();
+            bad[at] ^= 29;
+            errors += usize::from(Compression::Lzo.decompress(&bad, 1 << 20).is_err());
+        }
+        assert!(errors > 0);
+    }
 
     #[test]
     fn names_and_magics_are_distinct() {
