@@ -96,11 +96,7 @@ impl Compression {
                 drop(sink);
                 out
             }
-            Compression::Xz => {
-                let (out, _) = xz::decode_stream(input)?;
-                ensure!(out.len() <= limit, "more than {limit} bytes");
-                out
-            }
+            Compression::Xz => xz::decode_stream(input, limit)?.0,
             Compression::Lzo => lzop(input, limit)?,
             Compression::Lz4 => lz4_legacy(input, limit)?,
             Compression::Zstd => {

@@ -39,6 +39,9 @@ const FRONTENDS: [&str; 13] = [
     "drivers/block/virtio_blk.ko",
 ];
 
+/// The largest kernel module unpacked (ext4.ko, the largest, is 2 MB).
+const MAX_MODULE: usize = 64 << 20;
+
 /// The kit's files.
 pub struct Kit {
     /// The vmlinux ELF unpacked from the package's vmlinuz.
@@ -169,7 +172,7 @@ fn unpack_kernel(deb: &Path, dir: &Path, vmlinux: &Path) -> Result<()> {
         let data = match (files.remove(&base), files.remove(&format!("{base}.xz"))) {
             (Some(plain), _) => plain,
             (None, Some(packed)) => {
-                xz::decode_stream(&packed)
+                xz::decode_stream(&packed, MAX_MODULE)
                     .with_context(|| format!("decompressing /{base}.xz"))?
                     .0
             }
