@@ -928,6 +928,21 @@ mod tests {
         );
         let ok = problems(&c, &outcome(&lines, Some(33)));
         assert!(ok.is_empty(), "{ok:?}");
+        // Another kernel is judged the same, by its own release.
+        let cloud = crate::kit::CLOUD_KERNEL_RELEASE;
+        let c2 = case(
+            Emulator::Qemu,
+            Boot::Pvh,
+            Cpu::Epyc,
+            Expect::LinuxRelease(cloud),
+            &mods,
+        );
+        let wrong = problems(&c2, &outcome(&lines, Some(33)));
+        assert_eq!(wrong, [format!("missing \"(d1) {cloud}\" (uname -r)")]);
+        let mut cloud_lines = lines.clone();
+        cloud_lines[3] = format!("(d1) {cloud}");
+        let ok = problems(&c2, &outcome(&cloud_lines, Some(33)));
+        assert!(ok.is_empty(), "{ok:?}");
         // The hypervisor as it is before it takes Linux guests.
         let early = [
             EPYC,
