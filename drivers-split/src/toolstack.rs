@@ -95,10 +95,11 @@ pub fn guest_entries(g: &Guest) -> Vec<Entry> {
         entry(format!("{home}/domid"), format!("{n}")),
         entry(format!("{home}/cpu"), ""),
         entry(format!("{home}/memory"), ""),
-        // KiB; target = static-max: no ballooning.
+        // KiB (libxl__build_post): static-max from maxmem, target from
+        // memory; the guest's balloon driver follows target.
         entry(
             format!("{home}/memory/static-max"),
-            format!("{}", g.memory_kib)
+            format!("{}", g.static_max_kib)
         ),
         entry(format!("{home}/memory/target"), format!("{}", g.memory_kib)),
         entry(format!("{home}/memory/videoram"), "0"),
@@ -264,6 +265,7 @@ mod tests {
             name: name.into(),
             vcpus: 1,
             memory_kib: 262_144,
+            static_max_kib: 262_144,
             console_gfn: 0xfeffc,
             console_port: 1,
             store_gfn: 0xfeffd,
