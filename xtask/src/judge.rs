@@ -164,7 +164,7 @@ pub fn as_domain_one(lines: &[String], k: u16) -> Vec<String> {
 }
 
 /// The test guest's checks (kernel/tests/guest/src/checks.rs), in order.
-pub const TEST_GUEST_CHECKS: [&str; 25] = [
+pub const TEST_GUEST_CHECKS: [&str; 26] = [
     "cpuid",
     "msr-allowed",
     "msr-forbidden",
@@ -190,6 +190,7 @@ pub const TEST_GUEST_CHECKS: [&str; 25] = [
     "console-io-continued",
     "hypercall-compat",
     "alignment-check",
+    "balloon",
 ];
 
 /// Exits the checks above must have caused in each test-guest domain, as
