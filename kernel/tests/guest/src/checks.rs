@@ -1286,41 +1286,98 @@ fn balloon() -> Result<(), &'static str> {
     // Clear of grant frame 0, which the checks put just above RAM.
     let hole = crate::fuzz::above_ram_gfn()? + 32;
     // Refused before anything is done: 0 extents.
-    ensure(reservation(1, &[gfn], 10, 0, SELF) == 0, "extent_order 10 accepted")?;
-    ensure(reservation(1, &[gfn], 0, 0, 0x1234) == 0, "foreign domid accepted")?;
-    ensure(reservation(1, &[gfn], 0, 12, SELF) == 0, "address_bits 12 accepted")?;
-    ensure(reservation(1, &[hole], 0, 0, SELF) == 0, "a hole was decreased")?;
-    ensure(reservation_of(current, SELF) == before, "a refusal changed the reservation")?;
+    ensure(
+        reservation(1, &[gfn], 10, 0, SELF) == 0,
+        "extent_order 10 accepted",
+    )?;
+    ensure(
+        reservation(1, &[gfn], 0, 0, 0x1234) == 0,
+        "foreign domid accepted",
+    )?;
+    ensure(
+        reservation(1, &[gfn], 0, 12, SELF) == 0,
+        "address_bits 12 accepted",
+    )?;
+    ensure(
+        reservation(1, &[hole], 0, 0, SELF) == 0,
+        "a hole was decreased",
+    )?;
+    ensure(
+        reservation_of(current, SELF) == before,
+        "a refusal changed the reservation",
+    )?;
     // Gone: counted, and a second time is nothing.
-    ensure(reservation(1, &[gfn], 0, 0, SELF) == 1, "decrease_reservation failed")?;
-    ensure(reservation_of(current, SELF) == before - 1, "current_reservation did not drop")?;
+    ensure(
+        reservation(1, &[gfn], 0, 0, SELF) == 1,
+        "decrease_reservation failed",
+    )?;
+    ensure(
+        reservation_of(current, SELF) == before - 1,
+        "current_reservation did not drop",
+    )?;
     ensure(reservation(1, &[gfn], 0, 0, SELF) == 0, "decreased twice")?;
     // Refused population: past max_pages (order 1 needs two pages, if
     // the domain has no more room than the page it gave), over a mapping,
     // on demand on itself.
     if max == before {
-        ensure(reservation(6, &[hole], 1, 0, SELF) == 0, "populated past maxmem")?;
+        ensure(
+            reservation(6, &[hole], 1, 0, SELF) == 0,
+            "populated past maxmem",
+        )?;
     }
     let mapped = core::ptr::addr_of!(LONG_TEXT) as u64 / 4096;
-    ensure(reservation(6, &[mapped], 0, 0, SELF) == 0, "populated over a mapping")?;
-    ensure(reservation(6, &[gfn], 0, 1 << 16, SELF) == 0, "PoD on itself accepted")?;
+    ensure(
+        reservation(6, &[mapped], 0, 0, SELF) == 0,
+        "populated over a mapping",
+    )?;
+    ensure(
+        reservation(6, &[gfn], 0, 1 << 16, SELF) == 0,
+        "PoD on itself accepted",
+    )?;
     // Back, zeroed.
-    ensure(reservation(6, &[gfn], 0, 0, SELF) == 1, "populate_physmap failed")?;
-    ensure(reservation_of(current, SELF) == before, "current_reservation did not return")?;
+    ensure(
+        reservation(6, &[gfn], 0, 0, SELF) == 1,
+        "populate_physmap failed",
+    )?;
+    ensure(
+        reservation_of(current, SELF) == before,
+        "current_reservation did not return",
+    )?;
     // SAFETY: the page is mapped again.
     let back = unsafe { core::ptr::read_volatile(va as *const [u8; 4096]) };
     ensure(back.iter().all(|&b| b == 0), "populated page not zeroed")?;
     if max == before {
-        ensure(reservation(0, &[], 0, 0, SELF) == 0, "increase_reservation past maxmem")?;
-        ensure(reservation(6, &[hole], 0, 0, SELF) == 0, "populated past maxmem")?;
+        ensure(
+            reservation(0, &[], 0, 0, SELF) == 0,
+            "increase_reservation past maxmem",
+        )?;
+        ensure(
+            reservation(6, &[hole], 0, 0, SELF) == 0,
+            "populated past maxmem",
+        )?;
     }
     // A continuation's start at or past nr_extents is returned as is; a
     // count too large to encode one does nothing.
     let r: [u64; 4] = [&gfn as *const u64 as u64, 1, 0, u64::from(SELF)];
-    ensure(call(MEMORY_OP, 1 | 5 << 6, r.as_ptr() as u64, 0) == 5, "start past the end")?;
+    ensure(
+        call(MEMORY_OP, 1 | 5 << 6, r.as_ptr() as u64, 0) == 5,
+        "start past the end",
+    )?;
     let r: [u64; 4] = [&gfn as *const u64 as u64, 1 << 26, 0, u64::from(SELF)];
-    ensure(call(MEMORY_OP, 1, r.as_ptr() as u64, 0) == 0, "nr_extents 2^26 accepted")?;
-    ensure(reservation_of(current, SELF) == before, "reservation changed")?;
-    ensure(reservation_of(current, 0x7ff2) == -ESRCH, "DOMID_XEN not -ESRCH")?;
-    ensure(call(MEMORY_OP, current | 1 << 6, 0, 0) == -EINVAL, "start extent on current_reservation")
+    ensure(
+        call(MEMORY_OP, 1, r.as_ptr() as u64, 0) == 0,
+        "nr_extents 2^26 accepted",
+    )?;
+    ensure(
+        reservation_of(current, SELF) == before,
+        "reservation changed",
+    )?;
+    ensure(
+        reservation_of(current, 0x7ff2) == -ESRCH,
+        "DOMID_XEN not -ESRCH",
+    )?;
+    ensure(
+        call(MEMORY_OP, current | 1 << 6, 0, 0) == -EINVAL,
+        "start extent on current_reservation",
+    )
 }
