@@ -364,13 +364,13 @@ fn alloc_frames(frames: &mut impl Frames, n: u64, address_bits: u32) -> Option<V
 }
 
 /// `XENMEMF_get_address_bits`: the low 8 bits of `mem_flags`. Xen refuses
-/// (the operation does nothing) a limit at or below the page size; one at
-/// or above the host's physical width is no limit.
-pub fn address_bits(mem_flags: u32) -> Result<u32, ()> {
+/// (the operation does nothing) a limit at or below the page size: `None`.
+/// One at or above the host's physical width is no limit.
+pub fn address_bits(mem_flags: u32) -> Option<u32> {
     match mem_flags & 0xff {
-        0 => Ok(0),
-        b if b <= 12 => Err(()),
-        b => Ok(b),
+        0 => Some(0),
+        b if b <= 12 => None,
+        b => Some(b),
     }
 }
 

@@ -38,7 +38,10 @@ pub enum Com1 {
 
 /// What a smoke types on COM1: called with every COM1 line, in order; the
 /// bytes it returns are typed at once.
-pub struct Script(pub Box<dyn FnMut(&str) -> Option<Vec<u8>> + Send>);
+pub struct Script(pub Box<Typist>);
+
+/// Given a COM1 line, the bytes to type (if any).
+pub type Typist = dyn FnMut(&str) -> Option<Vec<u8>> + Send;
 
 impl Com1 {
     /// COM1 on a free loopback port.

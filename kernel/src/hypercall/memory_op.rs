@@ -141,7 +141,7 @@ fn reserve(dom: &mut Domain, op: u64, start: u64, gva: u64) -> Result<Ret, Conti
     if !is_self(dom, r.domid) {
         return Ok(done);
     }
-    let Ok(address_bits) = reservation::address_bits(r.mem_flags) else {
+    let Some(address_bits) = reservation::address_bits(r.mem_flags) else {
         return Ok(done);
     };
     if r.extent_order > DOMU_MAX_ORDER {
