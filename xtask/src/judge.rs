@@ -233,6 +233,7 @@ pub const TEST_GUEST_CHECKS: [&str; 26] = [
     "irq-hlt",
     "irq-window",
     "xsetbv-invalid",
+    "xcr0-shrink",
     "debug-single-step",
     "debug-breakpoint",
     "debug-regs-own",

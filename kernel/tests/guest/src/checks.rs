@@ -25,6 +25,7 @@ const CHECKS: &[Check] = &[
     ("irq-hlt", irq_hlt),
     ("irq-window", irq_window),
     ("xsetbv-invalid", xsetbv_invalid),
+    ("xcr0-shrink", xcr0_shrink),
     ("debug-single-step", debug_single_step),
     ("debug-breakpoint", debug_breakpoint),
     ("debug-regs-own", debug_regs_own),
@@ -759,6 +760,43 @@ fn xsetbv_invalid() -> Result<(), &'static str> {
         "XSETBV of x87|SSE raised #GP",
     )?;
     ensure(xgetbv() == 0x3, "XCR0 did not read back x87|SSE")
+}
+
+/// XCR0 shrinking under live state: SSE registers made non-initial with
+/// XCR0 = x87|SSE, the vCPU switched out and back (XSAVE'd with SSE), then
+/// XCR0 = x87 alone and switched again. XSAVE leaves XSTATE_BV's SSE bit
+/// from the first save, and the hypervisor's XRSTOR of a header with a bit
+/// outside XCR0 is #GP in the hypervisor itself (found by XTF's
+/// fpu-exception-emulation: the host died). Needs other domains to switch
+/// to, as in the test-guest smokes.
+fn xcr0_shrink() -> Result<(), &'static str> {
+    if cpuid_leaf(1).ecx & (1 << 26) == 0 {
+        return Ok(()); // no XSAVE
+    }
+    // SAFETY: CR4.OSFXSR (bit 9) and OSXSAVE (bit 18) only enable
+    // SSE and XSAVE; the guest's own code is soft-float.
+    unsafe {
+        let cr4: u64;
+        asm!("mov {}, cr4", out(reg) cr4);
+        asm!("mov cr4, {}", in(reg) cr4 | (1 << 9) | (1 << 18));
+    }
+    let switch = || {
+        for _ in 0..5 {
+            call(SCHED_OP, SCHEDOP_YIELD, 0, 0);
+        }
+    };
+    xsetbv(0, 0x3);
+    // SAFETY: SSE is on; XMM0 belongs to no one in this soft-float guest.
+    unsafe { asm!("pcmpeqd xmm0, xmm0") };
+    switch();
+    xsetbv(0, 0x1);
+    switch();
+    xsetbv(0, 0x3);
+    switch();
+    let all_ones: u64;
+    // SAFETY: as above.
+    unsafe { asm!("pcmpeqd xmm0, xmm0", "movq {}, xmm0", out(reg) all_ones) };
+    ensure(xgetbv() == 0x3 && all_ones == u64::MAX, "SSE state lost")
 }
 
 /// The command-line word that says this CPU loses DR6 on an intercepted
