@@ -33,6 +33,8 @@ const CHECKS: &[Check] = &[
     ("console-io-continued", console_io_continued),
     ("hypercall-compat", hypercall_compat),
     ("alignment-check", alignment_check),
+    ("mmio-unbacked", crate::mmio::mmio_unbacked),
+    ("xapic-mmio", crate::mmio::xapic_mmio),
 ];
 
 pub fn run_all() -> (usize, usize) {
