@@ -231,7 +231,7 @@ pub enum Alu {
 }
 
 fn parity(value: u64) -> u64 {
-    if (value as u8).count_ones() % 2 == 0 {
+    if (value as u8).count_ones().is_multiple_of(2) {
         PF
     } else {
         0

@@ -39,7 +39,7 @@ impl Machine for Model {
         self.bases[seg as usize]
     }
     fn read(&mut self, linear: u64, size: u8) -> Result<u64, Stop> {
-        if linear >= MMIO_BASE && linear < MMIO_BASE + 0x1000 {
+        if (MMIO_BASE..MMIO_BASE + 0x1000).contains(&linear) {
             self.mmio_reads.push((linear, size));
             return Ok(mask(size));
         }
@@ -56,7 +56,7 @@ impl Machine for Model {
         Ok(v)
     }
     fn write(&mut self, linear: u64, size: u8, value: u64) -> Result<(), Stop> {
-        if linear >= MMIO_BASE && linear < MMIO_BASE + 0x1000 {
+        if (MMIO_BASE..MMIO_BASE + 0x1000).contains(&linear) {
             self.mmio_writes.push((linear, size, value));
             return Ok(());
         }
