@@ -1,24 +1,28 @@
-//! Ending the guest on purpose from inside, for tests of a domain's death: a fetch from beyond its RAM with no IDT.
+//! Ending the guest on purpose from inside, for tests of a domain's death: an access beyond its RAM by an instruction the hypervisor does not emulate.
 
 /// A guest-physical address above any guest's RAM here, identity-mapped by
 /// entry.S (the low 4 GiB).
 pub const BEYOND_RAM: u64 = 0x4000_0000;
 
-/// Loads an empty IDT and jumps to `BEYOND_RAM`. The fetch finds no RAM;
-/// as on Xen, the hypervisor answers it with #GP(0) (docs/xen-abi.md,
-/// "Guest-physical space that is not RAM"), which cannot be delivered
-/// without an IDT: a double fault, then a triple fault, which ends the
-/// domain ("triple fault at rip 0x40000000").
-pub fn execute_beyond_ram() -> ! {
-    // Limit 0: every vector lies outside the IDT (SDM Vol. 3A 6.10).
-    let idtr = [0u8; 10];
-    // SAFETY: nothing runs after the jump; the vCPU dies at the fetch.
+/// What the hypervisor names as the end of a domain that called
+/// [`access_unemulated`], after "read access at GPA 0x40000000 (not RAM)
+/// at rip <rip>".
+pub const UNEMULATED_REASON: &str = ": instruction not emulated: Push [ff, 30]";
+
+/// `push qword [0x40000000]`: a read of space that is not RAM by an
+/// instruction the hypervisor's MMIO emulator does not carry out, which
+/// ends the domain (docs/security.md, "Guest-physical space that is not
+/// RAM"). A plain load would read all ones and go on, as on Xen; a jump
+/// there gets #GP, and the triple fault an empty IDT would turn it into
+/// panics Bochs' SVM instead of ending the guest.
+pub fn access_unemulated() -> ! {
+    // SAFETY: the read faults to the hypervisor, which ends this domain;
+    // nothing after it runs (UD2 stops it should the read ever complete).
     unsafe {
         core::arch::asm!(
-            "lidt [{idtr}]",
-            "jmp {target}",
-            idtr = in(reg) idtr.as_ptr(),
-            target = in(reg) BEYOND_RAM,
+            "push qword ptr [rax]",
+            "ud2",
+            in("rax") BEYOND_RAM,
             options(noreturn),
         )
     }

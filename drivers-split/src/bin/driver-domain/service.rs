@@ -81,7 +81,7 @@ fn crash_on_purpose() -> ! {
     serial::unbuffer();
     log!("crashing on purpose (crash-on=)");
     // The hypervisor must end this domain and nothing else.
-    pvh_guest_rt::fatal::execute_beyond_ram()
+    pvh_guest_rt::fatal::access_unemulated()
 }
 
 pub fn run(cmdline: &str, table: Table, module: (u64, usize)) -> ! {

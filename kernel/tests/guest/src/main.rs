@@ -78,8 +78,8 @@ fn guest_main(start_info: u64) -> ! {
     // The fuzz modes (`fuzz-hypercalls=N:SEED` and the like, fuzz.rs).
     let fuzzed = fuzz::run(cmdline);
     if word("oob") {
-        println!("executing beyond guest RAM at 0x40000000 with no IDT: the hypervisor must end this domain");
-        pvh_guest_rt::fatal::execute_beyond_ram()
+        println!("reading beyond guest RAM at 0x40000000 with an instruction not emulated: the hypervisor must end this domain");
+        pvh_guest_rt::fatal::access_unemulated()
     }
     if word("odd-shutdown") && failed == 0 {
         // A reason Xen has no name for: Xen keeps its low byte
