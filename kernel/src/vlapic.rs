@@ -30,6 +30,11 @@ pub const TIMER_HZ: u64 = 100_000_000;
 
 const LVT_MASKED: u32 = 1 << 16;
 const SVR_ENABLE: u32 = 1 << 8;
+/// ESR bits (SDM figure 12-9): send and receive illegal vector.
+const ESR_SEND_ILLEGAL: u32 = 1 << 5;
+const ESR_RECEIVE_ILLEGAL: u32 = 1 << 6;
+/// The error LVT's index in `VLapic::lvt`.
+const LVT_ERROR: usize = 5;
 
 /// Why an access gets #GP (SDM 12.12.1.2: reserved or write-only registers;
 /// 12.12.5: invalid mode transitions).
@@ -90,6 +95,8 @@ pub struct VLapic {
     /// LVT timer, thermal, PMC, LINT0, LINT1, error, CMCI.
     lvt: [u32; 7],
     esr: u32,
+    /// Errors since the last ESR write, which moves them into `esr` (SDM 12.5.3).
+    pending_esr: u32,
     timer_initial: u32,
     timer_divide: u32,
     irr: [u32; 8],
@@ -124,6 +131,7 @@ impl VLapic {
             icr_high: 0,
             lvt: [LVT_MASKED; 7],
             esr: 0,
+            pending_esr: 0,
             timer_initial: 0,
             timer_divide: 0,
             irr: [0; 8],
@@ -234,7 +242,8 @@ impl VLapic {
                     self.lvt.iter_mut().for_each(|l| *l |= LVT_MASKED);
                 }
             }
-            0x28 => self.esr = 0,
+            // A write latches the errors seen since the last one (Xen's vlapic_reg_write).
+            0x28 => self.esr = core::mem::take(&mut self.pending_esr),
             0x2f => self.lvt[6] = low,
             0x32..=0x37 => {
                 let i = (index - 0x32) as usize;
@@ -288,6 +297,8 @@ impl VLapic {
         match index {
             // EOI: writing a non-zero value is a #GP in x2APIC mode (SDM 12.12.1.2).
             0x0b if low == 0 => self.eoi(),
+            // ESR: only 0 may be written in x2APIC mode (SDM 12.12.1.2).
+            0x0b | 0x28 if low != 0 || value >> 32 != 0 => return Err(Fault),
             0x30 => return Ok(self.icr(value as u8, (value >> 8) as u32, (value >> 32) as u32)),
             0x3f => self.accept((low & 0xff) as u8),
             _ => return self.write_common(index, low).ok_or(Fault),
@@ -363,6 +374,12 @@ impl VLapic {
     fn icr(&mut self, vector: u8, command: u32, dest: u32) -> Effect {
         let delivery = command & 0b111;
         let shorthand = (command >> 10) & 0b11;
+        // Fixed and lowest-priority IPIs with a vector below 16 are not
+        // sent: a send-illegal-vector error (Xen's vlapic_ipi).
+        if delivery <= 1 && vector < 16 {
+            self.error(ESR_SEND_ILLEGAL);
+            return Effect::None;
+        }
         let to_self = match shorthand {
             0b01 | 0b10 => true,
             0b11 => false,
@@ -379,6 +396,25 @@ impl VLapic {
         }
     }
 
+    /// Records an error (SDM 12.5.3) and, the first time each bit is seen
+    /// since the last ESR write, raises the error LVT's vector, as Xen's
+    /// `vlapic_error`: an illegal vector there folds in a receive-illegal
+    /// error instead of recursing.
+    fn error(&mut self, bit: u32) {
+        if self.pending_esr & bit != 0 {
+            return;
+        }
+        self.pending_esr |= bit;
+        let lvt = self.lvt[LVT_ERROR];
+        if lvt & LVT_MASKED == 0 {
+            if lvt & 0xff >= 16 {
+                self.accept(lvt as u8);
+            } else {
+                self.pending_esr |= ESR_RECEIVE_ILLEGAL;
+            }
+        }
+    }
+
     /// An interrupt for the guest arrives at this APIC (vectors below 16 are
     /// illegal; a disabled APIC takes none, SDM 12.4.3).
     pub fn accept(&mut self, vector: u8) {
@@ -386,7 +422,7 @@ impl VLapic {
             return;
         }
         if vector < 16 {
-            self.esr |= 1 << 6; // "send illegal vector"
+            self.error(ESR_RECEIVE_ILLEGAL);
             return;
         }
         let (i, b) = bit(vector);
@@ -588,6 +624,33 @@ mod tests {
         // The timer through the page.
         a.mmio_write(0x3e0, 4, 0b1011);
         assert_eq!(a.mmio_write(0x380, 4, 100), Effect::Timer(Some(1000)));
+    }
+
+    #[test]
+    fn illegal_vector_errors_latch_in_esr() {
+        // XTF xsa-462's sequence: LVTERR with an illegal vector, then a
+        // fixed IPI of vector 0xf to ourselves; ESR after a write is
+        // send-illegal | receive-illegal.
+        let mut a = VLapic::new(0);
+        a.set_base_msr(DISABLED).unwrap();
+        a.set_base_msr(XAPIC).unwrap();
+        a.mmio_write(0xf0, 4, 0x1ff);
+        a.mmio_write(0x280, 4, 0);
+        a.mmio_write(0x370, 4, 0xf);
+        a.mmio_write(0x310, 4, 0);
+        assert_eq!(a.mmio_write(0x300, 4, 0xf), Effect::None);
+        assert_eq!(a.mmio_read(0x280, 4), 0, "ESR before the latching write");
+        a.mmio_write(0x280, 4, 0);
+        assert_eq!(a.mmio_read(0x280, 4), 0x60);
+        assert_eq!(a.deliverable(), None);
+        // A legal error vector is raised once per new error bit.
+        a.mmio_write(0x370, 4, 0xe3);
+        a.accept(3);
+        assert_eq!(a.deliverable(), Some(0xe3));
+        // x2APIC: ESR takes only 0.
+        let mut b = enabled();
+        assert_eq!(b.write(0x828, 1), Err(Fault));
+        assert_eq!(b.write(0x828, 0), Ok(Effect::None));
     }
 
     proptest::proptest! {

@@ -71,12 +71,27 @@ fn emulate_data_access(dom: &mut Domain, gpa: u64, access: Access) {
         return;
     };
     let insn = emulate::decode(&bytes[..n], bits, rip);
-    let outcome = emulate::execute(&insn, &mut DomainMachine { dom });
+    let mut machine = DomainMachine {
+        dom,
+        fault_page: gpa & !(PAGE - 1),
+        touched: false,
+    };
+    let outcome = emulate::execute(&insn, &mut machine);
+    let touched = machine.touched;
+    let shown = &bytes[..insn.len().clamp(1, n)];
     match outcome {
+        // The instruction at RIP never reached the page that faulted: the
+        // fault came from delivering an event (an IDT or stack that is
+        // not RAM) or from the guest's own page walk, neither of which is
+        // emulated. The domain ends; what the instruction did dies with it.
+        Ok(_) if !touched => dom.crash(format!(
+            "{kind} access at GPA {gpa:#x} (not RAM) at rip {rip:#x}: the instruction there \
+             ({:?} {shown:02x?}) does not make it (event delivery or a page walk is not emulated)",
+            insn.mnemonic()
+        )),
         Ok(Outcome::Done { len }) => dom.vcpu.complete_emulated(len),
         Ok(Outcome::Again) => {}
         Err(stop) => {
-            let shown = &bytes[..insn.len().clamp(1, n)];
             let why = match stop {
                 Stop::Undecodable => format!("undecodable instruction {shown:02x?}"),
                 Stop::Unsupported(m) => {
@@ -97,6 +112,10 @@ fn emulate_data_access(dom: &mut Domain, gpa: u64, access: Access) {
 /// guest's page tables, then go to RAM, the xAPIC page, or nothing.
 struct DomainMachine<'a> {
     dom: &'a mut Domain,
+    /// The guest-physical page of the nested page fault being handled.
+    fault_page: u64,
+    /// Whether an access of the instruction reached `fault_page`.
+    touched: bool,
 }
 
 /// Where a guest-physical page leads.
@@ -111,7 +130,8 @@ enum Target {
 }
 
 impl DomainMachine<'_> {
-    fn target(&self, gpa: u64) -> Target {
+    fn target(&mut self, gpa: u64) -> Target {
+        self.touched |= gpa & !(PAGE - 1) == self.fault_page;
         if let Some(t) = self.dom.space.translate(Gpa(gpa)) {
             return Target::Mapped {
                 writable: t.perms.write,
