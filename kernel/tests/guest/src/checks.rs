@@ -37,6 +37,7 @@ const CHECKS: &[Check] = &[
     ("hypercall-compat", hypercall_compat),
     ("alignment-check", alignment_check),
     ("mmio-unbacked", crate::mmio::mmio_unbacked),
+    ("mmio-random", crate::mmio::mmio_random),
     ("xapic-mmio", crate::mmio::xapic_mmio),
 ];
 
