@@ -112,6 +112,22 @@ impl<'a> GuestMemory<'a> {
         .ok()
     }
 
+    /// The guest-physical address behind `gva` for a data access by an
+    /// emulated instruction (CPL 3 walks as a user access), if the guest's
+    /// page tables allow it.
+    pub fn gpa_of_data(&self, paging: &Paging, gva: u64, write: bool, user: bool) -> Option<u64> {
+        self.walk(
+            paging,
+            gva,
+            Access {
+                write,
+                user,
+                ..Access::default()
+            },
+        )
+        .ok()
+    }
+
     /// Copies from guest-virtual memory, walking the guest's page tables page by page.
     pub fn read_gva(
         &self,

@@ -25,6 +25,9 @@ mod debug_regs;
 #[cfg(target_os = "none")]
 mod domain;
 #[cfg(target_os = "none")]
+#[path = "emulate/guest.rs"]
+mod emulate_guest;
+#[cfg(target_os = "none")]
 mod fpu;
 #[cfg(target_os = "none")]
 mod gdt;

@@ -6,7 +6,7 @@ use crate::hypercall;
 use crate::xen::console_ring;
 use crate::xen::time as xen_time;
 use alloc::format;
-use vcpu::{Access, Event, Exit, Gpr, IoAccess};
+use vcpu::{Event, Exit, Gpr, IoAccess};
 use xen_abi::event_channel::VIRQ_TIMER;
 use xenolith::{cpuid_policy, msr_policy, vlapic};
 
@@ -226,19 +226,7 @@ fn handle(dom: &mut Domain, others: &mut Others, exit: Exit) {
             gpa,
             access,
             present,
-        } => {
-            let kind = match access {
-                Access::Read => "read",
-                Access::Write => "write",
-                Access::Execute => "execute",
-            };
-            let what = if present {
-                "not allowed"
-            } else {
-                "outside its memory"
-            };
-            dom.crash(format!("{kind} access {what} at GPA {gpa:#x}"));
-        }
+        } => crate::emulate_guest::nested_page_fault(dom, gpa, access, present),
         // A host interrupt ended the run; it is still pending: take it now.
         Exit::ExternalInterrupt => crate::timer::take_pending_interrupts(),
         Exit::InterruptWindow => {}
@@ -345,7 +333,7 @@ fn cpuid(dom: &mut Domain) {
 fn msr_read(dom: &mut Domain, msr: u32) {
     let value = match msr {
         msr_policy::IA32_EFER => Ok(dom.vcpu.paging().efer),
-        msr_policy::IA32_APIC_BASE => Ok(vlapic::APIC_BASE_VALUE),
+        msr_policy::IA32_APIC_BASE => Ok(dom.vlapic.base_msr()),
         msr_policy::X2APIC_FIRST..=msr_policy::X2APIC_LAST => dom.vlapic.read(msr).map_err(|_| ()),
         msr_policy::IA32_TSC => Ok(crate::time::rdtsc()),
         msr_policy::IA32_MTRRCAP => Ok(msr_policy::MTRRCAP_VALUE),
@@ -380,8 +368,14 @@ fn msr_write(dom: &mut Domain, msr: u32, value: u64) {
         msr_policy::IA32_EFER => msr_policy::efer_write(dom.vcpu.paging().efer, value)
             .map(|efer| dom.vcpu.set_efer(efer))
             .is_some(),
-        // x2APIC mode cannot be left (SDM 12.12.5): only the same value is taken.
-        msr_policy::IA32_APIC_BASE => value == vlapic::APIC_BASE_VALUE,
+        // Mode changes as SDM 12.12.5 allows them, checked as Xen does.
+        msr_policy::IA32_APIC_BASE => match dom.vlapic.set_base_msr(value) {
+            Ok(effect) => {
+                apic_effect(dom, effect);
+                true
+            }
+            Err(_) => false,
+        },
         msr_policy::X2APIC_FIRST..=msr_policy::X2APIC_LAST => match dom.vlapic.write(msr, value) {
             Ok(effect) => {
                 apic_effect(dom, effect);
@@ -436,7 +430,7 @@ fn install_hypercall_page(dom: &mut Domain, value: u64) -> bool {
 }
 
 /// What a local APIC register write sets in motion.
-fn apic_effect(dom: &mut Domain, effect: vlapic::Effect) {
+pub fn apic_effect(dom: &mut Domain, effect: vlapic::Effect) {
     match effect {
         vlapic::Effect::None => {}
         vlapic::Effect::Timer(ns) => {

@@ -16,6 +16,7 @@ extern crate std;
 
 #[cfg(feature = "build")]
 pub mod build;
+pub mod fatal;
 pub mod idt;
 pub mod start_info;
 

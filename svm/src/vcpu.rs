@@ -7,8 +7,8 @@ use crate::spec_ctrl::SpecCtrl;
 use crate::vmcb::{misc1, misc2, Segment, Vmcb, TLB_FLUSH_GUEST, V_IGN_TPR, V_INTR_MASKING, V_IRQ};
 use alloc::boxed::Box;
 use vcpu::{
-    EntryMitigations, Event, Exit, FrameAlloc, Gpr, GuestCode, InitialState, Paging, Vcpu,
-    VcpuConfig,
+    EntryMitigations, Event, Exit, FrameAlloc, Gpr, GuestCode, InitialState, Paging,
+    Segment as SegReg, Vcpu, VcpuConfig,
 };
 
 /// EFER.SVME (APM 15.4): must stay set in the guest's EFER for VMRUN.
@@ -29,6 +29,8 @@ const DATA: u16 = 0xc93;
 const TSS_BUSY: u16 = 0x08b;
 /// The L bit of a code segment in VMCB attribute format.
 const ATTRIB_L: u16 = 1 << 9;
+/// The D/B bit of a segment in VMCB attribute format (APM Vol. 2 15.5.1).
+const ATTRIB_D: u16 = 1 << 10;
 
 pub struct SvmVcpu {
     vmcb_pa: u64,
@@ -296,6 +298,50 @@ impl Vcpu for SvmVcpu {
     fn in_64bit_mode(&self) -> bool {
         let s = &self.vmcb_ref().state;
         s.efer & EFER_LMA != 0 && s.cs.attrib & ATTRIB_L != 0
+    }
+
+    fn code_bits(&self) -> u32 {
+        let cs = self.vmcb_ref().state.cs.attrib;
+        if self.in_64bit_mode() {
+            64
+        } else if cs & ATTRIB_D != 0 {
+            32
+        } else {
+            16
+        }
+    }
+
+    fn segment_base(&self, seg: SegReg) -> u64 {
+        // VMRUN's exit saves ES, CS, SS and DS; the world switch's VMSAVE
+        // saves FS and GS (APM 15.5.1, 15.5.2), so all six are current.
+        let s = &self.vmcb_ref().state;
+        match seg {
+            SegReg::Es => s.es.base,
+            SegReg::Cs => s.cs.base,
+            SegReg::Ss => s.ss.base,
+            SegReg::Ds => s.ds.base,
+            SegReg::Fs => s.fs.base,
+            SegReg::Gs => s.gs.base,
+        }
+    }
+
+    fn rflags(&self) -> u64 {
+        self.vmcb_ref().state.rflags
+    }
+
+    fn set_rflags(&mut self, value: u64) {
+        self.vmcb().state.rflags = value | 0x2;
+    }
+
+    fn complete_emulated(&mut self, len: u64) {
+        let rip = self.rip().wrapping_add(len);
+        let rip = match self.code_bits() {
+            64 => rip,
+            32 => rip & 0xffff_ffff,
+            _ => rip & 0xffff,
+        };
+        self.set_rip(rip);
+        self.vmcb().control.int_state &= !1;
     }
 
     fn skip_instruction(&mut self, code: &dyn GuestCode) -> Result<(), &'static str> {

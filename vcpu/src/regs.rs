@@ -53,3 +53,16 @@ pub struct Paging {
     pub cr4: u64,
     pub efer: u64,
 }
+
+/// The segment registers an instruction's memory operands go through
+/// (Intel SDM Vol. 3A 3.4.2), in encoding order (Vol. 2A 3.1.1.3, Sreg).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Segment {
+    Es,
+    Cs,
+    Ss,
+    Ds,
+    Fs,
+    Gs,
+}

@@ -1,6 +1,6 @@
 //! The interface between the arch-neutral core and a virtualization backend.
 
-use crate::{AddressSpace, Event, Exit, Gpr, Paging, VirtCaps};
+use crate::{AddressSpace, Event, Exit, Gpr, Paging, Segment, VirtCaps};
 use alloc::boxed::Box;
 
 /// Zeroed, page-aligned host memory for control structures (VMCS, VMCB,
@@ -67,6 +67,20 @@ pub trait Vcpu {
     /// Whether the vCPU runs 64-bit code: EFER.LMA and CS.L (Intel SDM Vol.
     /// 3A 5.2.1). A 64-bit kernel's compatibility-mode code has LMA but not L.
     fn in_64bit_mode(&self) -> bool;
+    /// The default operand and address size of the code running, 16, 32 or
+    /// 64: 64 in 64-bit mode (EFER.LMA and CS.L), else 32 with CS.D set and
+    /// 16 without (Intel SDM Vol. 3A 3.4.5, 5.2.1; real mode reads CS.D 0).
+    fn code_bits(&self) -> u32;
+    /// The base of a segment register's hidden part (64-bit mode ignores
+    /// it except for FS and GS; the caller applies that rule).
+    fn segment_base(&self, seg: Segment) -> u64;
+    fn rflags(&self) -> u64;
+    /// Sets RFLAGS; bit 1 stays set as the architecture requires.
+    fn set_rflags(&mut self, value: u64);
+    /// Completes an instruction the core emulated, `len` bytes long: RIP
+    /// moves past it (wrapping as the mode does) and any STI/MOV SS shadow
+    /// ends, as after a skipped instruction.
+    fn complete_emulated(&mut self, len: u64);
 
     /// Moves RIP past the instruction that caused the last exit. Backends
     /// that cannot learn its length from hardware read it through `code`.

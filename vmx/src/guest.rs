@@ -31,6 +31,8 @@ pub mod access_rights {
     pub const UNUSABLE: u32 = 1 << 16;
     /// Bit 13 (L): 64-bit code segment.
     pub const LONG: u32 = 1 << 13;
+    /// Bit 14 (D/B): 32-bit default operand size (SDM Vol. 3C 25.4.1).
+    pub const DEFAULT_BIG: u32 = 1 << 14;
 }
 
 const CODE_SELECTOR: u64 = 0x08;

@@ -14,7 +14,7 @@ use crate::syscall_msrs::SyscallMsrs;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use vcpu::{
-    EntryMitigations, Event, Exit, FrameAlloc, Gpr, GuestCode, InitialState, Paging, Vcpu,
+    EntryMitigations, Event, Exit, FrameAlloc, Gpr, GuestCode, InitialState, Paging, Segment, Vcpu,
     VcpuConfig,
 };
 
@@ -638,6 +638,52 @@ impl Vcpu for VmxVcpu {
         // ask its saved EFER, not the entry controls.
         self.get(GUEST_IA32_EFER) & EFER_LMA != 0
             && self.get(GUEST_CS_ACCESS_RIGHTS) as u32 & guest::access_rights::LONG != 0
+    }
+
+    fn code_bits(&self) -> u32 {
+        let cs = self.get(GUEST_CS_ACCESS_RIGHTS) as u32;
+        if self.in_64bit_mode() {
+            64
+        } else if cs & guest::access_rights::DEFAULT_BIG != 0 {
+            32
+        } else {
+            16
+        }
+    }
+
+    fn segment_base(&self, seg: Segment) -> u64 {
+        self.get(match seg {
+            Segment::Es => GUEST_ES_BASE,
+            Segment::Cs => GUEST_CS_BASE,
+            Segment::Ss => GUEST_SS_BASE,
+            Segment::Ds => GUEST_DS_BASE,
+            Segment::Fs => GUEST_FS_BASE,
+            Segment::Gs => GUEST_GS_BASE,
+        })
+    }
+
+    fn rflags(&self) -> u64 {
+        self.get(GUEST_RFLAGS)
+    }
+
+    fn set_rflags(&mut self, value: u64) {
+        self.set(GUEST_RFLAGS, value | 0x2);
+    }
+
+    fn complete_emulated(&mut self, len: u64) {
+        let rip = self.get(GUEST_RIP).wrapping_add(len);
+        let rip = match self.code_bits() {
+            64 => rip,
+            32 => rip & 0xffff_ffff,
+            _ => rip & 0xffff,
+        };
+        self.set(GUEST_RIP, rip);
+        // As `skip_instruction`: the instruction's completion ends a shadow.
+        let state = self.get(GUEST_INTERRUPTIBILITY_STATE) as u32;
+        let cleared = state & !(decode::BLOCKING_BY_STI | decode::BLOCKING_BY_MOV_SS);
+        if cleared != state {
+            self.set(GUEST_INTERRUPTIBILITY_STATE, u64::from(cleared));
+        }
     }
 
     fn skip_instruction(&mut self, _code: &dyn GuestCode) -> Result<(), &'static str> {

@@ -38,6 +38,9 @@ const CHECKS: &[Check] = &[
     ("alignment-check", alignment_check),
     ("balloon", balloon),
     ("paging-modes", crate::paging_modes::paging_modes),
+    ("mmio-unbacked", crate::mmio::mmio_unbacked),
+    ("mmio-random", crate::mmio::mmio_random),
+    ("xapic-mmio", crate::mmio::xapic_mmio),
 ];
 
 pub fn run_all() -> (usize, usize) {

@@ -24,6 +24,8 @@ mod hypercall;
 #[cfg(target_os = "none")]
 mod idt;
 #[cfg(target_os = "none")]
+mod mmio;
+#[cfg(target_os = "none")]
 mod net_garbage;
 #[cfg(target_os = "none")]
 mod paging_modes;
@@ -78,12 +80,8 @@ fn guest_main(start_info: u64) -> ! {
     // The fuzz modes (`fuzz-hypercalls=N:SEED` and the like, fuzz.rs).
     let fuzzed = fuzz::run(cmdline);
     if word("oob") {
-        println!("reading outside guest RAM at 0x40000000: the hypervisor must end this domain");
-        // SAFETY: deliberately touches a guest-physical address the domain
-        // does not own; entry.S maps it in the guest's own tables.
-        let value = unsafe { core::ptr::read_volatile(0x4000_0000 as *const u64) };
-        println!("FAIL: read {value:#x} outside RAM and lived");
-        hypercall::shutdown(xen_abi::hypercall::SHUTDOWN_CRASH)
+        println!("reading beyond guest RAM at 0x40000000 with an instruction not emulated: the hypervisor must end this domain");
+        pvh_guest_rt::fatal::access_unemulated()
     }
     if word("odd-shutdown") && failed == 0 {
         // A reason Xen has no name for: Xen keeps its low byte
