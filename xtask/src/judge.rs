@@ -240,7 +240,7 @@ pub fn as_domain_one(lines: &[String], k: u16) -> Vec<String> {
 }
 
 /// The test guest's checks (kernel/tests/guest/src/checks.rs), in order.
-pub const TEST_GUEST_CHECKS: [&str; 31] = [
+pub const TEST_GUEST_CHECKS: [&str; 32] = [
     "cpuid",
     "msr-allowed",
     "msr-forbidden",
@@ -252,6 +252,7 @@ pub const TEST_GUEST_CHECKS: [&str; 31] = [
     "privileged-hypercalls",
     "hypercall-page",
     "grant-reserved",
+    "grant-version",
     "grant-copy-batch",
     "irq-hlt",
     "irq-window",

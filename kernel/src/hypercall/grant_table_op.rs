@@ -33,9 +33,24 @@ pub fn call(dom: &mut Domain, others: &mut Others, call: &Call) -> Ret {
         }),
         GNTTABOP_SETUP_TABLE => each::<GnttabSetupTable>(dom, gva, count, setup_table),
         // Only version 1 exists here (spec 6): asking for it succeeds, 2 is refused.
+        // As Xen 4.17's gnttab_set_version for a domain whose
+        // max_grant_version is 1 (xl.cfg `max_grant_version = 1`): 1 is
+        // the version in force (0), 2 is -ENOSYS ("behave as before
+        // set_version was introduced": XTF then takes v2 as absent),
+        // anything else -EINVAL; the version in force is written back.
         GNTTABOP_SET_VERSION => match read_arg::<GnttabSetVersion>(dom, gva) {
-            Ok(v) if v.version == 1 => 0,
-            Ok(_) => -EINVAL,
+            Ok(mut v) => {
+                let ret = match v.version {
+                    1 => 0,
+                    2 => -ENOSYS,
+                    _ => -EINVAL,
+                };
+                v.version = 1;
+                match write_arg(dom, gva, &v) {
+                    Ok(()) => ret,
+                    Err(f) => f.into(),
+                }
+            }
             Err(f) => f.into(),
         },
         GNTTABOP_GET_VERSION => match read_arg::<GnttabGetVersion>(dom, gva) {

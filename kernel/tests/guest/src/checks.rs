@@ -21,6 +21,7 @@ const CHECKS: &[Check] = &[
     ("privileged-hypercalls", privileged_hypercalls),
     ("hypercall-page", hypercall_page),
     ("grant-reserved", grant_reserved),
+    ("grant-version", grant_version),
     ("grant-copy-batch", grant_copy_batch),
     ("irq-hlt", irq_hlt),
     ("irq-window", irq_window),
@@ -591,6 +592,26 @@ pub fn grant_take() -> Result<&'static str, &'static str> {
     )?;
     evtchn_send()?;
     Ok("mapped domain 1's grant read-only, read it, unmapped, copied it")
+}
+
+/// GNTTABOP_set_version as Xen 4.17 answers a domain limited to v1: 1
+/// succeeds, 2 is -ENOSYS (XTF's selftest then takes v2 as absent; -EINVAL
+/// failed it), 3 -EINVAL, and each time the version in force, 1, is
+/// written back.
+fn grant_version() -> Result<(), &'static str> {
+    use xen_abi::grant_table::{GnttabSetVersion, GNTTABOP_SET_VERSION};
+    for (asked, want) in [(2u32, -ENOSYS), (3, -EINVAL), (1, 0)] {
+        let mut v = GnttabSetVersion { version: asked };
+        let ret = call(
+            GRANT_TABLE_OP,
+            GNTTABOP_SET_VERSION,
+            &mut v as *mut _ as u64,
+            1,
+        );
+        ensure(ret == want, "set_version did not answer as Xen")?;
+        ensure(v.version == 1, "set_version did not write back version 1")?;
+    }
+    Ok(())
 }
 
 /// Grant frame 0 comes seeded: ref 0 grants the console page and ref 1 the
