@@ -14,13 +14,13 @@ pub mod fifo;
 
 use fifo::{Fifo, FifoMemory};
 
+use xen_abi::event_channel::EVTCHN_FIFO_LINK_BITS;
 use xen_abi::event_channel::{
     virq_type, DomId, EvtchnStatus, EvtchnStatusU, VirqType, BITS_PER_EVTCHN_WORD, DOMID_SELF,
     EVTCHNSTAT_CLOSED, EVTCHNSTAT_INTERDOMAIN, EVTCHNSTAT_IPI, EVTCHNSTAT_UNBOUND, EVTCHNSTAT_VIRQ,
     EVTCHN_2L_NR_CHANNELS, NR_VIRQS,
 };
 use xen_abi::hypercall::{EBUSY, EEXIST, EINVAL, ENOENT, ENOSPC, ENOSYS, EOPNOTSUPP};
-use xen_abi::event_channel::EVTCHN_FIFO_LINK_BITS;
 
 /// An event-channel port number (`evtchn_port_t`).
 pub type Port = u32;
@@ -297,7 +297,12 @@ impl EventChannels {
 
     // The port operations of the ABI in force (Xen's `evtchn_port_ops`).
 
-    fn set_pending<B: EventBits + ?Sized>(&mut self, bits: &mut B, vcpu: u32, port: Port) -> Notify {
+    fn set_pending<B: EventBits + ?Sized>(
+        &mut self,
+        bits: &mut B,
+        vcpu: u32,
+        port: Port,
+    ) -> Notify {
         match &mut self.fifo {
             None => set_pending_2l(bits, vcpu, port),
             Some(f) => f.set_pending(bits, vcpu, port),

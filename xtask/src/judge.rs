@@ -908,7 +908,7 @@ mod tests {
         }
         lines.extend(
             [
-                "(d1) CHECKS DONE 5 passed, 0 failed",
+                "(d1) CHECKS DONE 6 passed, 0 failed",
                 "domain 1 (linux): poweroff",
                 "domain 1 exits: cpuid=1 total=1 unknown-hypercalls=0",
                 "xenolith: exit success",
@@ -981,7 +981,7 @@ mod tests {
             for check in linux_judge::CHECKS {
                 lines.push(format!("[linux{n}] CHECK {check}: ok"));
             }
-            lines.push(format!("[linux{n}] CHECKS DONE 5 passed, 0 failed"));
+            lines.push(format!("[linux{n}] CHECKS DONE 6 passed, 0 failed"));
             lines.push(format!(
                 "[linux{n}] NET eth0 00:16:3e:00:00:0{n} 10.0.0.{n}/24"
             ));

@@ -120,8 +120,12 @@ impl FifoMemory for DomainBits<'_> {
     }
 
     fn fifo_cmpxchg(&mut self, frame: u64, offset: u32, old: u32, new: u32) -> u32 {
-        match fifo_word(frame, offset).compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
-        {
+        match fifo_word(frame, offset).compare_exchange(
+            old,
+            new,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        ) {
             Ok(v) | Err(v) => v,
         }
     }
