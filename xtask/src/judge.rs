@@ -164,7 +164,7 @@ pub fn as_domain_one(lines: &[String], k: u16) -> Vec<String> {
 }
 
 /// The test guest's checks (kernel/tests/guest/src/checks.rs), in order.
-pub const TEST_GUEST_CHECKS: [&str; 26] = [
+pub const TEST_GUEST_CHECKS: [&str; 27] = [
     "cpuid",
     "msr-allowed",
     "msr-forbidden",
@@ -191,6 +191,7 @@ pub const TEST_GUEST_CHECKS: [&str; 26] = [
     "console-io-continued",
     "hypercall-compat",
     "alignment-check",
+    "evtchn-fifo",
 ];
 
 /// Exits the checks above must have caused in each test-guest domain, as

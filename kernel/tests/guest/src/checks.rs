@@ -36,6 +36,8 @@ const CHECKS: &[Check] = &[
     ("console-io-continued", console_io_continued),
     ("hypercall-compat", hypercall_compat),
     ("alignment-check", alignment_check),
+    // Last: the domain stays on the FIFO ABI afterwards.
+    ("evtchn-fifo", crate::evtchn_fifo::check),
 ];
 
 pub fn run_all() -> (usize, usize) {
