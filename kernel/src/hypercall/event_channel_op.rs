@@ -209,17 +209,21 @@ fn send(dom: &mut Domain, others: &mut Others, port: u32) -> Ret {
 }
 
 /// The host frame behind guest frame `gfn` for the FIFO ABI (Xen
-/// `map_guest_page`: a writable page of the domain's). Only the domain's
-/// own RAM is taken: those frames are the domain's until it ends, so the
-/// hypervisor may keep using the frame even if the guest later puts
-/// something else at `gfn`. Anything else — a GFN past the address space
-/// (XSA-188 uses -2), a hole, a device, shared_info or a grant frame, a
-/// read-only or foreign mapping — is -EINVAL, as Xen.
+/// `map_guest_page`: a writable page of the domain's). Only RAM the domain
+/// holds is taken, and it stays the domain's while the FIFO ABI uses it:
+/// `XENMEM_decrease_reservation` refuses it (memory_op.rs), and putting
+/// something else at `gfn` (add_to_physmap) frees nothing, so the
+/// hypervisor keeps using the frame whatever the guest later maps there;
+/// the domain's end drops the FIFO state before its RAM is freed.
+/// Anything else — a GFN past the address space (XSA-188 uses -2), a hole,
+/// a device, shared_info or a grant frame, a read-only or foreign mapping
+/// — is -EINVAL, as Xen.
 fn fifo_frame(dom: &Domain, gfn: u64) -> Result<u64, i64> {
     let gpa = gfn.checked_mul(4096).ok_or(-EINVAL)?;
     let t = dom.space.translate(ept::Gpa(gpa)).ok_or(-EINVAL)?;
-    if t.perms.write && dom.ram_range().contains(&t.hpa.0) {
-        Ok(t.hpa.0 & !0xfff)
+    let frame = t.hpa.0 & !0xfff;
+    if t.perms.write && dom.ram.owns(frame) {
+        Ok(frame)
     } else {
         Err(-EINVAL)
     }

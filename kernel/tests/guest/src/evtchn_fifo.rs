@@ -8,6 +8,7 @@ use crate::hypercall::call;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use xen_abi::event_channel::*;
 use xen_abi::hypercall::*;
+use xen_abi::memory::XENMEM_DECREASE_RESERVATION;
 
 #[repr(C, align(4096))]
 struct Page([AtomicU32; 1024]);
@@ -146,6 +147,17 @@ pub fn check() -> Result<(), &'static str> {
     )?;
     ensure(expand_array(gfn(&ARRAY)) == 0, "expand_array failed")?;
     ON_FIFO.store(true, Ordering::SeqCst);
+    // The hypervisor writes these frames: ballooning them out is refused
+    // (XENMEM_decrease_reservation does 0 extents).
+    for page in [gfn(&CONTROL), gfn(&ARRAY)] {
+        let gfns = [page];
+        // struct xen_memory_reservation { extent_start; nr_extents; extent_order, mem_flags; domid }
+        let r: [u64; 4] = [gfns.as_ptr() as u64, 1, 0, u64::from(DOMID_SELF)];
+        ensure(
+            call(MEMORY_OP, XENMEM_DECREASE_RESERVATION, r.as_ptr() as u64, 0) == 0,
+            "a FIFO page was ballooned out",
+        )?;
+    }
 
     let (p, q) = (bind_ipi()?, bind_ipi()?);
     let result = queues(p, q);
