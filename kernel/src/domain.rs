@@ -427,7 +427,7 @@ impl Domain {
     /// Frees the domain's vCPU, tables and RAM. RAM another domain still
     /// pins (none once every domain's grant mappings were released, as the
     /// end of the run does) is kept rather than reused while mapped.
-    pub fn destroy(self) {
+    pub fn destroy(mut self) {
         self.vcpu.destroy(&mut HostFrames);
         self.space.destroy(&mut HostFrames);
         self.xen.destroy();

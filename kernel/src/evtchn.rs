@@ -1,11 +1,20 @@
-//! Event channels, 2-level ABI: a domain's port table and the delivery rule (Xen common/event_channel.c, event_2l.c).
+//! Event channels: a domain's port table and the delivery rules of the 2-level and FIFO ABIs (Xen common/event_channel.c, event_2l.c, event_fifo.c).
 //!
-//! Pure logic. The pending and mask bitmaps live in the guest's `shared_info`
-//! page and the selector and upcall flag in each vCPU's `vcpu_info`, both
-//! written concurrently by the guest, so they are reached only through the
-//! [`EventBits`] trait, whose implementation must use locked bit operations.
+//! Pure logic. A domain starts on the 2-level ABI: the pending and mask
+//! bitmaps live in the guest's `shared_info` page and the selector and
+//! upcall flag in each vCPU's `vcpu_info`. Its first `EVTCHNOP_init_control`
+//! moves it to the FIFO ABI for good ([`fifo`]; only `EVTCHNOP_reset`
+//! goes back, as in Xen). Both are guest memory written concurrently by the
+//! guest, reached only through the [`EventBits`] trait, whose
+//! implementation must use locked operations. Each port operation goes to
+//! the ABI in force, as Xen's `evtchn_port_ops` do.
 //! Errors are negative Xen errno values, as returned in RAX.
 
+pub mod fifo;
+
+use fifo::{Fifo, FifoMemory};
+
+use xen_abi::event_channel::EVTCHN_FIFO_LINK_BITS;
 use xen_abi::event_channel::{
     virq_type, DomId, EvtchnStatus, EvtchnStatusU, VirqType, BITS_PER_EVTCHN_WORD, DOMID_SELF,
     EVTCHNSTAT_CLOSED, EVTCHNSTAT_INTERDOMAIN, EVTCHNSTAT_IPI, EVTCHNSTAT_UNBOUND, EVTCHNSTAT_VIRQ,
@@ -103,7 +112,8 @@ impl Channel {
 /// bit p % 64 of word p / 64 of `shared_info.evtchn_pending`/`evtchn_mask`;
 /// a vCPU's selector and upcall flag are in its current `vcpu_info`
 /// (in `shared_info` or wherever `VCPUOP_register_vcpu_info` moved it).
-pub trait EventBits {
+/// The FIFO ABI's words are reached through the [`FifoMemory`] supertrait.
+pub trait EventBits: FifoMemory {
     /// Sets `evtchn_pending[port]`; returns its previous value.
     fn test_and_set_pending(&mut self, port: Port) -> bool;
     /// Clears `evtchn_pending[port]`.
@@ -207,6 +217,8 @@ pub struct EventChannels {
     /// The port bound to each (vCPU, VIRQ), 0 for none; per-domain and global
     /// VIRQs use the vCPU 0 row (Xen's `virq_to_evtchn`).
     virqs: [[Port; NR_VIRQS as usize]; MAX_VCPUS],
+    /// The FIFO ABI's state once the domain has switched to it.
+    fifo: Option<Fifo>,
 }
 
 impl EventChannels {
@@ -227,6 +239,7 @@ impl EventChannels {
             nr_vcpus,
             ports,
             virqs: [[0; NR_VIRQS as usize]; MAX_VCPUS],
+            fifo: None,
         }
     }
 
@@ -272,6 +285,51 @@ impl EventChannels {
 
     fn bind(&mut self, port: Port, state: State, vcpu: u32) {
         self.ports[port as usize] = Channel { state, vcpu };
+        if let Some(f) = &mut self.fifo {
+            f.bound(port);
+        }
+    }
+
+    /// The FIFO state, once `init_control` switched the domain to it.
+    pub fn fifo(&self) -> Option<&Fifo> {
+        self.fifo.as_ref()
+    }
+
+    // The port operations of the ABI in force (Xen's `evtchn_port_ops`).
+
+    fn set_pending<B: EventBits + ?Sized>(
+        &mut self,
+        bits: &mut B,
+        vcpu: u32,
+        port: Port,
+    ) -> Notify {
+        match &mut self.fifo {
+            None => set_pending_2l(bits, vcpu, port),
+            Some(f) => f.set_pending(bits, vcpu, port),
+        }
+    }
+
+    fn clear_pending<B: EventBits + ?Sized>(&mut self, bits: &mut B, port: Port) {
+        match &mut self.fifo {
+            None => bits.clear_pending(port),
+            Some(f) => f.clear_pending(bits, port),
+        }
+    }
+
+    /// Whether `port` is pending, in the ABI in force.
+    pub fn is_pending<B: EventBits + ?Sized>(&self, bits: &B, port: Port) -> bool {
+        match &self.fifo {
+            None => bits.is_pending(port),
+            Some(f) => f.is_pending(bits, port),
+        }
+    }
+
+    /// Whether `port` is masked, in the ABI in force.
+    pub fn is_masked<B: EventBits + ?Sized>(&self, bits: &B, port: Port) -> bool {
+        match &self.fifo {
+            None => bits.is_masked(port),
+            Some(f) => f.is_masked(bits, port),
+        }
     }
 
     /// `EVTCHNOP_alloc_unbound`: a new port waiting for `remote_domid`
@@ -406,7 +464,7 @@ impl EventChannels {
                 }
             }
         }
-        bits.clear_pending(port);
+        self.clear_pending(bits, port);
         self.ports[port as usize] = Channel::FREE;
         Ok(peer)
     }
@@ -457,18 +515,22 @@ impl EventChannels {
     /// `EVTCHNOP_unmask`: -EINVAL out of range; on a bound port, the 2-level
     /// unmask ([`unmask_2l`]) towards its vCPU; on a free port, nothing.
     /// Returns the vCPU to kick, if any.
-    pub fn unmask<B: EventBits + ?Sized>(&self, bits: &mut B, port: Port) -> Result<Option<u32>> {
+    pub fn unmask<B: EventBits + ?Sized>(
+        &mut self,
+        bits: &mut B,
+        port: Port,
+    ) -> Result<Option<u32>> {
         let ch = self.valid(port)?;
-        Ok(if ch.usable() {
-            unmask_2l(bits, ch.vcpu, port)
-        } else {
-            None
+        Ok(match &mut self.fifo {
+            _ if !ch.usable() => None,
+            None => unmask_2l(bits, ch.vcpu, port),
+            Some(f) => f.unmask(bits, ch.vcpu, port),
         })
     }
 
     /// `EVTCHNOP_send`: interdomain → the peer port; IPI → this port, on its
     /// vCPU; unbound → dropped (0); anything else, and bad ports, -EINVAL.
-    pub fn send<B: EventBits + ?Sized>(&self, bits: &mut B, port: Port) -> Result<Delivery> {
+    pub fn send<B: EventBits + ?Sized>(&mut self, bits: &mut B, port: Port) -> Result<Delivery> {
         let ch = self.valid(port)?;
         match ch.state {
             State::Interdomain {
@@ -482,7 +544,7 @@ impl EventChannels {
                 domid: remote_domid,
                 port: remote_port,
             }),
-            State::Ipi => Ok(Delivery::Local(set_pending_2l(bits, ch.vcpu, port))),
+            State::Ipi => Ok(Delivery::Local(self.set_pending(bits, ch.vcpu, port))),
             State::Unbound { .. } => Ok(Delivery::Dropped),
             _ => Err(-EINVAL),
         }
@@ -491,9 +553,9 @@ impl EventChannels {
     /// Raises `port` of this domain on its notify vCPU: the receiving end of
     /// an interdomain send, or a hypervisor-owned channel. Nothing happens
     /// on a free, reserved or out-of-range port.
-    pub fn raise<B: EventBits + ?Sized>(&self, bits: &mut B, port: Port) -> Notify {
+    pub fn raise<B: EventBits + ?Sized>(&mut self, bits: &mut B, port: Port) -> Notify {
         match self.channel(port) {
-            Some(ch) if ch.usable() => set_pending_2l(bits, ch.vcpu, port),
+            Some(ch) if ch.usable() => self.set_pending(bits, ch.vcpu, port),
             _ => Notify::default(),
         }
     }
@@ -501,7 +563,12 @@ impl EventChannels {
     /// Raises `virq` (e.g. `VIRQ_TIMER` when a singleshot timer expires):
     /// per-vCPU VIRQs on `vcpu`'s port, others on the domain's port
     /// (`vcpu` ignored) towards its current vCPU. Nothing if unbound.
-    pub fn raise_virq<B: EventBits + ?Sized>(&self, bits: &mut B, virq: u32, vcpu: u32) -> Notify {
+    pub fn raise_virq<B: EventBits + ?Sized>(
+        &mut self,
+        bits: &mut B,
+        virq: u32,
+        vcpu: u32,
+    ) -> Notify {
         if virq >= NR_VIRQS {
             return Notify::default();
         }
@@ -514,24 +581,89 @@ impl EventChannels {
                 } else {
                     self.ports[port as usize].vcpu
                 };
-                set_pending_2l(bits, target, port)
+                self.set_pending(bits, target, port)
             }
             None => Notify::default(),
         }
     }
 
-    /// `EVTCHNOP_set_priority`: a FIFO operation; -EINVAL for a bad port,
-    /// else -ENOSYS in the 2-level ABI (Linux ignores the result).
-    pub fn set_priority(&self, port: Port) -> Result<()> {
+    /// `EVTCHNOP_set_priority` (Xen `evtchn_set_priority`): -EINVAL for a
+    /// bad port; in the 2-level ABI -ENOSYS (it has no priorities); in the
+    /// FIFO ABI the port's queue for later events, -EINVAL above
+    /// `EVTCHN_FIFO_PRIORITY_MIN`. Free ports take it too, as in Xen (a
+    /// later bind resets it to the default).
+    pub fn set_priority(&mut self, port: Port, priority: u32) -> Result<()> {
         self.valid(port)?;
-        Err(-ENOSYS)
+        match &mut self.fifo {
+            None => Err(-ENOSYS),
+            Some(f) => f.set_priority(port, priority),
+        }
     }
 
-    /// `EVTCHNOP_init_control` and `EVTCHNOP_expand_array`: the FIFO ABI is
-    /// not offered, so Linux stays on the 2-level ABI. -EOPNOTSUPP, as Xen
-    /// built without `CONFIG_EVTCHN_FIFO`.
-    pub const fn init_control() -> Result<()> {
-        Err(-EOPNOTSUPP)
+    /// `EVTCHNOP_init_control` (Xen `evtchn_fifo_init_control`): registers
+    /// `vcpu`'s control block at `offset` of `frame`, which the caller
+    /// resolved from the guest's GFN (`Err` for a GFN that is not a
+    /// writable RAM page of the domain: -EINVAL, XSA-188). Checks in Xen's
+    /// order: no such vCPU → -ENOENT; offset past `PAGE_SIZE - 72` or not
+    /// 8-aligned → -EINVAL; that vCPU has a control block → -EINVAL; then
+    /// the frame. The first success switches the domain to the FIFO ABI,
+    /// carrying over which bound ports were pending; a failure changes
+    /// nothing. Returns `link_bits` (17) for the guest.
+    pub fn init_control<B: EventBits + ?Sized>(
+        &mut self,
+        bits: &B,
+        vcpu: u32,
+        offset: u32,
+        frame: Result<u64>,
+    ) -> Result<u8> {
+        self.check_vcpu(vcpu)?;
+        fifo::check_control_offset(offset)?;
+        match &mut self.fifo {
+            Some(f) => {
+                if f.control_block(vcpu).is_some() {
+                    return Err(-EINVAL);
+                }
+                f.set_control_block(vcpu, frame?, offset)?;
+            }
+            None => {
+                let frame = frame?;
+                let mut f = Fifo::new();
+                f.set_control_block(vcpu, frame, offset)?;
+                // Xen `setup_ports`: what was pending in shared_info is
+                // raised again once the port's event-array page exists.
+                for port in 1..MAX_PORTS as Port {
+                    if self.ports[port as usize].usable() && bits.is_pending(port) {
+                        f.save_pending(port);
+                    }
+                }
+                self.fifo = Some(f);
+            }
+        }
+        Ok(EVTCHN_FIFO_LINK_BITS as u8)
+    }
+
+    /// `EVTCHNOP_expand_array` (Xen `evtchn_fifo_expand_array`): adds the
+    /// next event-array page, `frame` resolved from the guest's GFN as for
+    /// [`Self::init_control`]. Still on the 2-level ABI → -EOPNOTSUPP; all
+    /// `EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES` added → -ENOSPC; bad frame →
+    /// -EINVAL. Ports raised while their page was missing are raised now.
+    pub fn expand_array<B: EventBits + ?Sized>(
+        &mut self,
+        bits: &mut B,
+        frame: Result<u64>,
+    ) -> Result<()> {
+        let Some(f) = &mut self.fifo else {
+            return Err(-EOPNOTSUPP);
+        };
+        let first = f.add_page(frame)?;
+        let end = f.num_evtchns().min(MAX_PORTS as Port);
+        for port in first..end {
+            let ch = self.ports[port as usize];
+            if ch.usable() && f.take_saved_pending(port) {
+                f.set_pending(bits, ch.vcpu, port);
+            }
+        }
+        Ok(())
     }
 
     /// The port check of `SCHEDOP_poll` (Xen `do_poll`): -EINVAL for more
@@ -544,7 +676,7 @@ impl EventChannels {
             return Err(-EINVAL);
         }
         for &port in ports {
-            if self.valid(port)?.usable() && bits.is_pending(port) {
+            if self.valid(port)?.usable() && self.is_pending(bits, port) {
                 return Ok(true);
             }
         }
@@ -552,7 +684,8 @@ impl EventChannels {
     }
 
     /// `EVTCHNOP_reset` of this domain: closes every bound port, handing
-    /// each remote peer to `peer` (see [`Self::close`]).
+    /// each remote peer to `peer` (see [`Self::close`]), and returns to the
+    /// 2-level ABI.
     pub fn reset<B: EventBits + ?Sized>(&mut self, bits: &mut B, mut peer: impl FnMut(Peer)) {
         for port in 1..MAX_PORTS as Port {
             if self.ports[port as usize].usable() {
@@ -561,6 +694,24 @@ impl EventChannels {
                 }
             }
         }
+        // Xen `evtchn_reset`: the one way back to the 2-level ABI.
+        self.release_fifo();
+    }
+
+    /// Forgets the FIFO state and every guest frame it refers to, back on
+    /// the 2-level ABI (`EVTCHNOP_reset`, and domain teardown, after which
+    /// the frames may be freed).
+    pub fn release_fifo(&mut self) {
+        self.fifo = None;
+    }
+
+    /// Whether the FIFO ABI refers to `frame` (an event-array page or a
+    /// control block): such a frame must stay the domain's until
+    /// [`Self::release_fifo`] (what XENMEM_decrease_reservation must refuse).
+    pub fn fifo_uses_frame(&self, frame: u64) -> bool {
+        self.fifo
+            .as_ref()
+            .is_some_and(|f| f.frames().any(|x| x == frame))
     }
 }
 
@@ -606,6 +757,26 @@ mod tests {
             let old = *flag != 0;
             *flag = 1;
             old
+        }
+    }
+
+    /// The 2-level tests never switch to the FIFO ABI (its tests use
+    /// `fifo_tests::Guest`), so `shared_info` alone has no FIFO words.
+    impl FifoMemory for SharedInfo {
+        fn fifo_load(&self, _: u64, _: u32) -> u32 {
+            unreachable!("2-level test touched a FIFO word")
+        }
+        fn fifo_store(&mut self, _: u64, _: u32, _: u32) {
+            unreachable!("2-level test touched a FIFO word")
+        }
+        fn fifo_cmpxchg(&mut self, _: u64, _: u32, _: u32, _: u32) -> u32 {
+            unreachable!("2-level test touched a FIFO word")
+        }
+        fn fifo_fetch_or(&mut self, _: u64, _: u32, _: u32) -> u32 {
+            unreachable!("2-level test touched a FIFO word")
+        }
+        fn fifo_fetch_and(&mut self, _: u64, _: u32, _: u32) -> u32 {
+            unreachable!("2-level test touched a FIFO word")
         }
     }
 
@@ -797,7 +968,7 @@ mod tests {
             assert_eq!(t.send(&mut s, port), Err(-EINVAL));
             assert_eq!(t.unmask(&mut s, port), Err(-EINVAL));
             assert_eq!(t.bind_vcpu(port, 0), Err(-EINVAL));
-            assert_eq!(t.set_priority(port), Err(-EINVAL));
+            assert_eq!(t.set_priority(port, 0), Err(-EINVAL));
             assert_eq!(t.poll(&s, &[port]), Err(-EINVAL));
             assert_eq!(t.raise(&mut s, port), Notify::default());
         }
@@ -1145,12 +1316,14 @@ mod tests {
     }
 
     #[test]
-    fn fifo_and_priority_are_refused() {
+    fn two_level_has_no_priorities_nor_event_array() {
         let mut t = table();
+        let mut s = unmasked();
         let p = t.bind_ipi(0).unwrap();
-        assert_eq!(t.set_priority(p), Err(-ENOSYS));
-        assert_eq!(t.set_priority(0), Err(-ENOSYS));
-        assert_eq!(EventChannels::init_control(), Err(-EOPNOTSUPP));
+        assert_eq!(t.set_priority(p, 0), Err(-ENOSYS));
+        assert_eq!(t.set_priority(0, 99), Err(-ENOSYS));
+        assert_eq!(t.expand_array(&mut s, Ok(0x1000)), Err(-EOPNOTSUPP));
+        assert!(t.fifo().is_none());
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub const EVTCHNOP_BIND_IPI: u64 = 7;
 pub const EVTCHNOP_BIND_VCPU: u64 = 8;
 pub const EVTCHNOP_UNMASK: u64 = 9;
 pub const EVTCHNOP_RESET: u64 = 10;
-/// FIFO ABI; failing it keeps Linux on the 2-level ABI.
+/// FIFO ABI (Xen event_fifo.c): a domain that never calls init_control keeps the 2-level ABI.
 pub const EVTCHNOP_INIT_CONTROL: u64 = 11;
 pub const EVTCHNOP_EXPAND_ARRAY: u64 = 12;
 pub const EVTCHNOP_SET_PRIORITY: u64 = 13;
@@ -51,10 +51,45 @@ pub const EVTCHN_2L_NR_CHANNELS: u32 = 4096;
 /// Bits per `evtchn_pending`/`evtchn_mask` word and per selector.
 pub const BITS_PER_EVTCHN_WORD: u32 = 64;
 
-// FIFO priorities (event_channel.h).
+// FIFO priorities (event_channel.h): 0 is the highest.
 pub const EVTCHN_FIFO_PRIORITY_MAX: u32 = 0;
 pub const EVTCHN_FIFO_PRIORITY_DEFAULT: u32 = 7;
 pub const EVTCHN_FIFO_PRIORITY_MIN: u32 = 15;
+/// One queue per priority (`EVTCHN_FIFO_MAX_QUEUES`).
+pub const EVTCHN_FIFO_MAX_QUEUES: usize = EVTCHN_FIFO_PRIORITY_MIN as usize + 1;
+
+// The FIFO event word (`event_word_t`, a u32 per port in the event array):
+// bit numbers of its flags, and the LINK field below them (event_channel.h).
+pub const EVTCHN_FIFO_PENDING: u32 = 31;
+pub const EVTCHN_FIFO_MASKED: u32 = 30;
+pub const EVTCHN_FIFO_LINKED: u32 = 29;
+pub const EVTCHN_FIFO_BUSY: u32 = 28;
+pub const EVTCHN_FIFO_LINK_BITS: u32 = 17;
+pub const EVTCHN_FIFO_LINK_MASK: u32 = (1 << EVTCHN_FIFO_LINK_BITS) - 1;
+/// Ports the FIFO ABI can name (`EVTCHN_FIFO_NR_CHANNELS`).
+pub const EVTCHN_FIFO_NR_CHANNELS: u32 = 1 << EVTCHN_FIFO_LINK_BITS;
+/// Event words per 4 KiB event-array page (Xen event_fifo.c
+/// `EVTCHN_FIFO_EVENT_WORDS_PER_PAGE`).
+pub const EVTCHN_FIFO_EVENT_WORDS_PER_PAGE: u32 = 4096 / 4;
+/// Event-array pages a domain may add (Xen event_fifo.c
+/// `EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES`): enough for every FIFO port.
+pub const EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES: usize =
+    (EVTCHN_FIFO_NR_CHANNELS / EVTCHN_FIFO_EVENT_WORDS_PER_PAGE) as usize;
+
+/// `struct evtchn_fifo_control_block` (event_channel.h): per vCPU, in a
+/// guest page; `ready` has bit p set when queue p may be non-empty, `head[p]`
+/// is the first port of queue p (0: empty, as Xen last saw it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EvtchnFifoControlBlock {
+    pub ready: u32,
+    pub rsvd: u32,
+    pub head: [u32; EVTCHN_FIFO_MAX_QUEUES],
+}
+/// Byte offset of `ready` in the control block.
+pub const EVTCHN_FIFO_READY_OFFSET: u32 = 0;
+/// Byte offset of `head[0]` in the control block.
+pub const EVTCHN_FIFO_HEAD_OFFSET: u32 = 8;
 
 // VIRQ_* (xen.h); V = per vCPU, D = per domain, G = global.
 /// V: singleshot/periodic timer expiry.
@@ -319,6 +354,11 @@ pub struct EvtchnSetPriority {
     pub priority: u32,
 }
 
+assert_eq_size!(EvtchnFifoControlBlock, [u8; 72]);
+const_assert_eq!(
+    offset_of!(EvtchnFifoControlBlock, head),
+    EVTCHN_FIFO_HEAD_OFFSET as usize
+);
 assert_eq_size!(EvtchnAllocUnbound, [u8; 8]);
 const_assert_eq!(offset_of!(EvtchnAllocUnbound, remote_dom), 2);
 const_assert_eq!(offset_of!(EvtchnAllocUnbound, port), 4);

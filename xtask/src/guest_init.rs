@@ -155,6 +155,20 @@ mod tests {
     }
 
     #[test]
+    fn the_fifo_abi_is_recognised_in_dmesg() {
+        let fifo =
+            "[    0.000000] Linux version 6.1.0\n[    0.153826] xen:events: Using FIFO-based ABI";
+        assert_eq!(
+            run_check("evtchn-fifo", "evtchn_fifo", fifo),
+            "CHECK evtchn-fifo: ok"
+        );
+        assert_eq!(
+            run_check("evtchn-fifo", "evtchn_fifo", "[    0.000000] Linux version 6.1.0"),
+            "CHECK evtchn-fifo: FAIL no \"Using FIFO-based ABI\" in dmesg: event channels are 2-level"
+        );
+    }
+
+    #[test]
     fn xen_is_recognised_in_dmesg() {
         for line in [
             "[    0.000000] Hypervisor detected: Xen HVM",

@@ -88,6 +88,14 @@ xenbus_up() {
     return 1
 }
 
+# Event channels use the FIFO ABI: Linux says so when EVTCHNOP_init_control
+# succeeded, and otherwise falls back to the 2-level ABI without a word.
+evtchn_fifo() {
+    dmesg | grep -q 'Using FIFO-based ABI' && return 0
+    echo "no \"Using FIFO-based ABI\" in dmesg: event channels are 2-level"
+    return 1
+}
+
 # --- end of check functions ---
 
 # --- timing functions (unit-tested on the host by xtask/src/guest_init.rs) ---
@@ -579,6 +587,7 @@ case " $(cat /proc/cmdline) " in
     check hvc hvc_console
     check dmesg-clean dmesg_clean
     check xenbus xenbus_up
+    check evtchn-fifo evtchn_fifo
     echo "CHECKS DONE $passed passed, $failed failed"
     run_words test
     case " $(cat /proc/cmdline) " in

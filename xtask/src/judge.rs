@@ -240,7 +240,7 @@ pub fn as_domain_one(lines: &[String], k: u16) -> Vec<String> {
 }
 
 /// The test guest's checks (kernel/tests/guest/src/checks.rs), in order.
-pub const TEST_GUEST_CHECKS: [&str; 32] = [
+pub const TEST_GUEST_CHECKS: [&str; 33] = [
     "cpuid",
     "msr-allowed",
     "msr-forbidden",
@@ -273,6 +273,7 @@ pub const TEST_GUEST_CHECKS: [&str; 32] = [
     "mmio-unbacked",
     "mmio-random",
     "xapic-mmio",
+    "evtchn-fifo",
 ];
 
 /// Exits the checks above must have caused in each test-guest domain, as
@@ -1013,7 +1014,7 @@ mod tests {
         }
         lines.extend(
             [
-                "(d1) CHECKS DONE 5 passed, 0 failed",
+                "(d1) CHECKS DONE 6 passed, 0 failed",
                 "domain 1 (linux): poweroff",
                 "domain 1 exits: cpuid=1 total=1 unknown-hypercalls=0",
                 "xenolith: exit success",
@@ -1101,7 +1102,7 @@ mod tests {
             for check in linux_judge::CHECKS {
                 lines.push(format!("[linux{n}] CHECK {check}: ok"));
             }
-            lines.push(format!("[linux{n}] CHECKS DONE 5 passed, 0 failed"));
+            lines.push(format!("[linux{n}] CHECKS DONE 6 passed, 0 failed"));
             lines.push(format!(
                 "[linux{n}] NET eth0 00:16:3e:00:00:0{n} 10.0.0.{n}/24"
             ));

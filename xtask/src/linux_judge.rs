@@ -7,7 +7,14 @@ use crate::linux::KERNEL_MODULE;
 pub const MARKER: &str = "XENOLITH-INIT-OK";
 
 /// The checks of the kit's /init (xtask/src/guest_init.sh), in order.
-pub const CHECKS: [&str; 5] = ["xen", "clocksource", "hvc", "dmesg-clean", "xenbus"];
+pub const CHECKS: [&str; 6] = [
+    "xen",
+    "clocksource",
+    "hvc",
+    "dmesg-clean",
+    "xenbus",
+    "evtchn-fifo",
+];
 
 /// The guest console lines of domain 1, without their `(d1) ` prefix.
 fn console(lines: &[String]) -> impl Iterator<Item = &str> {
@@ -140,7 +147,7 @@ mod tests {
         for c in CHECKS {
             lines.push(format!("(d1) CHECK {c}: ok"));
         }
-        lines.push("(d1) CHECKS DONE 5 passed, 0 failed".into());
+        lines.push("(d1) CHECKS DONE 6 passed, 0 failed".into());
         lines.push("domain 1 (linux): poweroff".into());
         lines.push("domain 1 exits: cpuid=10 total=10 unknown-hypercalls=0".into());
         lines
@@ -150,14 +157,14 @@ mod tests {
     fn a_good_boot_passes() {
         assert!(problems(&good()).is_empty(), "{:?}", problems(&good()));
         let mut halted = good();
-        halted[10] = "domain 1 (linux): halted with interrupts off".into();
+        halted[11] = "domain 1 (linux): halted with interrupts off".into();
         assert!(problems(&halted).is_empty());
         // A domain named by a config ends the same way.
         let mut named = good();
         named[0] = "domain 1 (linux1): started, 262144 KiB".into();
-        named[10] = "domain 1 (linux1): poweroff".into();
+        named[11] = "domain 1 (linux1): poweroff".into();
         assert!(problems(&named).is_empty());
-        named[10] = "domain 1 (linux1): crashed: triple fault".into();
+        named[11] = "domain 1 (linux1): crashed: triple fault".into();
         assert_eq!(
             problems(&named),
             ["domain 1 ended with \"crashed: triple fault\", expected poweroff"]
@@ -183,11 +190,11 @@ mod tests {
     fn failing_checks_say_why() {
         let mut lines = good();
         lines[5] = "(d1) CHECK clocksource: FAIL current clocksource is tsc".into();
-        lines[9] = "(d1) CHECKS DONE 4 passed, 1 failed".into();
+        lines[10] = "(d1) CHECKS DONE 5 passed, 1 failed".into();
         let got = problems(&lines);
         assert_eq!(got.len(), 2, "{got:?}");
         assert!(got[0].contains("FAIL current clocksource is tsc"));
-        assert!(got[1].contains("4 passed, 1 failed"), "{got:?}");
+        assert!(got[1].contains("5 passed, 1 failed"), "{got:?}");
     }
 
     #[test]

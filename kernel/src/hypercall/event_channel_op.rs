@@ -1,4 +1,4 @@
-//! `event_channel_op` (public/event_channel.h): the 2-level ABI over `xenolith::evtchn`.
+//! `event_channel_op` (public/event_channel.h): the port operations and the FIFO ABI's set-up over `xenolith::evtchn`.
 
 use super::{is_self, read_arg, write_arg, Call, Ret};
 use crate::domain::{Domain, Others};
@@ -36,8 +36,40 @@ fn to_ret(r: Result<u32, i64>, out: &mut u32) -> Ret {
 pub fn call(dom: &mut Domain, others: &mut Others, call: &Call) -> Ret {
     let gva = call.args[1];
     match call.args[0] {
-        // The FIFO ABI is not offered: failing here makes Linux use 2-level (spec 10, item 11).
-        EVTCHNOP_INIT_CONTROL | EVTCHNOP_EXPAND_ARRAY => -ENOSYS,
+        // Xen copies link_bits back only on success.
+        EVTCHNOP_INIT_CONTROL => with_arg!(dom, gva, EvtchnInitControl, |a| {
+            let frame = fifo_frame(dom, a.control_gfn);
+            let space = dom.space.as_ref();
+            let xen = &mut dom.xen;
+            let bits = crate::xen::event_bits_of(xen.shared_info, xen.vcpu_info_gpa, space);
+            match xen.evtchn.init_control(&bits, a.vcpu, a.offset, frame) {
+                Ok(link_bits) => {
+                    a.link_bits = link_bits;
+                    defmt::debug!(
+                        "d{=u16}: FIFO event channels, vCPU {=u32} control block at GFN {=u64:#x} + {=u32:#x}",
+                        dom.id,
+                        a.vcpu,
+                        a.control_gfn,
+                        a.offset
+                    );
+                    0
+                }
+                Err(e) => e,
+            }
+        }),
+        EVTCHNOP_EXPAND_ARRAY => match read_arg::<EvtchnExpandArray>(dom, gva) {
+            Ok(a) => {
+                let frame = fifo_frame(dom, a.array_gfn);
+                let space = dom.space.as_ref();
+                let xen = &mut dom.xen;
+                let mut bits = crate::xen::event_bits_of(xen.shared_info, xen.vcpu_info_gpa, space);
+                match xen.evtchn.expand_array(&mut bits, frame) {
+                    Ok(()) => 0,
+                    Err(e) => e,
+                }
+            }
+            Err(f) => f.into(),
+        },
         EVTCHNOP_ALLOC_UNBOUND => with_arg!(dom, gva, EvtchnAllocUnbound, |a| {
             if !is_self(dom, a.dom) {
                 -EPERM
@@ -125,7 +157,7 @@ pub fn call(dom: &mut Domain, others: &mut Others, call: &Call) -> Ret {
         EVTCHNOP_UNMASK => match read_arg::<EvtchnUnmask>(dom, gva) {
             Ok(a) => {
                 let space = dom.space.as_ref();
-                let xen = &dom.xen;
+                let xen = &mut dom.xen;
                 let mut bits = crate::xen::event_bits_of(xen.shared_info, xen.vcpu_info_gpa, space);
                 match xen.evtchn.unmask(&mut bits, a.port) {
                     Ok(_) => 0,
@@ -134,8 +166,8 @@ pub fn call(dom: &mut Domain, others: &mut Others, call: &Call) -> Ret {
             }
             Err(f) => f.into(),
         },
-        EVTCHNOP_SET_PRIORITY => match read_arg::<u32>(dom, gva) {
-            Ok(port) => match dom.xen.evtchn.set_priority(port) {
+        EVTCHNOP_SET_PRIORITY => match read_arg::<EvtchnSetPriority>(dom, gva) {
+            Ok(a) => match dom.xen.evtchn.set_priority(a.port, a.priority) {
                 Ok(()) => 0,
                 Err(e) => e,
             },
@@ -153,7 +185,7 @@ fn send(dom: &mut Domain, others: &mut Others, port: u32) -> Ret {
         return 0;
     }
     let space = dom.space.as_ref();
-    let xen = &dom.xen;
+    let xen = &mut dom.xen;
     let mut bits = crate::xen::event_bits_of(xen.shared_info, xen.vcpu_info_gpa, space);
     match xen.evtchn.send(&mut bits, port) {
         Ok(Delivery::Dropped) | Ok(Delivery::Local(_)) => 0,
@@ -173,5 +205,26 @@ fn send(dom: &mut Domain, others: &mut Others, port: u32) -> Ret {
             0
         }
         Err(e) => e,
+    }
+}
+
+/// The host frame behind guest frame `gfn` for the FIFO ABI (Xen
+/// `map_guest_page`: a writable page of the domain's). Only RAM the domain
+/// holds is taken, and it stays the domain's while the FIFO ABI uses it:
+/// `XENMEM_decrease_reservation` refuses it (memory_op.rs), and putting
+/// something else at `gfn` (add_to_physmap) frees nothing, so the
+/// hypervisor keeps using the frame whatever the guest later maps there;
+/// the domain's end drops the FIFO state before its RAM is freed.
+/// Anything else — a GFN past the address space (XSA-188 uses -2), a hole,
+/// a device, shared_info or a grant frame, a read-only or foreign mapping
+/// — is -EINVAL, as Xen.
+fn fifo_frame(dom: &Domain, gfn: u64) -> Result<u64, i64> {
+    let gpa = gfn.checked_mul(4096).ok_or(-EINVAL)?;
+    let t = dom.space.translate(ept::Gpa(gpa)).ok_or(-EINVAL)?;
+    let frame = t.hpa.0 & !0xfff;
+    if t.perms.write && dom.ram.owns(frame) {
+        Ok(frame)
+    } else {
+        Err(-EINVAL)
     }
 }

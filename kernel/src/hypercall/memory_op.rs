@@ -159,7 +159,13 @@ fn reserve(dom: &mut Domain, op: u64, start: u64, gva: u64) -> Result<Ret, Conti
         // "Disallow populating PoD pages on oneself."
         return Ok(done);
     }
-    let pinned: Vec<u64> = dom.xen.grants.active.iter().map(|a| a.hpa).collect();
+    // Frames that must stay the domain's: those others map through its
+    // grants, and those its FIFO event channels use (control blocks and
+    // event-array pages), which the hypervisor writes by host address.
+    let mut pinned: Vec<u64> = dom.xen.grants.active.iter().map(|a| a.hpa).collect();
+    if let Some(fifo) = dom.xen.evtchn.fifo() {
+        pinned.extend(fifo.frames());
+    }
     let paging = dom.vcpu.paging();
     let mut work = Work::new();
     let mut map = DomainMap {

@@ -1,11 +1,12 @@
-//! The 2-level event bits of one domain in guest memory: pending and mask in shared_info, selector and upcall flag in vcpu_info.
+//! The event bits of one domain in guest memory: 2-level pending and mask in shared_info, selector and upcall flag in vcpu_info, FIFO event words and control blocks in guest RAM frames.
 
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use vcpu::AddressSpace;
 use xen_abi::shared_info::{
     vcpu_info_offset, EVTCHN_MASK_OFFSET, EVTCHN_PENDING_OFFSET, PENDING_SEL_OFFSET,
     UPCALL_PENDING_OFFSET,
 };
+use xenolith::evtchn::fifo::FifoMemory;
 use xenolith::evtchn::{EventBits, Port};
 
 pub struct DomainBits<'a> {
@@ -94,5 +95,46 @@ impl EventBits for DomainBits<'_> {
         // SAFETY: as above, one byte.
         let flag = unsafe { &*((info + UPCALL_PENDING_OFFSET as u64) as *const AtomicU8) };
         flag.swap(1, Ordering::SeqCst) != 0
+    }
+}
+
+/// A FIFO word: `frame` is the host-physical address of a RAM frame of the
+/// domain, resolved when the guest registered it (`resolve_fifo_frame`),
+/// which stays the domain's until the domain ends; the offset is kept
+/// 4-aligned inside the frame whatever the caller passes.
+fn fifo_word(frame: u64, offset: u32) -> &'static AtomicU32 {
+    let at = (frame & !0xfff) + u64::from(offset & 0xffc);
+    // SAFETY: an aligned u32 inside a guest RAM frame the domain owns,
+    // identity-mapped in the hypervisor; the guest accesses it
+    // concurrently, so only atomic operations are used.
+    unsafe { &*(at as *const AtomicU32) }
+}
+
+impl FifoMemory for DomainBits<'_> {
+    fn fifo_load(&self, frame: u64, offset: u32) -> u32 {
+        fifo_word(frame, offset).load(Ordering::SeqCst)
+    }
+
+    fn fifo_store(&mut self, frame: u64, offset: u32, value: u32) {
+        fifo_word(frame, offset).store(value, Ordering::SeqCst);
+    }
+
+    fn fifo_cmpxchg(&mut self, frame: u64, offset: u32, old: u32, new: u32) -> u32 {
+        match fifo_word(frame, offset).compare_exchange(
+            old,
+            new,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        ) {
+            Ok(v) | Err(v) => v,
+        }
+    }
+
+    fn fifo_fetch_or(&mut self, frame: u64, offset: u32, bits: u32) -> u32 {
+        fifo_word(frame, offset).fetch_or(bits, Ordering::SeqCst)
+    }
+
+    fn fifo_fetch_and(&mut self, frame: u64, offset: u32, bits: u32) -> u32 {
+        fifo_word(frame, offset).fetch_and(bits, Ordering::SeqCst)
     }
 }

@@ -145,12 +145,15 @@ impl XenState {
     }
 
     /// Raises VIRQ `virq` on vCPU 0.
-    pub fn raise_virq(&self, space: &dyn AddressSpace, virq: u32) -> Notify {
-        self.evtchn.raise_virq(&mut self.bits(space), virq, 0)
+    pub fn raise_virq(&mut self, space: &dyn AddressSpace, virq: u32) -> Notify {
+        let mut bits = self.bits(space);
+        self.evtchn.raise_virq(&mut bits, virq, 0)
     }
 
-    /// Frees the hypervisor-owned frames.
-    pub fn destroy(&self) {
+    /// Frees the hypervisor-owned frames, and drops the FIFO ABI's hold on
+    /// the guest frames it uses (they are the domain's RAM, freed with it).
+    pub fn destroy(&mut self) {
+        self.evtchn.release_fifo();
         HostFrames.free(self.shared_info, 1);
         for (hpa, _) in &self.grant_frames {
             HostFrames.free(*hpa, 1);

@@ -42,6 +42,8 @@ const CHECKS: &[Check] = &[
     ("mmio-unbacked", crate::mmio::mmio_unbacked),
     ("mmio-random", crate::mmio::mmio_random),
     ("xapic-mmio", crate::mmio::xapic_mmio),
+    // Last: the domain stays on the FIFO ABI afterwards.
+    ("evtchn-fifo", crate::evtchn_fifo::check),
 ];
 
 pub fn run_all() -> (usize, usize) {

@@ -432,8 +432,11 @@ impl Events {
         })
     }
 
-    /// Clears `port`'s bit in shared_info's `evtchn_pending`.
+    /// Clears `port`'s bit in shared_info's `evtchn_pending`, and its
+    /// PENDING in the FIFO event word once the check `evtchn-fifo` moved
+    /// this domain to the FIFO ABI.
     pub fn clear(&self, port: u32) {
+        crate::evtchn_fifo::clear_pending(port);
         let word = self.shared_info
             + xen_abi::shared_info::EVTCHN_PENDING_OFFSET as u64
             + u64::from(port / 64) * 8;
@@ -584,6 +587,12 @@ enum Check {
     Refused(&'static str),
     /// EVTCHNOP_*: on success, the port the hypervisor wrote at this address.
     NewPort(u64),
+    /// EVTCHNOP_init_control (`link_bits` at this address, else
+    /// expand_array): never accepts GFN -2 (XSA-188); on success says 17.
+    FifoSetup {
+        link_bits: Option<u64>,
+        bad_gfn: bool,
+    },
     /// GNTTABOP_copy/map_grant_ref: the ops (at `va`, `size` bytes apart)
     /// set in `foreign` touch a domain that never granted this guest
     /// anything; their status must not be GNTST_okay.
@@ -809,6 +818,16 @@ impl Fuzzer {
             Check::Refused(what) => {
                 if ret == 0 {
                     fail(i, what);
+                }
+            }
+            Check::FifoSetup { link_bits, bad_gfn } => {
+                if ret == 0 && bad_gfn {
+                    fail(i, "FIFO set-up accepted GFN -2 (XSA-188)");
+                }
+                if let (0, Some(va)) = (ret, link_bits) {
+                    if peek32(va).is_some_and(|w| w & 0xff != 17) {
+                        fail(i, "init_control did not say link_bits 17");
+                    }
                 }
             }
             Check::NewPort(va) => {
@@ -1588,13 +1607,35 @@ impl Fuzzer {
                 s.w16(0, self.domid());
                 self.put(s)
             }
-            // init_control { control_gfn; offset; vcpu; link_bits; }, expand_array { array_gfn }
+            // init_control { control_gfn; offset; vcpu; link_bits; }, expand_array
+            // { array_gfn }: the FIFO ABI's pages go where the hypervisor may
+            // write, and the domain switches to it for the rest of the run.
             11 | 12 => {
                 let mut s = Struct::random(&mut self.rng, 24);
-                s.w64(0, self.write_gfn());
-                s.w32(8, self.rng.below(4096) as u32);
+                let bad_gfn = self.rng.one_in(8);
+                s.w64(
+                    0,
+                    if bad_gfn {
+                        u64::MAX - 1
+                    } else {
+                        self.write_gfn()
+                    },
+                );
+                // Offsets: in range and 8-aligned, the last that fits (4024),
+                // unaligned, past the end.
+                let offset = match self.rng.below(4) {
+                    0 => self.rng.below(504) as u32 * 8,
+                    1 => self.rng.pick(&[0, 4024, 4028, 4032, 4096, u32::MAX]),
+                    _ => self.rng.below(4096) as u32,
+                };
+                s.w32(8, offset);
                 s.w32(12, self.rng.pick(&[0, 0, 1, u32::MAX]));
-                self.put(s)
+                let at = self.put(s);
+                check = Check::FifoSetup {
+                    link_bits: (cmd == 11).then_some(at + 16),
+                    bad_gfn,
+                };
+                at
             }
             _ => self.blob(4),
         };

@@ -14,6 +14,8 @@ mod checks;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
+mod evtchn_fifo;
+#[cfg(target_os = "none")]
 mod frontend;
 #[cfg(target_os = "none")]
 mod fuzz;
