@@ -455,11 +455,30 @@ pub fn execute(insn: &Instruction, m: &mut dyn Machine) -> Result<Outcome, Stop>
         }
         // BT m, imm8 (SDM Vol. 2A BT): CF = the bit, the offset taken modulo
         // the operand size; the other status flags keep their values (ZF is
-        // unaffected, the rest undefined). The register-offset form can
-        // address far beyond the operand and is not carried out.
+        // unaffected, the rest undefined).
         (Mnemonic::Bt, Operand::Memory { linear, size }, Some(Operand::Imm(offset))) => {
             let value = m.read(linear, size)?;
             let bit = (value >> (offset % (u64::from(size) * 8))) & 1;
+            m.set_rflags((m.rflags() & !CF) | if bit != 0 { CF } else { 0 });
+        }
+        // BT m, reg: the register is a signed bit offset from the operand,
+        // reaching any operand-sized word in ±2^(n-1) bits (SDM Vol. 2A BT,
+        // "bit base"): the word at linear + (offset SAR log2(n)) * n/8,
+        // wrapping in the address space (64 bits, or 32 outside 64-bit
+        // mode). XSA-195 was Xen's emulator getting this adjustment wrong.
+        (Mnemonic::Bt, Operand::Memory { linear, size }, Some(Operand::Reg(reg))) => {
+            let (offset, reg_size) = read_reg(m, reg).ok_or(unsupported)?;
+            let offset = sign_extend(offset, reg_size) as i64;
+            let bits = i64::from(size) * 8;
+            let words = offset >> bits.trailing_zeros();
+            let address = linear.wrapping_add((words * i64::from(size)) as u64);
+            let address = if insn.code_size() == iced_x86::CodeSize::Code64 {
+                address
+            } else {
+                address & 0xffff_ffff
+            };
+            let value = m.read(address, size)?;
+            let bit = (value >> (offset & (bits - 1))) & 1;
             m.set_rflags((m.rflags() & !CF) | if bit != 0 { CF } else { 0 });
         }
         (mn, Operand::Memory { linear, size }, None) if unary_op(mn).is_some() => {

@@ -219,16 +219,12 @@ fn bit_test_sets_carry_only() {
     .unwrap();
     assert_eq!(m.rflags, 0x2 | ZF | CF);
     assert_eq!(m.mmio_reads, [(MMIO_BASE + 0x250, 4)]);
-    // In RAM (zeros): CF clear; bt with a register offset is not emulated.
+    // In RAM (zeros): CF clear.
     let mut m = model();
     m.rflags = 0x2 | CF;
     m.gprs[Gpr::Rdi as usize] = 0x3000;
     run(&[0x0f, 0xba, 0x27, 0x05], 64, &mut m).unwrap();
     assert_eq!(m.rflags, 0x2);
-    assert!(matches!(
-        run(&[0x0f, 0xa3, 0x07], 64, &mut m),
-        Err(Stop::Unsupported(_))
-    ));
 }
 
 #[test]
@@ -517,4 +513,44 @@ proptest! {
         m.gprs[Gpr::Rsi as usize] = MMIO_BASE;
         let _ = run(&bytes, [16, 32, 64][mode], &mut m);
     }
+}
+
+/// BT with a register bit offset reads the word the signed offset selects,
+/// not the operand itself: XSA-195's test (offset 0xfffd000000000000 from
+/// an operand just below 2^47) and small offsets both ways.
+#[test]
+fn bt_register_offset_selects_the_word() {
+    // bt [rbx], rax (48 0f a3 03)
+    let bytes = [0x48, 0x0f, 0xa3, 0x03];
+    let mut m = Model::default();
+    // Offset 65: bit 1 of the qword 8 bytes on, in RAM; set it there.
+    m.gprs[Gpr::Rbx as usize] = 0x2000;
+    m.gprs[Gpr::Rax as usize] = 65;
+    m.ram.insert(0x2008, 0b10);
+    run(&bytes, 64, &mut m).unwrap();
+    assert_eq!(m.rflags & CF, CF);
+    // Offset -63: bit 1 of the qword 8 bytes back, zero.
+    m.gprs[Gpr::Rax as usize] = (-63i64) as u64;
+    run(&bytes, 64, &mut m).unwrap();
+    assert_eq!(m.rflags & CF, 0);
+    // Reaching into MMIO from RAM: the read lands on the MMIO word.
+    m.gprs[Gpr::Rbx as usize] = MMIO_BASE - 8;
+    m.gprs[Gpr::Rax as usize] = 64 + 5;
+    run(&bytes, 64, &mut m).unwrap();
+    assert_eq!(m.mmio_reads.last(), Some(&(MMIO_BASE, 8)));
+    assert_eq!(m.rflags & CF, CF);
+    // XSA-195: the address wraps to (2^47 - 8) - ((−idx − 1) / 8 + 8 & !7).
+    let mem = (1u64 << 47) - 8;
+    let idx = 0xfffd_0000_0000_0000u64;
+    let adjust = (8 + ((idx.wrapping_neg() - 1) >> 3)) & !7;
+    m.gprs[Gpr::Rbx as usize] = mem;
+    m.gprs[Gpr::Rax as usize] = idx;
+    let err = run(&bytes, 64, &mut m).unwrap_err();
+    assert_eq!(
+        err,
+        Stop::Memory {
+            linear: mem.wrapping_sub(adjust),
+            why: "not mapped"
+        }
+    );
 }
