@@ -37,24 +37,19 @@ fn with_perms(path: String, value: impl Into<String>, perms: &[String]) -> Entry
 /// 1 MiB "limit" xl writes for xenconsoled's log buffer).
 const CONSOLE_LIMIT: &str = "1048576";
 
-/// A stable UUID for a domain, from its name (FNV-1a, laid out as a
-/// version-4-shaped UUID), for `/vm/<uuid>`.
+/// The domain's UUID, for `/vm/<uuid>`: its handle
+/// (`xen_abi::domain_handle`, which the hypervisor also answers
+/// `XENVER_guest_handle` with) in the 8-4-4-4-12 text form.
 pub fn uuid(name: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut h2: u64 = 0x8422_2325_cbf2_9ce4;
-    for &b in name.as_bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-        h2 = (h2 ^ u64::from(b))
-            .wrapping_mul(0x100_0000_01b3)
-            .rotate_left(7);
-    }
+    let h = xen_abi::domain_handle::domain_handle(name.as_bytes());
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
     format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        h >> 32,
-        (h >> 16) & 0xffff,
-        h & 0xfff,
-        0x8000 | (h2 >> 48) & 0x3fff,
-        h2 & 0xffff_ffff_ffff
+        "{}-{}-{}-{}-{}",
+        hex(&h[..4]),
+        hex(&h[4..6]),
+        hex(&h[6..8]),
+        hex(&h[8..10]),
+        hex(&h[10..])
     )
 }
 
@@ -342,5 +337,7 @@ mod tests {
         assert_eq!(uuid("linux"), uuid("linux"));
         assert_ne!(uuid("linux"), uuid("linux-2"));
         assert_eq!(uuid("x").len(), 36);
+        // As the toolstack wrote it before the handle moved to xen-abi.
+        assert_eq!(uuid("linux"), "5cad04a9-f1a5-405d-94c8-7c860a6c26d4");
     }
 }

@@ -16,6 +16,9 @@ const MXCSR_OFFSET: usize = 24;
 const MXCSR_RESET: u32 = 0x1f80;
 /// The legacy FXSAVE region, used when the CPU has no XSAVE.
 const FXSAVE_SIZE: usize = 512;
+/// XSTATE_BV, the first word of the XSAVE header after the legacy region
+/// (SDM Vol. 1 13.4.2).
+const XSTATE_BV_OFFSET: usize = 512;
 
 pub struct FpuState {
     area: *mut u8,
@@ -69,6 +72,18 @@ impl FpuState {
                 asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi, options(nomem, nostack));
                 self.xcr0 = (u64::from(hi) << 32) | u64::from(lo);
                 asm!("xsave64 [{}]", in(reg) self.area, in("eax") u32::MAX, in("edx") u32::MAX, options(nostack));
+            }
+            // XSAVE writes XSTATE_BV only for the components XCR0 enables
+            // and leaves the others' bits as they were (SDM Vol. 1 13.7): a
+            // guest that saved with XCR0 = 7, then set XCR0 = 1, leaves bits
+            // 1 and 2 set, and XRSTOR of XSTATE_BV bits outside XCR0 is #GP
+            // (13.8) in the hypervisor (found by XTF's
+            // fpu-exception-emulation). Clear them: those components are
+            // off, their state is not the guest's to keep.
+            // SAFETY: the header lies inside the area (size ≥ 512 + 64).
+            unsafe {
+                let bv = self.area.add(XSTATE_BV_OFFSET).cast::<u64>();
+                bv.write(bv.read() & self.xcr0);
             }
         } else {
             // SAFETY: FXSAVE64 writes 512 bytes to the 16-byte-aligned area.

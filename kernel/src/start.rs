@@ -54,6 +54,7 @@ extern "C" fn kernel_entry(kind: u32, info: u64) -> ! {
     }
 
     init_memory(&boot);
+    crate::hypercall::xen_version::save_command_line(boot.cmdline);
 
     if let Some(name) = cmdline::option(boot.cmdline, "selftest") {
         println!("selftest: {name}");

@@ -1,4 +1,4 @@
-//! A PVH kernel image: its ELF segments and the 32-bit entry from `XEN_ELFNOTE_PHYS32_ENTRY`.
+//! A PVH kernel image (ELF64 or ELF32): its ELF segments and the 32-bit entry from `XEN_ELFNOTE_PHYS32_ENTRY`.
 
 use elf::endian::LittleEndian;
 use elf::ElfBytes;
@@ -8,11 +8,15 @@ pub const XEN_ELFNOTE_PHYS32_ENTRY: u64 = 18;
 const PT_LOAD: u32 = 1;
 const PT_NOTE: u32 = 4;
 const EM_X86_64: u16 = 62;
+/// i386: XTF's hvm32 tests (`elf32-i386`). Xen's loader (xen/common/libelf)
+/// takes either class and either machine for an HVM/PVH guest: the image is
+/// entered in 32-bit protected mode all the same.
+const EM_386: u16 = 3;
 const ET_EXEC: u16 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoadError {
-    /// Not a little-endian ELF64 file, or its headers are malformed.
+    /// Not a little-endian ELF (64- or 32-bit), or its headers are malformed.
     NotElf,
     /// An ELF for another machine or not an executable.
     NotX86_64Executable,
@@ -27,8 +31,10 @@ pub enum LoadError {
 impl core::fmt::Display for LoadError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            LoadError::NotElf => write!(f, "not an ELF64 little-endian image"),
-            LoadError::NotX86_64Executable => write!(f, "not an x86-64 executable ELF"),
+            LoadError::NotElf => write!(f, "not a little-endian ELF image"),
+            LoadError::NotX86_64Executable => {
+                write!(f, "not an x86 (x86-64 or i386) executable ELF")
+            }
             LoadError::NoPvhEntry => write!(
                 f,
                 "no XEN_ELFNOTE_PHYS32_ENTRY note: the kernel does not support PVH boot"
@@ -60,11 +66,11 @@ fn note_value(desc: &[u8]) -> Option<u64> {
 
 impl<'a> KernelImage<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Self, LoadError> {
+        // Both classes: XTF links its hvm64 tests as ELF64 and ships them
+        // converted to ELF32 (`elf32-x86-64`); the `elf` crate widens an
+        // ELF32's headers to the same 64-bit fields.
         let elf = ElfBytes::<LittleEndian>::minimal_parse(bytes).map_err(|_| LoadError::NotElf)?;
-        if elf.ehdr.class != elf::file::Class::ELF64 {
-            return Err(LoadError::NotElf);
-        }
-        if elf.ehdr.e_machine != EM_X86_64 || elf.ehdr.e_type != ET_EXEC {
+        if !matches!(elf.ehdr.e_machine, EM_X86_64 | EM_386) || elf.ehdr.e_type != ET_EXEC {
             return Err(LoadError::NotX86_64Executable);
         }
         let segments = elf.segments().ok_or(LoadError::NoPvhEntry)?;
@@ -216,9 +222,61 @@ pub(crate) mod tests {
             Some(LoadError::NotElf)
         );
         let mut other = elf.clone();
-        other[18] = 3; // EM_386
+        other[18] = 40; // EM_ARM
         assert_eq!(
             KernelImage::parse(&other).err(),
+            Some(LoadError::NotX86_64Executable)
+        );
+    }
+
+    /// An ELF32 executable for `machine`: one PT_LOAD of `code` at `paddr`
+    /// and one PT_NOTE with a 4-byte PHYS32_ENTRY note, as XTF ships them.
+    fn tiny_elf32(machine: u16, paddr: u32, code: &[u8], entry: u32) -> Vec<u8> {
+        let mut note = Vec::new();
+        for v in [4u32, 4, 18] {
+            note.extend_from_slice(&v.to_le_bytes());
+        }
+        note.extend_from_slice(b"Xen\0");
+        note.extend_from_slice(&entry.to_le_bytes());
+        let code_off = 52 + 32 * 2;
+        let note_off = code_off + code.len() as u32;
+        let mut f = Vec::new();
+        f.extend_from_slice(b"\x7fELF\x01\x01\x01\0\0\0\0\0\0\0\0\0");
+        f.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+        f.extend_from_slice(&machine.to_le_bytes());
+        f.extend_from_slice(&1u32.to_le_bytes());
+        for v in [paddr, 52, 0, 0] {
+            f.extend_from_slice(&v.to_le_bytes()); // entry, phoff, shoff, flags
+        }
+        for v in [52u16, 32, 2, 40, 0, 0] {
+            f.extend_from_slice(&v.to_le_bytes());
+        }
+        let mut phdr = |ty: u32, off: u32, addr: u32, filesz: u32, memsz: u32| {
+            for v in [ty, off, addr, addr, filesz, memsz, 5, 4] {
+                f.extend_from_slice(&v.to_le_bytes());
+            }
+        };
+        phdr(1, code_off, paddr, code.len() as u32, code.len() as u32 + 8);
+        phdr(4, note_off, 0, note.len() as u32, note.len() as u32);
+        f.extend_from_slice(code);
+        f.extend_from_slice(&note);
+        f
+    }
+
+    #[test]
+    fn parses_and_loads_elf32() {
+        for machine in [62, 3] {
+            let elf = tiny_elf32(machine, 0x1000, b"\xf4\xf4", 0x1001);
+            let image = KernelImage::parse(&elf).unwrap();
+            assert_eq!(image.entry, 0x1001);
+            let mut ram = std::vec![0xaau8; 0x2000];
+            assert_eq!(image.load(&mut ram).unwrap(), 0x1000 + 2 + 8);
+            assert_eq!(&ram[0x1000..0x1002], b"\xf4\xf4");
+            assert!(ram[0x1002..0x100a].iter().all(|&b| b == 0));
+        }
+        let arm = tiny_elf32(40, 0x1000, b"\xf4", 0x1000);
+        assert_eq!(
+            KernelImage::parse(&arm).err(),
             Some(LoadError::NotX86_64Executable)
         );
     }

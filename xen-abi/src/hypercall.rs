@@ -18,6 +18,20 @@ pub const EVENT_CHANNEL_OP: u64 = 32;
 pub const PHYSDEV_OP: u64 = 33;
 pub const HVM_OP: u64 = 34;
 pub const DM_OP: u64 = 41;
+pub const SYSCTL: u64 = 35;
+pub const DOMCTL: u64 = 36;
+pub const HYPFS_OP: u64 = 42;
+/// The interface versions Xen 4.17 checks before anything else
+/// (public/sysctl.h, public/domctl.h, public/platform.h): a mismatch is
+/// -EACCES, which is how a guest (XTF) probes for the version.
+pub const XEN_SYSCTL_INTERFACE_VERSION: u32 = 0x15;
+pub const XEN_DOMCTL_INTERFACE_VERSION: u32 = 0x15;
+pub const XENPF_INTERFACE_VERSION: u32 = 0x0300_0001;
+/// Sizes of `xen_sysctl_t`, `xen_domctl_t` and `xen_platform_op_t`
+/// (a 128-byte union after the header), which Xen copies in whole.
+pub const SYSCTL_SIZE: usize = 136;
+pub const DOMCTL_SIZE: usize = 144;
+pub const PLATFORM_OP_SIZE: usize = 136;
 /// `__HYPERVISOR_arch_7`: reserved by Xen for architecture-specific use.
 /// Xenolith uses it for its test operations (see `TEST_OP_*`).
 pub const ARCH_7: u64 = 55;
@@ -33,6 +47,21 @@ pub const XENVER_PLATFORM_PARAMETERS: u64 = 5;
 pub const XENVER_GET_FEATURES: u64 = 6;
 pub const XENVER_PAGESIZE: u64 = 7;
 pub const XENVER_GUEST_HANDLE: u64 = 8;
+pub const XENVER_COMMANDLINE: u64 = 9;
+pub const XENVER_BUILD_ID: u64 = 10;
+/// `xen_compile_info_t`: compiler[64], compile_by[16], compile_domain[32], compile_date[32].
+pub const XEN_COMPILE_INFO_LEN: usize = 144;
+/// `xen_capabilities_info_t` is `char[1024]`.
+pub const XEN_CAPABILITIES_INFO_LEN: usize = 1024;
+/// `xen_changeset_info_t` is `char[64]`.
+pub const XEN_CHANGESET_INFO_LEN: usize = 64;
+/// `xen_commandline_t` is `char[1024]`.
+pub const XEN_COMMANDLINE_LEN: usize = 1024;
+/// `HYPERVISOR_VIRT_START` of x86-64 Xen (xen/arch/x86/include/asm/config.h,
+/// `PML4_ADDR(256)`): what `XENVER_platform_parameters` reports to 64-bit
+/// callers. 32-bit HVM callers get the compat field, 0 (an HVM domain's
+/// `hv_compat_vstart` is never set).
+pub const HYPERVISOR_VIRT_START: u64 = 0xffff_8000_0000_0000;
 /// `xen_extraversion_t` is `char[16]`.
 pub const XEN_EXTRAVERSION_LEN: usize = 16;
 
@@ -93,6 +122,7 @@ pub const EINVAL: i64 = 22;
 pub const ENOSPC: i64 = 28;
 pub const ERANGE: i64 = 34;
 pub const ENOSYS: i64 = 38;
+pub const ENOBUFS: i64 = 105;
 pub const ENODATA: i64 = 61;
 pub const ETIME: i64 = 62;
 pub const EOVERFLOW: i64 = 75;

@@ -5,6 +5,7 @@ pub mod blkif;
 #[cfg(target_arch = "x86_64")]
 pub mod call;
 pub mod console;
+pub mod domain_handle;
 pub mod domain_table;
 pub mod event_channel;
 pub mod features;

@@ -1,4 +1,4 @@
-//! Checks a guest kernel ELF: 64-bit x86, a Xen PVH entry note, and where its bytes really end.
+//! Checks a guest kernel ELF: x86 (ELF64 or ELF32), a Xen PVH entry note, and where its bytes really end.
 
 use anyhow::{bail, ensure, Context, Result};
 
@@ -8,6 +8,63 @@ pub const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
 const PT_NOTE: u32 = 4;
 const SHT_NOBITS: u32 = 8;
 const EM_X86_64: u16 = 62;
+/// i386: XTF's hvm32 tests. Xen's loader takes both classes and both
+/// machines for a PVH guest, which is entered in 32-bit mode either way.
+const EM_386: u16 = 3;
+
+/// Where one ELF class keeps the fields read here (the System V ABI's
+/// ELF32 and ELF64 header, program header and section header layouts).
+struct Layout {
+    /// Bytes of an address or offset: 4 or 8.
+    word: u64,
+    /// Offsets in the file header.
+    phoff: u64,
+    shoff: u64,
+    phentsize: u64,
+    /// Offsets in a program header.
+    p_offset: u64,
+    p_filesz: u64,
+    /// Offsets in a section header.
+    sh_offset: u64,
+    sh_size: u64,
+    /// The file header's size.
+    ehsize: u64,
+}
+
+const ELF64: Layout = Layout {
+    word: 8,
+    phoff: 0x20,
+    shoff: 0x28,
+    phentsize: 0x36,
+    p_offset: 8,
+    p_filesz: 32,
+    sh_offset: 24,
+    sh_size: 32,
+    ehsize: 64,
+};
+
+const ELF32: Layout = Layout {
+    word: 4,
+    phoff: 0x1c,
+    shoff: 0x20,
+    phentsize: 0x2a,
+    p_offset: 4,
+    p_filesz: 16,
+    sh_offset: 16,
+    sh_size: 20,
+    ehsize: 52,
+};
+
+impl Layout {
+    /// An address-sized field at `off`.
+    fn word_at(&self, b: &[u8], off: u64) -> Result<u64> {
+        if self.word == 8 {
+            u64_at(b, off)
+        } else {
+            u32_at(b, off).map(u64::from)
+        }
+    }
+}
 
 /// What the host needs to know about a kernel ELF.
 #[derive(Debug, PartialEq, Eq)]
@@ -44,19 +101,28 @@ fn table_end(offset: u64, count: u16, size: u16) -> Result<u64> {
         .context("ELF table runs past 2^64")
 }
 
-/// Checks `bytes` is a 64-bit little-endian x86-64 ELF with a PVH entry note.
+/// Checks `bytes` is a little-endian x86 ELF (ELF64, or ELF32 as XTF ships
+/// its tests) with a PVH entry note.
 pub fn inspect(bytes: &[u8]) -> Result<KernelElf> {
     ensure!(bytes.starts_with(b"\x7fELF"), "not an ELF file");
+    ensure!(bytes.get(5) == Some(&1), "not a little-endian ELF");
+    let l = match bytes.get(4) {
+        Some(2) => &ELF64,
+        Some(1) => &ELF32,
+        _ => bail!("not an ELF32 or ELF64 file"),
+    };
     ensure!(
-        bytes.get(4) == Some(&2) && bytes.get(5) == Some(&1),
-        "not a 64-bit little-endian ELF"
+        matches!(u16_at(bytes, 0x12)?, EM_X86_64 | EM_386),
+        "not an x86 (x86-64 or i386) ELF"
     );
-    ensure!(u16_at(bytes, 0x12)? == EM_X86_64, "not an x86-64 ELF");
-    let phoff = u64_at(bytes, 0x20)?;
-    let shoff = u64_at(bytes, 0x28)?;
-    let (phentsize, phnum) = (u16_at(bytes, 0x36)?, u16_at(bytes, 0x38)?);
-    let (shentsize, shnum) = (u16_at(bytes, 0x3a)?, u16_at(bytes, 0x3c)?);
-    let mut extent = 64u64.max(table_end(phoff, phnum, phentsize)?);
+    let phoff = l.word_at(bytes, l.phoff)?;
+    let shoff = l.word_at(bytes, l.shoff)?;
+    let (phentsize, phnum) = (u16_at(bytes, l.phentsize)?, u16_at(bytes, l.phentsize + 2)?);
+    let (shentsize, shnum) = (
+        u16_at(bytes, l.phentsize + 4)?,
+        u16_at(bytes, l.phentsize + 6)?,
+    );
+    let mut extent = l.ehsize.max(table_end(phoff, phnum, phentsize)?);
     if shnum > 0 {
         extent = extent.max(table_end(shoff, shnum, shentsize)?);
     }
@@ -65,8 +131,8 @@ pub fn inspect(bytes: &[u8]) -> Result<KernelElf> {
         let ph = phoff + i * u64::from(phentsize);
         let (kind, offset, size) = (
             u32_at(bytes, ph)?,
-            u64_at(bytes, ph + 8)?,
-            u64_at(bytes, ph + 32)?,
+            l.word_at(bytes, ph + l.p_offset)?,
+            l.word_at(bytes, ph + l.p_filesz)?,
         );
         let end = offset.checked_add(size).context("segment runs past 2^64")?;
         extent = extent.max(end);
@@ -77,7 +143,10 @@ pub fn inspect(bytes: &[u8]) -> Result<KernelElf> {
     for i in 0..u64::from(shnum) {
         let sh = shoff + i * u64::from(shentsize);
         if u32_at(bytes, sh + 4)? != SHT_NOBITS {
-            let (offset, size) = (u64_at(bytes, sh + 24)?, u64_at(bytes, sh + 32)?);
+            let (offset, size) = (
+                l.word_at(bytes, sh + l.sh_offset)?,
+                l.word_at(bytes, sh + l.sh_size)?,
+            );
             extent = extent.max(offset.checked_add(size).context("section runs past 2^64")?);
         }
     }
@@ -187,9 +256,12 @@ pub(crate) mod tests {
     fn rejects_what_is_not_a_pvh_kernel() {
         let elf = tiny_kernel(0x0100_0000, 0);
         assert!(inspect(b"MZ not an elf").is_err());
-        let mut class32 = elf.clone();
-        class32[4] = 1;
-        assert!(inspect(&class32).is_err());
+        let mut class3 = elf.clone();
+        class3[4] = 3;
+        assert!(inspect(&class3).is_err());
+        let mut big = elf.clone();
+        big[5] = 2;
+        assert!(inspect(&big).is_err());
         let mut arm = elf.clone();
         arm[0x12] = 183;
         assert!(inspect(&arm).is_err());
@@ -200,5 +272,53 @@ pub(crate) mod tests {
         let err = inspect(&no_note).unwrap_err().to_string();
         assert!(err.contains("CONFIG_PVH"), "{err}");
         assert!(inspect(&elf[..elf.len() - 10]).is_err());
+    }
+
+    /// The same kernel as [`tiny_kernel`] in ELF32 (as `objcopy -O
+    /// elf32-x86-64` or an i386 link makes it): 52-byte header, 32-byte
+    /// program header, 40-byte section header.
+    fn tiny_kernel32(entry: u32, machine: u16) -> Vec<u8> {
+        let elf64 = tiny_kernel(entry, 0);
+        let notes = &elf64[64 + 56..elf64.len() - 64];
+        let (phoff, notes_at) = (52u32, 52 + 32);
+        let shoff = notes_at + notes.len() as u32;
+        let mut elf = vec![0u8; 52];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        elf[4] = 1;
+        elf[5] = 1;
+        elf[0x12..0x14].copy_from_slice(&machine.to_le_bytes());
+        elf[0x1c..0x20].copy_from_slice(&phoff.to_le_bytes());
+        elf[0x20..0x24].copy_from_slice(&shoff.to_le_bytes());
+        elf[0x2a..0x2c].copy_from_slice(&32u16.to_le_bytes());
+        elf[0x2c..0x2e].copy_from_slice(&1u16.to_le_bytes());
+        elf[0x2e..0x30].copy_from_slice(&40u16.to_le_bytes());
+        elf[0x30..0x32].copy_from_slice(&1u16.to_le_bytes());
+        let mut ph = vec![0u8; 32];
+        ph[..4].copy_from_slice(&PT_NOTE.to_le_bytes());
+        ph[4..8].copy_from_slice(&notes_at.to_le_bytes());
+        ph[16..20].copy_from_slice(&(notes.len() as u32).to_le_bytes());
+        elf.extend_from_slice(&ph);
+        elf.extend_from_slice(notes);
+        let mut sh = vec![0u8; 40];
+        sh[4..8].copy_from_slice(&1u32.to_le_bytes());
+        sh[16..20].copy_from_slice(&notes_at.to_le_bytes());
+        sh[20..24].copy_from_slice(&(notes.len() as u32).to_le_bytes());
+        elf.extend_from_slice(&sh);
+        elf
+    }
+
+    #[test]
+    fn takes_elf32_of_both_machines() {
+        for machine in [EM_X86_64, EM_386] {
+            let elf = tiny_kernel32(0x0010_0000, machine);
+            let info = inspect(&elf).unwrap();
+            assert_eq!(info.pvh_entry, 0x0010_0000);
+            assert_eq!(info.extent, elf.len());
+            assert!(inspect(&elf[..elf.len() - 1]).is_err());
+        }
+        let mut arm = tiny_kernel32(0x0010_0000, 40);
+        assert!(inspect(&arm).is_err());
+        arm[0x12] = 3;
+        assert!(inspect(&arm).is_ok());
     }
 }

@@ -164,7 +164,7 @@ pub fn as_domain_one(lines: &[String], k: u16) -> Vec<String> {
 }
 
 /// The test guest's checks (kernel/tests/guest/src/checks.rs), in order.
-pub const TEST_GUEST_CHECKS: [&str; 25] = [
+pub const TEST_GUEST_CHECKS: [&str; 28] = [
     "cpuid",
     "msr-allowed",
     "msr-forbidden",
@@ -172,12 +172,15 @@ pub const TEST_GUEST_CHECKS: [&str; 25] = [
     "hypercall",
     "hypercall-gva",
     "hypercall-efault",
+    "xen-version-subops",
+    "privileged-hypercalls",
     "hypercall-page",
     "grant-reserved",
     "grant-copy-batch",
     "irq-hlt",
     "irq-window",
     "xsetbv-invalid",
+    "xcr0-shrink",
     "debug-single-step",
     "debug-breakpoint",
     "debug-regs-own",

@@ -34,6 +34,7 @@ mod serial;
 mod session;
 mod setup;
 mod smoke;
+mod xtf;
 mod xz;
 
 use std::path::PathBuf;
@@ -68,6 +69,10 @@ enum Command {
     /// blkif`, `fuzz netif` (the driver domain's XenStore and backends).
     #[command(subcommand)]
     Fuzz(FuzzCommand),
+    /// Run a locally built XTF (Xen Test Framework) tree's tests as built,
+    /// one guest each: a line per test and a summary (`--tier 1 --tier 2`
+    /// for the 22 of issue 16).
+    Xtf(xtf::XtfArgs),
 }
 
 #[derive(Subcommand)]
@@ -319,6 +324,7 @@ fn main() -> ExitCode {
         Command::Fuzz(FuzzCommand::Xenstore(args)) => fuzz::command(fuzz::Target::Xenstore, &args),
         Command::Fuzz(FuzzCommand::Blkif(args)) => fuzz::command(fuzz::Target::Blkif, &args),
         Command::Fuzz(FuzzCommand::Netif(args)) => fuzz::command(fuzz::Target::Netif, &args),
+        Command::Xtf(args) => xtf::command(&args),
     };
     match result {
         Ok(code) => code,

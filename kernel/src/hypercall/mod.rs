@@ -5,10 +5,11 @@ mod event_channel_op;
 mod grant_table_op;
 mod hvm_op;
 mod memory_op;
+mod privileged;
 mod sched_op;
 pub mod test_op;
 mod vcpu_op;
-mod xen_version;
+pub mod xen_version;
 
 use crate::domain::{Domain, Others};
 use crate::guest_memory::{Fault, GuestMemory};
@@ -94,6 +95,7 @@ pub fn dispatch(dom: &mut Domain, others: &mut Others) -> Outcome {
             EVENT_CHANNEL_OP => event_channel_op::call(dom, others, &call),
             GRANT_TABLE_OP => grant_table_op::call(dom, others, &call),
             ARCH_7 => test_op::call(dom, &call),
+            SYSCTL | DOMCTL | PLATFORM_OP | HYPFS_OP => privileged::call(dom, &call),
             _ => {
                 dom.unknown_hypercalls += 1;
                 defmt::debug!("d{=u16}: hypercall {=u64} -> -ENOSYS", dom.id, call.nr);

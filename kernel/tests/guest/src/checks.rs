@@ -17,12 +17,15 @@ const CHECKS: &[Check] = &[
     ("hypercall", hypercall),
     ("hypercall-gva", hypercall_gva),
     ("hypercall-efault", hypercall_efault),
+    ("xen-version-subops", xen_version_subops),
+    ("privileged-hypercalls", privileged_hypercalls),
     ("hypercall-page", hypercall_page),
     ("grant-reserved", grant_reserved),
     ("grant-copy-batch", grant_copy_batch),
     ("irq-hlt", irq_hlt),
     ("irq-window", irq_window),
     ("xsetbv-invalid", xsetbv_invalid),
+    ("xcr0-shrink", xcr0_shrink),
     ("debug-single-step", debug_single_step),
     ("debug-breakpoint", debug_breakpoint),
     ("debug-regs-own", debug_regs_own),
@@ -225,6 +228,126 @@ fn hypercall_gva() -> Result<(), &'static str> {
         extra.contains(&0) && extra[0] != 0xff,
         "extraversion not written",
     )
+}
+
+/// Every `xen_version` sub-op as Xen 4.17 answers a domU: the strings
+/// NUL-terminated inside their buffers with nothing written past them
+/// (XSA-122), the command line denied, build_id refused.
+fn xen_version_subops() -> Result<(), &'static str> {
+    // Each buffer sits between guard bytes the hypervisor must not touch.
+    let mut buf = [0xa5u8; 1024 + 64];
+    // `len`: the buffer; `field`: its first string (compile_info has four).
+    let mut string = |op: u64, len: usize, field: usize| -> Result<usize, &'static str> {
+        buf.fill(0xa5);
+        let ret = call(XEN_VERSION, op, buf[32..].as_mut_ptr() as u64, 0);
+        ensure(ret == 0, "a string sub-op failed")?;
+        ensure(
+            buf[..32].iter().all(|&b| b == 0xa5) && buf[32 + len..].iter().all(|&b| b == 0xa5),
+            "a sub-op wrote outside its buffer",
+        )?;
+        let text = &buf[32..32 + field];
+        let end = text
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or("a string has no NUL")?;
+        ensure(
+            text[end..].iter().all(|&b| b == 0),
+            "bytes after the NUL are not zero",
+        )?;
+        Ok(end)
+    };
+    ensure(
+        string(XENVER_COMPILE_INFO, XEN_COMPILE_INFO_LEN, 64)? > 0,
+        "no compiler name",
+    )?;
+    ensure(
+        string(
+            XENVER_CAPABILITIES,
+            XEN_CAPABILITIES_INFO_LEN,
+            XEN_CAPABILITIES_INFO_LEN,
+        )? > 0,
+        "no capabilities",
+    )?;
+    ensure(
+        string(
+            XENVER_CHANGESET,
+            XEN_CHANGESET_INFO_LEN,
+            XEN_CHANGESET_INFO_LEN,
+        )? > 0,
+        "no changeset",
+    )?;
+    ensure(
+        string(XENVER_COMMANDLINE, 9, 9)? == 8,
+        "the command line is not <denied>",
+    )?;
+    ensure(
+        &buf[32..41] == b"<denied>\0",
+        "the command line is not <denied>",
+    )?;
+    let mut params = [0u64; 2];
+    let ret = call(
+        XEN_VERSION,
+        XENVER_PLATFORM_PARAMETERS,
+        params.as_mut_ptr() as u64,
+        0,
+    );
+    ensure(
+        ret == 0 && params[0] == HYPERVISOR_VIRT_START,
+        "platform_parameters",
+    )?;
+    ensure(params[1] == 0, "platform_parameters wrote past its field")?;
+    ensure(call(XEN_VERSION, XENVER_PAGESIZE, 0, 0) == 4096, "pagesize")?;
+    ensure(
+        call(XEN_VERSION, XENVER_PAGESIZE, buf.as_ptr() as u64, 0) == -EINVAL,
+        "pagesize with a buffer is not -EINVAL",
+    )?;
+    let mut handle = [0u8; 16];
+    ensure(
+        call(
+            XEN_VERSION,
+            XENVER_GUEST_HANDLE,
+            handle.as_mut_ptr() as u64,
+            0,
+        ) == 0,
+        "guest_handle failed",
+    )?;
+    ensure(
+        handle[6] >> 4 == 4 && handle[8] >> 6 == 2,
+        "guest_handle is not a UUID",
+    )?;
+    ensure(
+        call(XEN_VERSION, XENVER_BUILD_ID, 0, 0) == -EPERM,
+        "build_id is not -EPERM for a domU",
+    )?;
+    ensure(
+        call(XEN_VERSION, 11, 0, 0) == -ENOSYS,
+        "an unknown sub-op is not -ENOSYS",
+    )
+}
+
+/// sysctl, domctl and platform_op as Xen refuses them to a domU: -EFAULT
+/// for an unreadable argument, -EACCES for another interface version (how
+/// XTF finds the version), then -EPERM; hypfs_op -EPERM outright.
+fn privileged_hypercalls() -> Result<(), &'static str> {
+    for (nr, version) in [
+        (SYSCTL, XEN_SYSCTL_INTERFACE_VERSION),
+        (DOMCTL, XEN_DOMCTL_INTERFACE_VERSION),
+        (PLATFORM_OP, XENPF_INTERFACE_VERSION),
+    ] {
+        let mut op = [0u32; 40];
+        op[1] = version;
+        ensure(call(nr, op.as_ptr() as u64, 0, 0) == -EPERM, "not -EPERM")?;
+        op[1] = version + 1;
+        ensure(
+            call(nr, op.as_ptr() as u64, 0, 0) == -EACCES,
+            "a wrong version is not -EACCES",
+        )?;
+        ensure(
+            call(nr, 0x0000_7000_0000_0000, 0, 0) == -EFAULT,
+            "an unmapped argument is not -EFAULT",
+        )?;
+    }
+    ensure(call(HYPFS_OP, 0, 0, 0) == -EPERM, "hypfs_op is not -EPERM")
 }
 
 /// A buffer the guest's page tables do not map gets -EFAULT, not a crash.
@@ -638,6 +761,43 @@ fn xsetbv_invalid() -> Result<(), &'static str> {
         "XSETBV of x87|SSE raised #GP",
     )?;
     ensure(xgetbv() == 0x3, "XCR0 did not read back x87|SSE")
+}
+
+/// XCR0 shrinking under live state: SSE registers made non-initial with
+/// XCR0 = x87|SSE, the vCPU switched out and back (XSAVE'd with SSE), then
+/// XCR0 = x87 alone and switched again. XSAVE leaves XSTATE_BV's SSE bit
+/// from the first save, and the hypervisor's XRSTOR of a header with a bit
+/// outside XCR0 is #GP in the hypervisor itself (found by XTF's
+/// fpu-exception-emulation: the host died). Needs other domains to switch
+/// to, as in the test-guest smokes.
+fn xcr0_shrink() -> Result<(), &'static str> {
+    if cpuid_leaf(1).ecx & (1 << 26) == 0 {
+        return Ok(()); // no XSAVE
+    }
+    // SAFETY: CR4.OSFXSR (bit 9) and OSXSAVE (bit 18) only enable
+    // SSE and XSAVE; the guest's own code is soft-float.
+    unsafe {
+        let cr4: u64;
+        asm!("mov {}, cr4", out(reg) cr4);
+        asm!("mov cr4, {}", in(reg) cr4 | (1 << 9) | (1 << 18));
+    }
+    let switch = || {
+        for _ in 0..5 {
+            call(SCHED_OP, SCHEDOP_YIELD, 0, 0);
+        }
+    };
+    xsetbv(0, 0x3);
+    // SAFETY: SSE is on; XMM0 belongs to no one in this soft-float guest.
+    unsafe { asm!("pcmpeqd xmm0, xmm0") };
+    switch();
+    xsetbv(0, 0x1);
+    switch();
+    xsetbv(0, 0x3);
+    switch();
+    let all_ones: u64;
+    // SAFETY: as above.
+    unsafe { asm!("pcmpeqd xmm0, xmm0", "movq {}, xmm0", out(reg) all_ones) };
+    ensure(xgetbv() == 0x3 && all_ones == u64::MAX, "SSE state lost")
 }
 
 /// The command-line word that says this CPU loses DR6 on an intercepted

@@ -548,10 +548,11 @@ enum Family {
     VcpuOp,
     ConsoleIo,
     Arch7,
+    Privileged,
     Unknown,
 }
 
-const FAMILIES: [(Family, &str, u64); 10] = [
+const FAMILIES: [(Family, &str, u64); 11] = [
     (Family::XenVersion, "xen_version", 8),
     (Family::MemoryOp, "memory_op", 12),
     (Family::GrantTableOp, "grant_table_op", 16),
@@ -561,6 +562,7 @@ const FAMILIES: [(Family, &str, u64); 10] = [
     (Family::VcpuOp, "vcpu_op", 10),
     (Family::ConsoleIo, "console_io", 6),
     (Family::Arch7, "arch_7", 3),
+    (Family::Privileged, "privileged", 4),
     (Family::Unknown, "unknown", 6),
 ];
 
@@ -662,6 +664,8 @@ fn hypercalls(p: Params) -> Result<(), &'static str> {
             Family::VcpuOp => VCPU_OP,
             Family::ConsoleIo => CONSOLE_IO,
             Family::Arch7 => ARCH_7,
+            // sysctl, domctl, platform_op, hypfs_op: one row.
+            Family::Privileged => SYSCTL,
             Family::Unknown => u64::MAX,
         };
         let total: u64 = row.iter().sum();
@@ -860,6 +864,7 @@ impl Fuzzer {
             Family::VcpuOp => self.vcpu_op(),
             Family::ConsoleIo => self.console_io(),
             Family::Arch7 => self.arch_7(),
+            Family::Privileged => self.privileged(),
             Family::Unknown => self.unknown(),
         }
     }
@@ -1896,10 +1901,38 @@ impl Fuzzer {
         }
     }
 
+    /// sysctl, domctl, platform_op and hypfs_op with random commands,
+    /// mostly the right interface version: a domU must always be refused.
+    fn privileged(&mut self) -> Call {
+        let (nr, version) = match self.rng.below(4) {
+            0 => (SYSCTL, XEN_SYSCTL_INTERFACE_VERSION),
+            1 => (DOMCTL, XEN_DOMCTL_INTERFACE_VERSION),
+            2 => (PLATFORM_OP, XENPF_INTERFACE_VERSION),
+            _ => (HYPFS_OP, 0),
+        };
+        // The structure (Xen copies 136 or 144 bytes) is the first argument.
+        let arg = self.place(DOMCTL_SIZE as u64);
+        let mut s = Struct::random(&mut self.rng, 72);
+        if !self.rng.one_in(4) {
+            s.w32(4, version);
+        }
+        self.emit(arg, &s);
+        let cmd = self.rng.below(80);
+        self.call_with(
+            (nr, arg, cmd),
+            Family::Privileged,
+            Check::Refused("a privileged hypercall succeeded for a domU"),
+        )
+    }
+
     /// Hypercall numbers the hypervisor does not implement, with
     /// arguments harmless whatever they would mean (multicall included).
     fn unknown(&mut self) -> Call {
-        const KNOWN: [u64; 9] = [
+        const KNOWN: [u64; 13] = [
+            SYSCTL,
+            DOMCTL,
+            PLATFORM_OP,
+            HYPFS_OP,
             XEN_VERSION,
             MEMORY_OP,
             GRANT_TABLE_OP,
