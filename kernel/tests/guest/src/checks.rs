@@ -1017,7 +1017,8 @@ fn write_cr4(value: u64) {
 /// bit (15, 32), MCE (hidden from CPUID, though the CPU has it). On SVM
 /// without the intercept QEMU answered the first with #VMEXIT(ERR) and the
 /// domain was crashed; on VMX, MCE reached the hardware. An offered bit
-/// (PCE) round-trips; EFER.SVME is refused too.
+/// (PCE) round-trips; EFER.SVME is refused too. Then 200 random values
+/// with never-offered bits, all refused.
 fn cr4_reserved() -> Result<(), &'static str> {
     const PCE: u64 = 1 << 8;
     let cr4 = read_cr4();
@@ -1039,6 +1040,27 @@ fn cr4_reserved() -> Result<(), &'static str> {
         "a CR4 bit the guest is not offered did not raise #GP",
     )?;
     ensure(read_cr4() == cr4, "a refused CR4 write changed CR4")?;
+    // Hostile values: the current CR4 plus a random mix of bits no guest
+    // is offered (VMXE, SMXE, 15, 32-63), 200 of them, each refused whole.
+    const NEVER: u64 = (1 << 13) | (1 << 14) | (1 << 15) | 0xffff_ffff_0000_0000;
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut random = 0;
+    skipping(3, || {
+        for _ in 0..200 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            write_cr4(cr4 | (x & NEVER) | (1 << 15));
+            random += 1;
+        }
+    });
+    let refused_all = refused.len() as u64 + random;
+    ensure(
+        gp() == before + refused_all,
+        "a random value with a never-offered CR4 bit did not raise #GP",
+    )?;
+    ensure(read_cr4() == cr4, "a refused random CR4 write changed CR4")?;
+    let before = before + random;
     write_cr4(cr4 ^ PCE);
     let toggled = read_cr4();
     write_cr4(cr4);
