@@ -35,7 +35,8 @@ const DEBUGCTL_LBR: u64 = 1;
 /// behind them: IA32_FEATURE_CONTROL (locked, nothing enabled),
 /// PLATFORM_INFO and MISC_FEATURES_ENABLES (no CPUID faulting),
 /// PERF_STATUS/PERF_CTL and THERM_STATUS (no cpufreq or thermal control),
-/// AMD's DE_CFG (LFENCE serialising, which Linux sets and checks).
+/// AMD's DE_CFG (LFENCE serialising, which Linux sets and checks), AMD's
+/// SYSCFG and TOP_MEM/TOP_MEM2 (0: no memory-type extensions).
 pub const IA32_FEATURE_CONTROL: u32 = 0x3a;
 pub const INTEL_PLATFORM_INFO: u32 = 0xce;
 pub const INTEL_MISC_FEATURES_ENABLES: u32 = 0x140;
@@ -43,6 +44,11 @@ pub const IA32_PERF_STATUS: u32 = 0x198;
 pub const IA32_PERF_CTL: u32 = 0x199;
 pub const IA32_THERM_STATUS: u32 = 0x19c;
 pub const AMD64_DE_CFG: u32 = 0xc001_1029;
+/// AMD SYSCFG, TOP_MEM, TOP_MEM2 (APM Vol. 2 A.7, 7.9): a domU reads 0
+/// (Xen's svm_msr_read_intercept); writes #GP. Linux reads SYSCFG at boot.
+pub const AMD_SYSCFG: u32 = 0xc001_0010;
+pub const AMD_TOP_MEM: u32 = 0xc001_001a;
+pub const AMD_TOP_MEM2: u32 = 0xc001_001d;
 const FEATURE_CONTROL_LOCK: u64 = 1;
 const DE_CFG_LFENCE_SERIALISE: u64 = 1 << 1;
 /// The x2APIC register MSRs (SDM Vol. 3A 12.12.1.2).
@@ -104,6 +110,7 @@ pub fn constant_read(msr: u32, vendor: Vendor) -> Option<u64> {
         IA32_FEATURE_CONTROL if intel => Some(FEATURE_CONTROL_LOCK),
         IA32_PERF_STATUS | IA32_PERF_CTL | IA32_THERM_STATUS if intel => Some(0),
         AMD64_DE_CFG if amd => Some(DE_CFG_LFENCE_SERIALISE),
+        AMD_SYSCFG | AMD_TOP_MEM | AMD_TOP_MEM2 if amd => Some(0),
         _ => None,
     }
 }
@@ -146,6 +153,9 @@ mod tests {
         assert_eq!(constant_read(AMD64_DE_CFG, Amd), Some(2));
         assert_eq!(constant_read(AMD64_DE_CFG, Intel), None);
         assert_eq!(constant_read(IA32_PERF_CTL, Other), None);
+        assert_eq!(constant_read(AMD_SYSCFG, Amd), Some(0));
+        assert_eq!(constant_read(AMD_SYSCFG, Intel), None);
+        assert!(!constant_write(AMD_SYSCFG, Amd, 0));
         assert_eq!(constant_read(0x1da, Intel), None);
         assert!(constant_write(IA32_DEBUGCTL, Amd, 0));
         assert!(constant_write(IA32_DEBUGCTL, Amd, DEBUGCTL_LBR));
@@ -159,7 +169,19 @@ mod tests {
         assert!(constant_write(AMD64_DE_CFG, Amd, 0));
         assert!(!constant_write(IA32_THERM_STATUS, Intel, 0));
         // A write is never accepted for an MSR that does not read.
-        for msr in [0x3a, 0xce, 0x140, 0x198, 0x199, 0x19c, 0x1d9, 0xc001_1029] {
+        for msr in [
+            0x3a,
+            0xce,
+            0x140,
+            0x198,
+            0x199,
+            0x19c,
+            0x1d9,
+            0xc001_0010,
+            0xc001_001a,
+            0xc001_001d,
+            0xc001_1029,
+        ] {
             for vendor in [Intel, Amd, Other] {
                 if constant_write(msr, vendor, 0) {
                     assert!(constant_read(msr, vendor).is_some(), "{msr:#x}");

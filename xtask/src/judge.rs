@@ -164,7 +164,7 @@ pub fn as_domain_one(lines: &[String], k: u16) -> Vec<String> {
 }
 
 /// The test guest's checks (kernel/tests/guest/src/checks.rs), in order.
-pub const TEST_GUEST_CHECKS: [&str; 28] = [
+pub const TEST_GUEST_CHECKS: [&str; 29] = [
     "cpuid",
     "msr-allowed",
     "msr-forbidden",
@@ -193,6 +193,7 @@ pub const TEST_GUEST_CHECKS: [&str; 28] = [
     "alignment-check",
     "cr4-reserved",
     "msr-debugctl",
+    "msr-fixed-values",
 ];
 
 /// Exits the checks above must have caused in each test-guest domain, as

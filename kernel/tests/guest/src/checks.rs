@@ -38,6 +38,7 @@ const CHECKS: &[Check] = &[
     ("alignment-check", alignment_check),
     ("cr4-reserved", cr4_reserved),
     ("msr-debugctl", msr_debugctl),
+    ("msr-fixed-values", msr_fixed_values),
 ];
 
 pub fn run_all() -> (usize, usize) {
@@ -995,6 +996,37 @@ fn undefined_instructions() -> Result<(), &'static str> {
     ensure(
         UD_COUNT.load(Ordering::SeqCst) == before + expected,
         "a virtualization instruction or MONITOR/MWAIT did not raise #UD",
+    )
+}
+
+/// The MSRs Xen gives every HVM domU a fixed value, as it answers them:
+/// PLATFORM_INFO and MISC_FEATURES_ENABLES read 0 (the latter takes 0 and
+/// refuses CPUID faulting); on AMD DE_CFG reads LFENCE-serialising and
+/// drops writes, SYSCFG reads 0 and refuses writes; on Intel
+/// FEATURE_CONTROL reads locked and refuses writes. Each was #GP before.
+fn msr_fixed_values() -> Result<(), &'static str> {
+    let amd = cpuid_leaf(0).ebx == 0x6874_7541; // "Auth"
+    let gp = || GP_COUNT.load(Ordering::SeqCst);
+    let before = gp();
+    ensure(rdmsr(0xce) == 0, "PLATFORM_INFO did not read 0")?;
+    ensure(rdmsr(0x140) == 0, "MISC_FEATURES_ENABLES did not read 0")?;
+    wrmsr(0x140, 0);
+    if amd {
+        ensure(
+            rdmsr(0xc001_1029) == 2,
+            "DE_CFG did not read LFENCE-serialising",
+        )?;
+        wrmsr(0xc001_1029, 2);
+        ensure(rdmsr(0xc001_0010) == 0, "SYSCFG did not read 0")?;
+    } else {
+        ensure(rdmsr(0x3a) == 1, "FEATURE_CONTROL did not read locked")?;
+    }
+    ensure(gp() == before, "a fixed-value MSR raised #GP")?;
+    wrmsr(0x140, 1);
+    wrmsr(if amd { 0xc001_0010 } else { 0x3a }, 0);
+    ensure(
+        gp() == before + 2,
+        "a refused fixed-value MSR write was taken",
     )
 }
 
