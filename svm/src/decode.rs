@@ -145,6 +145,40 @@ mod tests {
     }
 
     #[test]
+    fn mov_to_cr4_on_hostile_bytes() {
+        // Whatever the guest left at RIP: an answer, never a panic; when
+        // it is a MOV CR4, a register 0-15, a length within the bytes read
+        // and the 15-byte limit, ending in 0F 22 with ModRM.reg = 4.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for round in 0..20_000 {
+            let mut bytes = [0u8; 15];
+            for b in bytes.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            if round % 4 == 0 {
+                // Make a prefixed MOV CR4 likely.
+                let at = (x as usize >> 8) % 14;
+                bytes[at..]
+                    .iter_mut()
+                    .take(3)
+                    .zip([0x0f, 0x22, 0xe0 | (x as u8 & 7)])
+                    .for_each(|(b, v)| *b = v);
+            }
+            let n = (x as usize >> 16) % 16;
+            for long_mode in [false, true] {
+                if let Some((gpr, len)) = mov_to_cr4(&bytes[..n], long_mode) {
+                    assert!(gpr < 16 && (3..=15).contains(&len) && len <= n);
+                    assert_eq!(bytes[len - 3..len - 1], [0x0f, 0x22]);
+                    assert_eq!((bytes[len - 1] >> 3) & 7, 4);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn mismatches_are_refused() {
         // REX is INC/DEC outside 64-bit mode, so it is no prefix there.
         assert_eq!(length(&[0x48, 0x0f, 0x30], Expected::Wrmsr, false), None);
