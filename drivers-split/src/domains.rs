@@ -10,7 +10,10 @@ pub struct Guest {
     pub domid: u16,
     pub name: String,
     pub vcpus: u16,
+    /// `memory/target` at start of day, KiB.
     pub memory_kib: u64,
+    /// `memory/static-max`: the most it may balloon up to, KiB.
+    pub static_max_kib: u64,
     pub console_gfn: u64,
     pub console_port: u32,
     pub store_gfn: u64,
@@ -195,6 +198,7 @@ fn parse_guests(bytes: &[u8]) -> Result<Vec<Guest>, TableError> {
             && e.store_gfn != 0
             && e.console_port != 0
             && e.store_port != 0
+            && e.static_max_kib >= e.memory_kib
             && guests.iter().all(|g| g.domid != e.domid && g.name != name);
         if !ok {
             return Err(TableError::BadEntry(i));
@@ -204,6 +208,7 @@ fn parse_guests(bytes: &[u8]) -> Result<Vec<Guest>, TableError> {
             name: String::from(name),
             vcpus: e.vcpus,
             memory_kib: e.memory_kib,
+            static_max_kib: e.static_max_kib,
             console_gfn: e.console_gfn,
             console_port: e.console_port,
             store_gfn: e.store_gfn,
@@ -229,6 +234,7 @@ mod tests {
             console_gfn: 0xfeffc,
             store_gfn: 0xfeffd,
             name: name_field(name),
+            static_max_kib: 262_144,
         }
     }
 

@@ -90,10 +90,11 @@ pub fn guest_entries(g: &Guest) -> Vec<Entry> {
         entry(format!("{home}/domid"), format!("{n}")),
         entry(format!("{home}/cpu"), ""),
         entry(format!("{home}/memory"), ""),
-        // KiB; target = static-max: no ballooning.
+        // KiB (libxl__build_post): static-max from maxmem, target from
+        // memory; the guest's balloon driver follows target.
         entry(
             format!("{home}/memory/static-max"),
-            format!("{}", g.memory_kib)
+            format!("{}", g.static_max_kib)
         ),
         entry(format!("{home}/memory/target"), format!("{}", g.memory_kib)),
         entry(format!("{home}/memory/videoram"), "0"),
@@ -196,6 +197,79 @@ pub fn set_state<M: RingMemory>(server: &mut Server<M>, dir: &str, state: u8) ->
     server.local(MsgType::Write, &p).map(|_| ())
 }
 
+/// A toolstack command typed on COM1 at the toolstack's stop of the
+/// Ctrl-A cycle, in xl's syntax (`xl` itself may be left out).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// `mem-set <domain> <mem>`: the domain's balloon target.
+    MemSet { domain: String, kib: u64 },
+}
+
+/// Parses one typed line.
+pub fn parse_command(line: &str) -> Result<Command, &'static str> {
+    let mut words = line.split_ascii_whitespace().peekable();
+    if words.peek() == Some(&"xl") {
+        words.next();
+    }
+    match (words.next(), words.next(), words.next(), words.next()) {
+        (Some("mem-set"), Some(domain), Some(mem), None) => Ok(Command::MemSet {
+            domain: String::from(domain),
+            kib: parse_mem_kb(mem).ok_or("mem-set: bad size (digits, then b, k, m, g or t)")?,
+        }),
+        (Some("mem-set"), ..) => Err("usage: mem-set <domain> <mem>"),
+        (None, ..) => Err(""),
+        _ => Err("unknown command (the toolstack knows mem-set <domain> <mem>)"),
+    }
+}
+
+/// A size as xl's `parse_mem_size_kb` reads it: digits, then an optional
+/// unit, b, k, m, g or t (either case); without one, KiB. In KiB, rounded down.
+pub fn parse_mem_kb(text: &str) -> Option<u64> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let n: u64 = text[..digits].parse().ok()?;
+    let shift_up = match text[digits..].to_ascii_lowercase().as_str() {
+        "" | "k" => return Some(n),
+        "b" => return Some(n / 1024),
+        "m" => 10,
+        "g" => 20,
+        "t" => 30,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift_up)
+}
+
+/// `xl mem-set`: writes the guest's `memory/target` (KiB), which its
+/// balloon driver watches. The domain is named or given by id; a target
+/// above `memory/static-max` is refused, as libxl_set_memory_target does
+/// ("memory_dynamic_max must be less than or equal to memory_static_max").
+pub fn mem_set<M: RingMemory>(
+    server: &mut Server<M>,
+    guests: &[Guest],
+    domain: &str,
+    kib: u64,
+) -> Result<String, String> {
+    let g = guests
+        .iter()
+        .find(|g| g.name == domain || format!("{}", g.domid) == domain)
+        .ok_or_else(|| format!("mem-set: no domain {domain:?}"))?;
+    if kib > g.static_max_kib {
+        return Err(format!(
+            "mem-set: {kib} KiB is above {}'s static-max of {} KiB",
+            g.name, g.static_max_kib
+        ));
+    }
+    if kib == 0 {
+        return Err(String::from("mem-set: a target of 0"));
+    }
+    let path = format!("/local/domain/{}/memory/target", g.domid);
+    apply(server, &[entry(path, format!("{kib}"))])
+        .map_err(|(p, e)| format!("mem-set: writing {p} failed: {e:?}"))?;
+    Ok(format!(
+        "{} (domain {}): memory/target = {kib} KiB",
+        g.name, g.domid
+    ))
+}
+
 /// The tree under `root` as `xenstore-ls -p` prints it: one node per line,
 /// indented one space per level, `name = "value"` and the permission list.
 pub fn listing(store: &crate::xenstore::store::Store, root: &str) -> Vec<String> {
@@ -259,6 +333,7 @@ mod tests {
             name: name.into(),
             vcpus: 1,
             memory_kib: 262_144,
+            static_max_kib: 262_144,
             console_gfn: 0xfeffc,
             console_port: 1,
             store_gfn: 0xfeffd,
@@ -283,6 +358,40 @@ mod tests {
         let m = out.last().expect("a reply");
         let h = crate::xenstore::Header::parse(m[..16].try_into().unwrap());
         (h.ty, m[16..].to_vec())
+    }
+
+    #[test]
+    fn mem_set_parses_as_xl_does_and_writes_the_target() {
+        assert_eq!(parse_mem_kb("262144"), Some(262_144));
+        assert_eq!(parse_mem_kb("192m"), Some(196_608));
+        assert_eq!(parse_mem_kb("1G"), Some(1 << 20));
+        assert_eq!(parse_mem_kb("4096b"), Some(4));
+        assert_eq!(parse_mem_kb("12x"), None);
+        assert_eq!(parse_mem_kb("m"), None);
+        assert_eq!(parse_mem_kb("99999999999999999999t"), None);
+        assert_eq!(
+            parse_command("xl mem-set linux 192m"),
+            Ok(Command::MemSet {
+                domain: "linux".into(),
+                kib: 196_608
+            })
+        );
+        assert!(parse_command("mem-set linux").is_err());
+        assert!(parse_command("destroy linux").is_err());
+        let mut s = built();
+        let guests = [guest(1, "linux"), guest(2, "linux-2")];
+        assert!(mem_set(&mut s, &guests, "linux", 196_608).is_ok());
+        let (_, v) = ask(&mut s, 1, MsgType::Read, b"memory/target\0");
+        assert_eq!(v, b"196608");
+        assert!(mem_set(&mut s, &guests, "2", 100_000).is_ok());
+        let (_, v) = ask(&mut s, 2, MsgType::Read, b"memory/target\0");
+        assert_eq!(v, b"100000");
+        // Above static-max, an unknown domain, zero: refused, nothing written.
+        assert!(mem_set(&mut s, &guests, "linux", 262_145).is_err());
+        assert!(mem_set(&mut s, &guests, "nobody", 1024).is_err());
+        assert!(mem_set(&mut s, &guests, "linux", 0).is_err());
+        let (_, v) = ask(&mut s, 1, MsgType::Read, b"memory/target\0");
+        assert_eq!(v, b"196608");
     }
 
     #[test]

@@ -39,8 +39,9 @@ pub struct Domain {
     /// The driver domain (domain 0): serves the others' XenStore and
     /// consoles; the run ends when every other domain has ended.
     pub driver: bool,
-    ram_hpa: u64,
-    ram_frames: usize,
+    /// The host frames it holds as RAM: the start-of-day block less what
+    /// it ballooned out, plus what it populated since.
+    pub ram: xenolith::reservation::Holdings,
     /// The driver domain's DMA pool, host-physical and mapped at the same
     /// guest-physical addresses: memory devices can reach on its behalf.
     dma: Option<core::ops::Range<u64>>,
@@ -102,6 +103,8 @@ pub struct Spec<'a> {
     pub cmdline: &'a str,
     pub initrd: Option<&'a [u8]>,
     pub ram_bytes: u64,
+    /// The most RAM it may hold (xl.cfg `maxmem`): its `max_pages`.
+    pub max_bytes: u64,
     /// I/O ports the domain reaches directly (the driver domain's COM1).
     pub passthrough_ports: &'static [u16],
 }
@@ -156,12 +159,15 @@ pub fn create(backend: &mut dyn Backend, spec: &Spec) -> Result<Domain, CreateEr
         memory::free_frames(ram_hpa, frames);
         return Err(CreateError::NoMemory);
     };
+    // The allocator hands out a power of two: the rest is padding the
+    // domain holds, uncounted, until it ends (memory::alloc_frames).
+    let block = frames.next_power_of_two() as u64;
+    let max_pages = spec.max_bytes.max(ram_bytes) / PAGE_SIZE;
     Ok(Domain {
         id,
         name: String::from(name),
         driver: false,
-        ram_hpa,
-        ram_frames: frames,
+        ram: xenolith::reservation::Holdings::new(ram_hpa, block, frames as u64, max_pages),
         dma: None,
         plan,
         space,
@@ -336,10 +342,9 @@ impl Domain {
     /// Whether `gpa` maps one of this domain's own RAM frames (not a
     /// special page, a grant mapping or a device).
     pub fn owns_ram_gpa(&self, gpa: u64) -> bool {
-        let ram = self.ram_hpa..self.ram_hpa + self.ram_frames as u64 * PAGE_SIZE;
         self.space
             .translate(Gpa(gpa))
-            .is_some_and(|t| ram.contains(&t.hpa.0))
+            .is_some_and(|t| self.ram.owns(t.hpa.0))
     }
 
     /// RAM in the guest's memory map, in KiB (what its XenStore
@@ -352,11 +357,6 @@ impl Domain {
             .map(|e| e.size)
             .sum::<u64>()
             >> 10
-    }
-
-    /// The domain's RAM, host-physical.
-    pub fn ram_range(&self) -> core::ops::Range<u64> {
-        self.ram_hpa..self.ram_hpa + self.ram_frames as u64 * PAGE_SIZE
     }
 
     /// The DMA pool's host range (empty if none).
@@ -419,11 +419,10 @@ impl Domain {
     /// `destroy`: a device may still write there. Its tables still map the
     /// RAM, but its vCPU never runs again and nothing reaches an ended domain.
     pub fn free_ram(&mut self) {
-        if self.ending.is_none() || !self.xen.grants.active.is_empty() || self.ram_frames == 0 {
+        if self.ending.is_none() || !self.xen.grants.active.is_empty() {
             return;
         }
-        memory::free_frames(self.ram_hpa, self.ram_frames);
-        self.ram_frames = 0;
+        self.ram.drain(memory::free_frames);
     }
 
     /// Frees the domain's vCPU, tables and RAM. RAM another domain still
@@ -435,8 +434,9 @@ impl Domain {
         self.xen.destroy();
         if !self.xen.grants.active.is_empty() {
             defmt::error!("d{=u16}: RAM still grant-mapped at teardown, kept", self.id);
-        } else if self.ram_frames > 0 {
-            memory::free_frames(self.ram_hpa, self.ram_frames);
+        } else {
+            let mut ram = self.ram;
+            ram.drain(memory::free_frames);
         }
         if let Some(r) = self.dma {
             memory::free_frames(r.start, ((r.end - r.start) / PAGE_SIZE) as usize);

@@ -18,6 +18,7 @@ pub mod msr_policy;
 pub mod newc;
 pub mod page_policy;
 pub mod pvclock;
+pub mod reservation;
 pub mod rsdp;
 pub mod spec_ctrl;
 pub mod vlapic;

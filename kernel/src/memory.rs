@@ -1,6 +1,7 @@
 //! Physical memory: the heap and the frame allocator, both buddy allocators over usable RAM.
 
 use buddy_system_allocator::{FrameAllocator, LockedHeap};
+use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 use xenolith::boot_info::PhysRange;
 use xenolith::memory_map::PAGE_SIZE;
@@ -15,6 +16,19 @@ pub const MIN_USABLE: u64 = 16 << 20;
 static HEAP: LockedHeap<32> = LockedHeap::empty();
 
 static FRAMES: Mutex<FrameAllocator<32>> = Mutex::new(FrameAllocator::new());
+
+/// One past the highest frame the allocator was given: Xen's `max_page`,
+/// what `XENMEM_maximum_ram_page` answers.
+static MAX_PAGE: AtomicU64 = AtomicU64::new(0);
+
+/// One past the highest host RAM frame.
+pub fn max_page() -> u64 {
+    MAX_PAGE.load(Ordering::Relaxed)
+}
+
+fn note_top(end: u64) {
+    MAX_PAGE.fetch_max(end / PAGE_SIZE, Ordering::Relaxed);
+}
 
 /// Zeroes `count` frames at `phys` before a domain gets them. Every frame
 /// a domain is given is zeroed, whoever had it before and whether or not
@@ -84,6 +98,7 @@ pub fn init(usable: &[PhysRange], limit: u64) -> bool {
             },
         ] {
             if !part.is_empty() {
+                note_top(part.end);
                 frames.add_frame(
                     (part.start / PAGE_SIZE) as usize,
                     (part.end / PAGE_SIZE) as usize,
@@ -103,6 +118,7 @@ pub fn add_above(usable: &[PhysRange], limit: u64) {
             end: r.end,
         };
         if !part.is_empty() {
+            note_top(part.end);
             frames.add_frame(
                 (part.start / PAGE_SIZE) as usize,
                 (part.end / PAGE_SIZE) as usize,

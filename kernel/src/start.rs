@@ -162,6 +162,21 @@ fn run_guests(boot: &BootInfo) -> ExitStatus {
                 }
             },
         };
+        // `<module>.maxmem` (xl.cfg `maxmem`) caps what ballooning may grow
+        // it to; without it, `memory` is the cap, as in xl.
+        let max = match module_text(boot, &format!("{module}.maxmem")) {
+            None => ram,
+            Some(text) => match cmdline::parse_size(text)
+                .filter(|s| s % xenolith::memory_map::PAGE_SIZE == 0 && *s >= ram)
+            {
+                Some(size) => size,
+                None => {
+                    println!("domain {id} ({module}): bad maxmem {text:?} in {module}.maxmem");
+                    status = ExitStatus::Failure;
+                    continue;
+                }
+            },
+        };
         // Names are unique (the driver domain tags console lines with them):
         // a module booted twice is "linux", then "linux-2".
         let name = if domains.iter().any(|d| d.name == module) {
@@ -176,6 +191,7 @@ fn run_guests(boot: &BootInfo) -> ExitStatus {
             cmdline: &guest_cmdline,
             initrd,
             ram_bytes: ram,
+            max_bytes: max,
             passthrough_ports: &[],
         };
         let mut dom = match domain::create(backend.as_mut(), &spec) {
@@ -286,6 +302,10 @@ fn driver_domain(
             store_port: g.xen.store_port,
             reserved: 0,
             memory_kib: g.map_ram_kib(),
+            // maxmem - memory on top of the RAM in its map, as xl's
+            // static-max is maxmem to its target's memory.
+            static_max_kib: g.map_ram_kib()
+                + (g.ram.max_pages().saturating_sub(g.ram.tot_pages()) << 2),
             console_gfn: g.xen.console_gfn,
             store_gfn: g.xen.store_gfn,
             name: name_field(&g.name),
@@ -367,6 +387,7 @@ fn driver_domain(
         cmdline: module_text(boot, &format!("{module}.cmdline")).unwrap_or(""),
         initrd: Some(table),
         ram_bytes: ram,
+        max_bytes: ram,
         // Built once per run and kept by the vCPU's I/O bitmap for its life.
         passthrough_ports: Vec::leak(ports),
     };

@@ -13,7 +13,7 @@ use static_assertions::const_assert_eq;
 
 /// "XNDT" read as a little-endian u32.
 pub const DOMAIN_TABLE_MAGIC: u32 = u32::from_le_bytes(*b"XNDT");
-pub const DOMAIN_TABLE_VERSION: u32 = 2;
+pub const DOMAIN_TABLE_VERSION: u32 = 3;
 /// Most guests a table describes.
 pub const DOMAIN_TABLE_MAX: usize = 64;
 /// Bytes of `DomainTableEntry::name`, NUL-padded (xl's names are longer,
@@ -44,20 +44,24 @@ pub struct DomainTableEntry {
     pub console_port: u32,
     pub store_port: u32,
     pub reserved: u32,
-    /// Guest RAM in KiB (static-max = target).
+    /// Guest RAM in KiB at start of day: its XenStore `memory/target`.
     pub memory_kib: u64,
     pub console_gfn: u64,
     pub store_gfn: u64,
     pub name: [u8; DOMAIN_NAME_MAX],
+    /// The most RAM it may balloon up to, in KiB, in the same units as
+    /// `memory_kib` (xl.cfg `maxmem`): its `memory/static-max` (version 3).
+    pub static_max_kib: u64,
 }
 
-const_assert_eq!(core::mem::size_of::<DomainTableEntry>(), 72);
+const_assert_eq!(core::mem::size_of::<DomainTableEntry>(), 80);
 const_assert_eq!(offset_of!(DomainTableEntry, console_port), 4);
 const_assert_eq!(offset_of!(DomainTableEntry, store_port), 8);
 const_assert_eq!(offset_of!(DomainTableEntry, memory_kib), 16);
 const_assert_eq!(offset_of!(DomainTableEntry, console_gfn), 24);
 const_assert_eq!(offset_of!(DomainTableEntry, store_gfn), 32);
 const_assert_eq!(offset_of!(DomainTableEntry, name), 40);
+const_assert_eq!(offset_of!(DomainTableEntry, static_max_kib), 72);
 
 /// The header for `count` entries of this version.
 pub fn header(count: usize) -> DomainTableHeader {
@@ -103,6 +107,7 @@ impl DomainTableEntry {
         b[24..32].copy_from_slice(&self.console_gfn.to_le_bytes());
         b[32..40].copy_from_slice(&self.store_gfn.to_le_bytes());
         b[40..72].copy_from_slice(&self.name);
+        b[72..80].copy_from_slice(&self.static_max_kib.to_le_bytes());
         b
     }
 
@@ -122,6 +127,7 @@ impl DomainTableEntry {
             console_gfn: u64_at(24),
             store_gfn: u64_at(32),
             name,
+            static_max_kib: u64_at(72),
         }
     }
 }

@@ -23,6 +23,9 @@ pub const XENMEM_SET_MEMORY_MAP: u64 = 13;
 pub const XENMEM_MAXIMUM_GPFN: u64 = 14;
 /// Argument: `XenRemoveFromPhysmap`.
 pub const XENMEM_REMOVE_FROM_PHYSMAP: u64 = 15;
+/// Argument: `struct xen_pod_target` (x86 only, control domain only).
+pub const XENMEM_SET_POD_TARGET: u64 = 16;
+pub const XENMEM_GET_POD_TARGET: u64 = 17;
 pub const XENMEM_ADD_TO_PHYSMAP_BATCH: u64 = 23;
 pub const XENMEM_CLAIM_PAGES: u64 = 24;
 pub const XENMEM_GET_VNUMAINFO: u64 = 26;

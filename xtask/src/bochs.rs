@@ -39,6 +39,7 @@ pub fn com1_line(com1: &Com1) -> Result<String> {
             interactive::loopback(*port)
         )),
         Com1::Terminal => bail!("Bochs cannot hand COM1 the terminal; use a FIFO or a socket"),
+        Com1::Scripted(_) => bail!("scripted COM1 input runs on QEMU's pipe chardev only"),
     }
 }
 

@@ -6,6 +6,7 @@
 //! [[domain]]
 //! name = "web"        # the module name: [a-z0-9-]+, unique
 //! memory = 256        # MiB [default: 256]
+//! maxmem = 256        # MiB ballooning may grow it to, as xl.cfg [default: memory]
 //! vcpus = 1           # only 1 is supported
 //! kernel = "kit"      # "kit", "test-guest", or a vmlinux ELF / bzImage path
 //! ramdisk = "kit"     # optional: "kit" or a path
@@ -60,6 +61,7 @@ struct RawFile {
 struct RawDomain {
     name: Option<String>,
     memory: Option<u64>,
+    maxmem: Option<u64>,
     vcpus: Option<u64>,
     kernel: Option<String>,
     ramdisk: Option<String>,
@@ -95,6 +97,8 @@ pub struct Domain {
     /// Its module name, and so its name in the hypervisor's log.
     pub name: String,
     pub memory_mib: u64,
+    /// xl.cfg `maxmem`: what ballooning may grow it to (None: `memory`).
+    pub maxmem_mib: Option<u64>,
     pub kernel: Kernel,
     pub ramdisk: Option<Ramdisk>,
     pub cmdline: Option<String>,
@@ -301,6 +305,14 @@ fn validate(raw: RawDomain, base: &Path) -> Result<Domain> {
             "`memory` = {memory_mib} MiB is more than the emulated machine holds for guests ({MAX_TOTAL_MEMORY_MIB} MiB)"
         );
     }
+    if let Some(max) = raw.maxmem {
+        if max < memory_mib {
+            bail!("`maxmem` = {max} MiB is below `memory` = {memory_mib} MiB (xl.cfg: maxmem >= memory)");
+        }
+        if max > MAX_TOTAL_MEMORY_MIB {
+            bail!("`maxmem` = {max} MiB is more than the emulated machine holds for guests ({MAX_TOTAL_MEMORY_MIB} MiB)");
+        }
+    }
     if kernel != Kernel::TestGuest && memory_mib < LINUX_MIN_MIB {
         bail!("`memory` = {memory_mib} MiB is below {LINUX_MIN_MIB} MiB, too little for Linux");
     }
@@ -330,6 +342,7 @@ fn validate(raw: RawDomain, base: &Path) -> Result<Domain> {
     Ok(Domain {
         name,
         memory_mib,
+        maxmem_mib: raw.maxmem,
         kernel,
         ramdisk,
         cmdline: raw.cmdline,
@@ -344,6 +357,7 @@ pub fn kit_domain(name: &str, memory_mib: u64, cmdline: String, nics: usize) -> 
     Domain {
         name: name.into(),
         memory_mib,
+        maxmem_mib: None,
         kernel: Kernel::Kit,
         ramdisk: Some(Ramdisk::Kit),
         cmdline: Some(cmdline),
@@ -446,6 +460,12 @@ impl Config {
                 name: format!("{}.mem", d.name),
                 data: format!("{}M", d.memory_mib).into_bytes(),
             });
+            if let Some(max) = d.maxmem_mib {
+                out.push(Module {
+                    name: format!("{}.maxmem", d.name),
+                    data: format!("{max}M").into_bytes(),
+                });
+            }
         }
         Ok(out)
     }
@@ -522,6 +542,7 @@ mod tests {
                 Domain {
                     name: "web".into(),
                     memory_mib: 192,
+                    maxmem_mib: None,
                     kernel: Kernel::Kit,
                     ramdisk: Some(Ramdisk::Kit),
                     cmdline: Some("console=hvc0 earlyprintk=xen".into()),
@@ -531,6 +552,7 @@ mod tests {
                 Domain {
                     name: "db-2".into(),
                     memory_mib: 128,
+                    maxmem_mib: None,
                     kernel: Kernel::File("/cfg/images/vmlinuz".into()),
                     ramdisk: Some(Ramdisk::File("/abs/initrd.img".into())),
                     cmdline: None,
@@ -778,6 +800,7 @@ mod tests {
             [Domain {
                 name: "linux".into(),
                 memory_mib: 256,
+                maxmem_mib: None,
                 kernel: Kernel::Kit,
                 ramdisk: Some(Ramdisk::Kit),
                 cmdline: Some(linux::DEFAULT_CMDLINE.into()),

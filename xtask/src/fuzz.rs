@@ -120,6 +120,7 @@ impl FuzzRun {
                 Domain {
                     name: FUZZER.into(),
                     memory_mib: FUZZER_MIB,
+                    maxmem_mib: None,
                     kernel: Kernel::TestGuest,
                     ramdisk: None,
                     cmdline: Some(self.guest_word()),

@@ -499,6 +499,51 @@ bench_blk() {
     return 0
 }
 
+# mem_total: MemTotal from /proc/meminfo, in kB.
+mem_total() {
+    while read -r key value _; do
+        [ "$key" = MemTotal: ] && echo "$value" && return 0
+    done </proc/meminfo
+    return 1
+}
+
+# wait_mem_total below|above KB: polls MemTotal until it is at most (below)
+# or at least (above) KB, for up to 300 polls a second apart; prints it.
+wait_mem_total() {
+    i=0
+    while [ $i -lt 300 ]; do
+        now=$(mem_total)
+        case $1 in
+        below) [ "$now" -le "$2" ] && echo "$now" && return 0 ;;
+        above) [ "$now" -ge "$2" ] && echo "$now" && return 0 ;;
+        esac
+        i=$((i + 1))
+        sleep 1
+    done
+    echo "$now"
+    return 1
+}
+
+# balloon_test MIB (xenolith.balloon=MIB): says it is ready, then waits for
+# the toolstack to lower memory/target (xl mem-set) and the balloon driver
+# to give MIB MiB back (MemTotal falls), then for the target to come back
+# and MemTotal with it. The host types the mem-set commands on the driver
+# domain's console when it sees these lines (the balloon smoke).
+balloon_test() {
+    start=$(mem_total)
+    echo "BALLOON-READY MemTotal=$start kB"
+    if ! now=$(wait_mem_total below $((start - $1 * 1024))); then
+        echo "BALLOON-FAIL MemTotal stayed at $now kB"
+        return 1
+    fi
+    echo "BALLOON-SHRUNK MemTotal=$now kB"
+    if ! now=$(wait_mem_total above "$start"); then
+        echo "BALLOON-FAIL MemTotal came back only to $now kB"
+        return 1
+    fi
+    echo "BALLOON-GROWN MemTotal=$now kB"
+}
+
 # run_words [test]: the xenolith.ip=, xenolith.net=, xenolith.bench= and
 # (with the check list only) xenolith.disk= words, in command-line order;
 # then the network's results. A benchmark powers off when done.
@@ -508,6 +553,7 @@ run_words() {
         case $word in
         xenolith.disk=*) [ "$1" = test ] && disk_test "${word#xenolith.disk=}" ;;
         xenolith.ip=*) net_up "${word#xenolith.ip=}" ;;
+        xenolith.balloon=*) balloon_test "${word#xenolith.balloon=}" ;;
         xenolith.net=*)
             net_used=1
             net_word "${word#xenolith.net=}"

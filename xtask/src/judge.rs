@@ -33,6 +33,9 @@ pub enum Expect {
     /// Boot the guest kit's Linux with xenolith.test=1: /init passes every
     /// check and the guest powers off (see `linux_judge`); exit success.
     LinuxGuest,
+    /// As `LinuxGuest`, for a kernel other than the kit's standard one:
+    /// `uname -r` prints this release.
+    LinuxRelease(&'static str),
     /// As `LinuxGuest`, and /init's disk test in this mode (write, verify
     /// or both) ends with `DISK DONE <mode>`: no `DISK FAIL` on the way,
     /// the files' sums checked where the mode verifies, an fstrim that
@@ -55,11 +58,64 @@ pub enum Expect {
     /// (`fuzz::problems`: no hypervisor failure, the fuzzer's final line
     /// and nothing found, it powers off, the driver domain still serves).
     Fuzz(crate::fuzz::FuzzRun),
+    /// As `LinuxGuest`, and the balloon round trip of /init's
+    /// `xenolith.balloon=MIB`: the toolstack's `mem-set` (typed on COM1 by
+    /// the smoke) lowered `memory/target` by MIB MiB and /init saw
+    /// MemTotal fall by at least that much, then raised it back and /init
+    /// saw MemTotal return to where it was.
+    LinuxBalloon(u64),
     /// As `LinuxGuest`, but the driver domain crashes on purpose when the
     /// guest asks (after its checks): the hypervisor takes COM1 back and
     /// says so, the guest keeps running (more exits at its end than when
     /// the driver domain died) and powers off; exit failure (domain 0 crashed).
     DriverCrash,
+}
+
+/// The KiB after `key` in a line such as `BALLOON-SHRUNK MemTotal=1234 kB`.
+fn kib_after(line: &str, key: &str) -> Option<u64> {
+    line.split(key)
+        .nth(1)?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The balloon smoke's lines: MemTotal fell by `mib` MiB or more after
+/// the first mem-set, came back to where it was after the second, and the
+/// toolstack said it wrote both targets.
+pub fn check_balloon(lines: &[String], mib: u64, problems: &mut Vec<String>) {
+    let find = |key: &str| lines.iter().find(|l| l.contains(key));
+    if let Some(fail) = find("BALLOON-FAIL") {
+        problems.push(format!("the guest says {fail:?}"));
+    }
+    let ready = find("BALLOON-READY").and_then(|l| kib_after(l, "MemTotal="));
+    let shrunk = find("BALLOON-SHRUNK").and_then(|l| kib_after(l, "MemTotal="));
+    let grown = find("BALLOON-GROWN").and_then(|l| kib_after(l, "MemTotal="));
+    match (ready, shrunk, grown) {
+        (Some(r), Some(s), Some(g)) => {
+            if s + mib * 1024 > r {
+                problems.push(format!(
+                    "MemTotal fell from {r} to {s} kB, less than {mib} MiB"
+                ));
+            }
+            if g != r {
+                problems.push(format!("MemTotal came back to {g} kB, not {r} kB"));
+            }
+        }
+        _ => problems.push(format!(
+            "missing BALLOON-READY/SHRUNK/GROWN lines with MemTotal (got {ready:?}, {shrunk:?}, {grown:?})"
+        )),
+    }
+    let targets = lines
+        .iter()
+        .filter(|l| l.contains("memory/target = "))
+        .count();
+    if targets < 2 {
+        problems.push(format!(
+            "the toolstack wrote memory/target {targets} times, expected 2 (mem-set down and back)"
+        ));
+    }
 }
 
 /// The text the driver domain's `crash-on=` test option waits for, printed
@@ -164,7 +220,7 @@ pub fn as_domain_one(lines: &[String], k: u16) -> Vec<String> {
 }
 
 /// The test guest's checks (kernel/tests/guest/src/checks.rs), in order.
-pub const TEST_GUEST_CHECKS: [&str; 29] = [
+pub const TEST_GUEST_CHECKS: [&str; 30] = [
     "cpuid",
     "msr-allowed",
     "msr-forbidden",
@@ -194,6 +250,7 @@ pub const TEST_GUEST_CHECKS: [&str; 29] = [
     "cr4-reserved",
     "msr-debugctl",
     "msr-fixed-values",
+    "balloon",
 ];
 
 /// Exits the checks above must have caused in each test-guest domain, as
@@ -352,11 +409,13 @@ pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
     let want_exit = match case.expect {
         Expect::Boots
         | Expect::LinuxGuest
+        | Expect::LinuxRelease(_)
         | Expect::LinuxGuests(_)
         | Expect::Lines(_)
         | Expect::LinuxDisk(_)
         | Expect::DiskGarbage
         | Expect::LinuxNet(_)
+        | Expect::LinuxBalloon(_)
         | Expect::Fuzz(_) => HvExit::Success,
         Expect::Fatal(_) | Expect::Exception(_) | Expect::TestGuest | Expect::DriverCrash => {
             HvExit::Failure
@@ -437,6 +496,13 @@ pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
             check_disk(lines, "both", &mut problems);
             check_garbage(lines, &outcome.hv_log.lines, &mut problems);
         }
+        Expect::LinuxBalloon(mib) => {
+            check_modules(lines, case.modules, &mut problems);
+            check_caps(lines, case.cpu, &mut problems);
+            check_hv_log(&outcome.hv_log, &mut problems);
+            problems.extend(linux_judge::problems(lines));
+            check_balloon(lines, mib, &mut problems);
+        }
         Expect::LinuxDisk(mode) => {
             check_modules(lines, case.modules, &mut problems);
             check_caps(lines, case.cpu, &mut problems);
@@ -444,11 +510,15 @@ pub fn problems(case: &Case<'_>, outcome: &Outcome) -> Vec<String> {
             problems.extend(linux_judge::problems(lines));
             check_disk(lines, mode, &mut problems);
         }
-        Expect::LinuxGuest => {
+        Expect::LinuxGuest | Expect::LinuxRelease(_) => {
             check_modules(lines, case.modules, &mut problems);
             check_caps(lines, case.cpu, &mut problems);
             check_hv_log(&outcome.hv_log, &mut problems);
-            problems.extend(linux_judge::problems(lines));
+            let release = match case.expect {
+                Expect::LinuxRelease(release) => release,
+                _ => crate::kit::KERNEL_RELEASE,
+            };
+            problems.extend(linux_judge::problems_with_release(lines, release));
             for line in lines.iter().filter(|l| serial::is_fatal(l)).take(5) {
                 problems.push(format!("unexpected error line: {line}"));
             }
@@ -926,6 +996,21 @@ mod tests {
             .map(String::from),
         );
         let ok = problems(&c, &outcome(&lines, Some(33)));
+        assert!(ok.is_empty(), "{ok:?}");
+        // Another kernel is judged the same, by its own release.
+        let cloud = crate::kit::CLOUD_KERNEL_RELEASE;
+        let c2 = case(
+            Emulator::Qemu,
+            Boot::Pvh,
+            Cpu::Epyc,
+            Expect::LinuxRelease(cloud),
+            &mods,
+        );
+        let wrong = problems(&c2, &outcome(&lines, Some(33)));
+        assert_eq!(wrong, [format!("missing \"(d1) {cloud}\" (uname -r)")]);
+        let mut cloud_lines = lines.clone();
+        cloud_lines[3] = format!("(d1) {cloud}");
+        let ok = problems(&c2, &outcome(&cloud_lines, Some(33)));
         assert!(ok.is_empty(), "{ok:?}");
         // The hypervisor as it is before it takes Linux guests.
         let early = [

@@ -1,4 +1,4 @@
-//! The Linux guest kit: Debian's kernel and busybox fetched once into `<target>/guest-kit/`, and the initramfs made from them.
+//! The Linux guest kit: Debian's kernels and busybox fetched once into `<target>/guest-kit/`, and the initramfs made from them.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,6 +11,14 @@ use crate::{build, bzimage, deb, initramfs, xz};
 pub const KERNEL_RELEASE: &str = "6.1.0-56-amd64";
 const KERNEL_PACKAGE: &str = "linux-image-6.1.0-56-amd64";
 const BUSYBOX_PACKAGE: &str = "busybox-static";
+/// Debian 12's cloud kernel (what `linux-image-cloud-amd64` installs), the
+/// same 6.1 source and ABI as [`KERNEL_RELEASE`]: kept as its vmlinuz is
+/// shipped, LZ4-compressed (CONFIG_KERNEL_LZ4), for the smoke test that
+/// boots a distro kernel as it comes. Its ext4, jbd2, crc16 and crc32c are
+/// built in; xen-blkfront and xen-netfront are modules the kit does not carry
+/// for it (the kit's are the standard kernel's), so it boots without them.
+pub const CLOUD_KERNEL_RELEASE: &str = "6.1.0-56-cloud-amd64";
+const CLOUD_KERNEL_PACKAGE: &str = "linux-image-6.1.0-56-cloud-amd64";
 /// The modules the kit carries, under lib/modules/<release>/kernel/: the
 /// Xen front-end drivers, ext4 and what it needs (Debian builds them all as
 /// modules), and virtio-blk for the benchmark's direct-QEMU baseline.
@@ -30,6 +38,9 @@ const FRONTENDS: [&str; 13] = [
     "drivers/virtio/virtio_pci.ko",
     "drivers/block/virtio_blk.ko",
 ];
+
+/// The largest kernel module unpacked (ext4.ko, the largest, is 2 MB).
+const MAX_MODULE: usize = 64 << 20;
 
 /// The kit's files.
 pub struct Kit {
@@ -108,6 +119,28 @@ pub fn ensure() -> Result<Kit> {
     Ok(Kit { vmlinux, initramfs })
 }
 
+/// The cloud kernel's vmlinuz as Debian ships it, fetched and taken out of
+/// its package once; `<target>/guest-kit/vmlinuz-<CLOUD_KERNEL_RELEASE>`.
+pub fn cloud_vmlinuz() -> Result<PathBuf> {
+    let dir = dir()?;
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let vmlinuz = dir.join(format!("vmlinuz-{CLOUD_KERNEL_RELEASE}"));
+    if vmlinuz.is_file() {
+        return Ok(vmlinuz);
+    }
+    let deb = deb::fetch(CLOUD_KERNEL_PACKAGE, &dir.join("debs"))?;
+    let member = format!("boot/vmlinuz-{CLOUD_KERNEL_RELEASE}");
+    eprintln!(
+        "xtask: guest kit: extracting /{member} from {}",
+        deb.display()
+    );
+    let Some(data) = deb::extract(&deb, &[&member])?.remove(&member) else {
+        bail!("{} has no /{member}", deb.display());
+    };
+    write_atomic(&vmlinuz, &data)?;
+    Ok(vmlinuz)
+}
+
 fn file_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
@@ -139,7 +172,7 @@ fn unpack_kernel(deb: &Path, dir: &Path, vmlinux: &Path) -> Result<()> {
         let data = match (files.remove(&base), files.remove(&format!("{base}.xz"))) {
             (Some(plain), _) => plain,
             (None, Some(packed)) => {
-                xz::decode_stream(&packed)
+                xz::decode_stream(&packed, MAX_MODULE)
                     .with_context(|| format!("decompressing /{base}.xz"))?
                     .0
             }
@@ -164,6 +197,9 @@ mod tests {
         assert_eq!(&names[..2], ["xen-blkfront.ko", "xen-netfront.ko"]);
         assert!(names.contains(&"ext4.ko"));
         assert!(KERNEL_PACKAGE.ends_with(KERNEL_RELEASE));
+        assert!(CLOUD_KERNEL_PACKAGE.ends_with(CLOUD_KERNEL_RELEASE));
+        // One kernel source for both: the ABI number before the flavour matches.
+        assert_eq!(CLOUD_KERNEL_RELEASE.replace("-cloud", ""), KERNEL_RELEASE);
     }
 
     #[test]

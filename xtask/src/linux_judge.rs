@@ -52,6 +52,11 @@ pub fn is_nested_marker(line: &str) -> bool {
 
 /// Everything the Linux smoke tests require of COM1, as readable sentences.
 pub fn problems(lines: &[String]) -> Vec<String> {
+    problems_with_release(lines, KERNEL_RELEASE)
+}
+
+/// [`problems`] for a kernel other than the kit's: `uname -r` must say `release`.
+pub fn problems_with_release(lines: &[String], release: &str) -> Vec<String> {
     let mut problems = Vec::new();
     let guest: Vec<&str> = console(lines).collect();
     if guest.is_empty() {
@@ -65,8 +70,8 @@ pub fn problems(lines: &[String]) -> Vec<String> {
             "missing \"(d1) {MARKER}\": Linux never ran the kit's /init"
         ));
     }
-    if !guest.contains(&KERNEL_RELEASE) {
-        problems.push(format!("missing \"(d1) {KERNEL_RELEASE}\" (uname -r)"));
+    if !guest.contains(&release) {
+        problems.push(format!("missing \"(d1) {release}\" (uname -r)"));
     }
     if !guest.iter().any(|l| l.starts_with("CHECK")) {
         problems.push("no \"(d1) CHECK ...\" line: the check list never ran".into());
@@ -159,6 +164,19 @@ mod tests {
         );
         assert!(is_nested_marker("(d1) XENOLITH-INIT-OK"));
         assert!(!is_nested_marker("XENOLITH-INIT-OK"));
+    }
+
+    #[test]
+    fn another_kernel_must_name_its_own_release() {
+        let cloud = crate::kit::CLOUD_KERNEL_RELEASE;
+        assert_eq!(
+            problems_with_release(&good(), cloud),
+            [format!("missing \"(d1) {cloud}\" (uname -r)")]
+        );
+        let mut lines = good();
+        lines[3] = format!("(d1) {cloud}");
+        assert!(problems_with_release(&lines, cloud).is_empty());
+        assert_eq!(problems(&lines).len(), 1);
     }
 
     #[test]

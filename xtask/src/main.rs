@@ -10,6 +10,7 @@ mod bzimage;
 mod checks;
 mod console;
 mod deb;
+mod decompress;
 mod defmt_log;
 mod disk;
 mod domain_config;

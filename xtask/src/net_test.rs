@@ -62,6 +62,7 @@ impl NetTest {
             config.domains.push(Domain {
                 name: HOSTILE_NAME.into(),
                 memory_mib: HOSTILE_MIB,
+                maxmem_mib: None,
                 kernel: Kernel::TestGuest,
                 ramdisk: None,
                 cmdline: Some(HOSTILE_CMDLINE.into()),

@@ -89,6 +89,7 @@ pub fn args(
         Com1::Terminal => format!("stdio,id=com1,logfile={}", escape(&paths.com1_log)),
         Com1::Fifo { .. } => format!("file,id=com1,path={}", escape(&paths.com1_fifo)),
         Com1::Socket { .. } => bail!("QEMU runs COM1 on the terminal or a FIFO, not a socket"),
+        Com1::Scripted(_) => format!("pipe,id=com1,path={}", escape(&paths.com1_pipe)),
     };
     let com2 = format!("file,id=com2,path={}", escape(&paths.com2_fifo));
     for chardev in [com1, com2] {
@@ -154,7 +155,7 @@ pub fn command(
         Com1::Terminal => {
             cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit());
         }
-        Com1::Fifo { .. } | Com1::Socket { .. } => {
+        Com1::Fifo { .. } | Com1::Socket { .. } | Com1::Scripted(_) => {
             cmd.stdin(Stdio::null()).stdout(chatter.try_clone()?);
         }
     }

@@ -359,6 +359,27 @@ pub fn boot_quietly(
     })
 }
 
+/// As [`boot_quietly`], with `script` typing on COM1 as lines arrive (QEMU only).
+pub fn boot_scripted(
+    spec: &BootSpec,
+    dir: &Path,
+    image: &Path,
+    timeout: Duration,
+    script: session::Script,
+) -> Result<Outcome> {
+    let paths = Paths::in_dir(dir);
+    let com1 = Com1::Scripted(script);
+    let command = prepare(spec, dir, image, &com1, &paths)?;
+    session::run(Launch {
+        command,
+        paths: &paths,
+        com1,
+        elf: Some(&dir.join("xenolith")),
+        echo_hv: false,
+        timeout: Some(timeout),
+    })
+}
+
 /// `cargo xtask run`.
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let (cpu, boot) = resolve(args.emulator, args.cpu, args.boot, args.accel)?;

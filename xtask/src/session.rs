@@ -30,7 +30,18 @@ pub enum Com1 {
     /// TCP port; xtask connects, echoes it to stdout and logs it, and forwards
     /// stdin to it with the terminal raw (see [`interactive`]).
     Socket { port: u16 },
+    /// As `Fifo` (not echoed), and typed into: QEMU's pipe chardev reads
+    /// COM1 input from [`Paths::com1_input`]; after each COM1 line, the
+    /// script may answer with bytes to type (a smoke driving a console).
+    Scripted(Script),
 }
+
+/// What a smoke types on COM1: called with every COM1 line, in order; the
+/// bytes it returns are typed at once.
+pub struct Script(pub Box<Typist>);
+
+/// Given a COM1 line, the bytes to type (if any).
+pub type Typist = dyn FnMut(&str) -> Option<Vec<u8>> + Send;
 
 impl Com1 {
     /// COM1 on a free loopback port.
@@ -43,7 +54,11 @@ impl Com1 {
 
 /// The files of one run directory.
 pub struct Paths {
+    /// Where COM1 comes out: a FIFO xtask reads. QEMU's pipe chardev for
+    /// `Com1::Scripted` opens `com1.in` and `com1.out` of `com1_pipe`.
     pub com1_fifo: PathBuf,
+    pub com1_pipe: PathBuf,
+    pub com1_input: PathBuf,
     pub com1_log: PathBuf,
     pub com2_fifo: PathBuf,
     pub com2_raw: PathBuf,
@@ -54,6 +69,8 @@ impl Paths {
     pub fn in_dir(dir: &Path) -> Paths {
         Paths {
             com1_fifo: dir.join("com1.fifo"),
+            com1_pipe: dir.join("com1"),
+            com1_input: dir.join("com1.in"),
             com1_log: dir.join("com1.log"),
             com2_fifo: dir.join("com2.fifo"),
             com2_raw: dir.join("com2.defmt"),
@@ -142,10 +159,29 @@ pub fn run(mut launch: Launch<'_>) -> Result<Outcome> {
             };
             Some(console::spawn(source, &paths.com1_log, true, tx)?)
         }
+        Com1::Scripted(_) => {
+            // QEMU's pipe chardev: it writes `<path>.out`, reads `<path>.in`.
+            let com1 = fifo::create(&paths.com1_pipe.with_extension("out"), &stop)?;
+            Some(console::spawn(
+                Source::Fifo(com1),
+                &paths.com1_log,
+                false,
+                tx,
+            )?)
+        }
         Com1::Terminal => {
             drop(tx);
             None
         }
+    };
+    // The input side of a scripted COM1: opened read-write, so opening
+    // never waits for QEMU and QEMU's reads never see end-of-file.
+    let mut typist = match &mut launch.com1 {
+        Com1::Scripted(script) => {
+            let input = fifo::create_input(&paths.com1_input)?;
+            Some((std::mem::replace(script, Script(Box::new(|_| None))), input))
+        }
+        _ => None,
     };
 
     // If xtask itself dies (even by SIGKILL), take the emulator with it.
@@ -162,7 +198,7 @@ pub fn run(mut launch: Launch<'_>) -> Result<Outcome> {
     // (and with it the stdin forwarder) has been joined by then on success.
     let _raw = match launch.com1 {
         Com1::Socket { .. } => RawTerminal::enter(),
-        Com1::Fifo { .. } | Com1::Terminal => None,
+        Com1::Fifo { .. } | Com1::Terminal | Com1::Scripted(_) => None,
     };
     let start = Instant::now();
     let child = match launch.command.spawn() {
@@ -206,7 +242,17 @@ pub fn run(mut launch: Launch<'_>) -> Result<Outcome> {
                 }
             }
             match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(Event::Line(line, at)) => follow.line(line, at),
+                Ok(Event::Line(line, at)) => {
+                    if let Some((Script(script), input)) = &mut typist {
+                        if let Some(bytes) = script(&line) {
+                            use std::io::Write;
+                            if let Err(err) = input.write_all(&bytes) {
+                                eprintln!("xtask: typing on COM1 failed: {err}");
+                            }
+                        }
+                    }
+                    follow.line(line, at)
+                }
                 Ok(Event::Unreachable(err)) => {
                     // The emulator waits for a client that will not come.
                     eprintln!("xtask: {err}");

@@ -53,6 +53,10 @@ enum Load {
     /// (with [`LINUX_SMOKE_CMDLINE`]), and `guest=linux guest_mem=256M`,
     /// served by the driver domain.
     LinuxKit,
+    /// As `LinuxKit`, with Debian's cloud kernel (`kit::cloud_vmlinuz`) in
+    /// place of the kit's vmlinux: its LZ4 vmlinuz as shipped, unpacked
+    /// as `--kernel` unpacks one.
+    LinuxCloudKit,
     /// As `LinuxKit`, with the driver domain told to crash when the guest
     /// prints [`judge::DRIVER_CRASH_TEXT`], which it does after its checks.
     LinuxKitDriverCrash,
@@ -66,7 +70,14 @@ enum Load {
     /// A kit guest and the test guest in a fuzz mode, from a domain
     /// configuration (see `fuzz`).
     Fuzz(FuzzRun),
+    /// As `LinuxKit` with `xenolith.balloon=BALLOON_MIB`, and COM1 typed
+    /// into: the driver domain's toolstack `mem-set`s the guest down and
+    /// back (see `balloon_boot`).
+    LinuxKitBalloon,
 }
+
+/// What the balloon smoke takes away and gives back.
+const BALLOON_MIB: u64 = 64;
 
 /// The fuzz smokes: 20,000 calls each (on QEMU TCG here, 5 to 15 s of
 /// fuzzing next to Linux's boot), with fixed seeds, so a failure replays
@@ -299,6 +310,17 @@ const SMOKES: &[Smoke] = &[
         expect: Expect::LinuxGuest,
     },
     Smoke {
+        // xl mem-set on the driver domain's console: the guest's balloon
+        // driver gives 64 MiB back to the hypervisor and takes it again.
+        name: "qemu-epyc-linux-balloon",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        load: Load::LinuxKitBalloon,
+        cmdline: "",
+        expect: Expect::LinuxBalloon(BALLOON_MIB),
+    },
+    Smoke {
         // Two Linux guests at once: round-robin slices on the one host CPU.
         name: "qemu-epyc-two-linux",
         emulator: Emulator::Qemu,
@@ -408,6 +430,17 @@ const SMOKES: &[Smoke] = &[
         expect: Expect::LinuxDisk("both"),
     },
     Smoke {
+        // Debian 12's cloud kernel as shipped (an LZ4 vmlinuz), with the
+        // kit's initramfs and check list.
+        name: "qemu-epyc-linux-cloud",
+        emulator: Emulator::Qemu,
+        cpu: Cpu::Epyc,
+        boot: Boot::Pvh,
+        load: Load::LinuxCloudKit,
+        cmdline: "",
+        expect: Expect::LinuxRelease(crate::kit::CLOUD_KERNEL_RELEASE),
+    },
+    Smoke {
         name: "bochs-skylake-linux",
         emulator: Emulator::Bochs,
         cpu: Cpu::Skylake,
@@ -460,7 +493,10 @@ impl Smoke {
     /// The hypervisor command line, with the Linux guest's part added.
     fn hv_cmdline(&self) -> String {
         match self.load {
-            Load::LinuxKit | Load::LinuxKitDriverCrash => {
+            Load::LinuxKit
+            | Load::LinuxCloudKit
+            | Load::LinuxKitDriverCrash
+            | Load::LinuxKitBalloon => {
                 build::with_driver_domain(&linux::hv_cmdline(self.cmdline, GuestMem::DEFAULT))
             }
             Load::LinuxKitDisk(Disk::Virtio) => {
@@ -489,7 +525,9 @@ impl Smoke {
         matches!(
             self.load,
             Load::LinuxKit
+                | Load::LinuxCloudKit
                 | Load::LinuxKitDriverCrash
+                | Load::LinuxKitBalloon
                 | Load::LinuxKitDisk(_)
                 | Load::LinuxKitNet(_)
                 | Load::Fuzz(_)
@@ -640,6 +678,10 @@ fn run_smoke(smoke: &Smoke, image: &Path) -> TestResult {
         },
         match smoke.load {
             Load::LinuxKit => format!(", guest cmdline {LINUX_SMOKE_CMDLINE:?}"),
+            Load::LinuxCloudKit => format!(
+                ", kernel vmlinuz-{} as shipped, guest cmdline {LINUX_SMOKE_CMDLINE:?}",
+                crate::kit::CLOUD_KERNEL_RELEASE
+            ),
             Load::LinuxKitDriverCrash => format!(
                 ", guest cmdline \"{LINUX_SMOKE_CMDLINE} xenolith.crash_driver=1\", driver domain crash-on={}",
                 judge::DRIVER_CRASH_TEXT
@@ -649,6 +691,9 @@ fn run_smoke(smoke: &Smoke, image: &Path) -> TestResult {
                 vbd_option(disk)
             ),
             Load::LinuxKitNet(net) => net_description(net),
+            Load::LinuxKitBalloon => format!(
+                ", guest cmdline \"{LINUX_SMOKE_CMDLINE} xenolith.balloon={BALLOON_MIB}\", mem-set typed on COM1"
+            ),
             Load::Fuzz(run) => format!(
                 ", guests linux {:?} and fuzz {:?}",
                 run.config(Path::new(""))
@@ -895,6 +940,7 @@ fn boot(smoke: &Smoke, image: &Path) -> Result<(Vec<String>, Outcome, PathBuf)> 
         Load::LinuxKitDisk(disk) => return disk_boots(smoke, image, disk),
         Load::LinuxKitNet(net) => return net_boot(smoke, image, net),
         Load::Fuzz(run) => return fuzz_boot(smoke, image, run),
+        Load::LinuxKitBalloon => return balloon_boot(smoke, image),
         _ => {}
     }
     let modules = match smoke.load {
@@ -907,7 +953,14 @@ fn boot(smoke: &Smoke, image: &Path) -> Result<(Vec<String>, Outcome, PathBuf)> 
             m.push(build::driver_domain_module()?);
             m
         }
-        Load::LinuxKitDisk(_) | Load::LinuxKitNet(_) | Load::Fuzz(_) => {
+        Load::LinuxCloudKit => {
+            let vmlinuz = crate::kit::cloud_vmlinuz()?;
+            let guest = linux_guest::assemble(Some(&vmlinuz), None, LINUX_SMOKE_CMDLINE)?;
+            let mut m = guest.modules();
+            m.push(build::driver_domain_module()?);
+            m
+        }
+        Load::LinuxKitDisk(_) | Load::LinuxKitNet(_) | Load::Fuzz(_) | Load::LinuxKitBalloon => {
             unreachable!("booted above")
         }
         Load::LinuxKitDriverCrash => {
@@ -936,9 +989,85 @@ fn boot(smoke: &Smoke, image: &Path) -> Result<(Vec<String>, Outcome, PathBuf)> 
     Ok((problems, outcome, dir))
 }
 
+/// The kit's Linux with `xenolith.balloon=BALLOON_MIB` and the driver
+/// domain, COM1 typed into as an operator would: when /init says it is
+/// ready, Ctrl-A three times (input to the toolstack) and `mem-set 1
+/// <static-max - 64 MiB>`; when it says it shrank, `mem-set 1
+/// <static-max>`. Static-max is read from the driver domain's XenStore
+/// listing at start of day.
+fn balloon_boot(smoke: &Smoke, image: &Path) -> Result<(Vec<String>, Outcome, PathBuf)> {
+    let cmdline = format!("{LINUX_SMOKE_CMDLINE} xenolith.balloon={BALLOON_MIB}");
+    let mut modules = linux_guest::from_kit(&cmdline)?.modules();
+    modules.push(build::driver_domain_module()?);
+    let mem_mib = linux::machine_mib(Some(GuestMem::DEFAULT));
+    let spec = smoke.spec(
+        Payload::Modules(modules.clone()),
+        smoke.hv_cmdline(),
+        mem_mib,
+        Vec::new(),
+    );
+    let dir = build::run_dir(&format!("smoke-{}", smoke.name))?;
+    let outcome = run::boot_scripted(&spec, &dir, image, smoke.timeout(), balloon_script())?;
+    let case = Case {
+        emulator: smoke.emulator,
+        cpu: smoke.cpu,
+        boot: smoke.boot,
+        expect: smoke.expect,
+        modules: &modules,
+        timeout: smoke.timeout(),
+    };
+    Ok((judge::problems(&case, &outcome), outcome, dir))
+}
+
+/// What the balloon smoke types, line by line (see `balloon_boot`).
+fn balloon_script() -> crate::session::Script {
+    let mut static_max: Option<u64> = None;
+    crate::session::Script(Box::new(move |line: &str| {
+        if static_max.is_none() {
+            static_max = line
+                .split("static-max = \"")
+                .nth(1)
+                .and_then(|v| v.split('"').next())
+                .and_then(|v| v.parse().ok());
+        }
+        let kib = static_max?;
+        if line.contains("BALLOON-READY") {
+            let down = kib.checked_sub(BALLOON_MIB * 1024)?;
+            return Some(format!("\x01\x01\x01mem-set 1 {down}\r").into_bytes());
+        }
+        if line.contains("BALLOON-SHRUNK") {
+            return Some(format!("mem-set 1 {kib}\r").into_bytes());
+        }
+        None
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_balloon_script_types_mem_set_down_and_back() {
+        let crate::session::Script(mut script) = balloon_script();
+        assert_eq!(
+            script("BALLOON-READY MemTotal=1 kB"),
+            None,
+            "static-max not yet seen"
+        );
+        assert_eq!(
+            script("[Domain-0]     static-max = \"261748\"  (n0 r1)"),
+            None
+        );
+        assert_eq!(
+            script("(linux) BALLOON-READY MemTotal=230000 kB"),
+            Some(b"\x01\x01\x01mem-set 1 196212\r".to_vec())
+        );
+        assert_eq!(
+            script("(linux) BALLOON-SHRUNK MemTotal=164464 kB"),
+            Some(b"mem-set 1 261748\r".to_vec())
+        );
+        assert_eq!(script("anything else"), None);
+    }
 
     #[test]
     fn names_are_unique() {
@@ -958,6 +1087,7 @@ mod tests {
             linux,
             [
                 "qemu-epyc-linux",
+                "qemu-epyc-linux-balloon",
                 "qemu-epyc-two-linux",
                 "qemu-epyc-linux-driver-crash",
                 "qemu-epyc-linux-disk",
@@ -969,6 +1099,7 @@ mod tests {
                 "qemu-epyc-linux-fuzz-blkif",
                 "qemu-epyc-linux-fuzz-netif",
                 "qemu-epyc-linux-ramdisk",
+                "qemu-epyc-linux-cloud",
                 "bochs-skylake-linux",
                 "bochs-skylake-two-linux",
                 "bochs-skylake-linux-net",

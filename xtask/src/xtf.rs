@@ -329,6 +329,7 @@ fn boot(
         domains: vec![Domain {
             name: test_domain_name(test),
             memory_mib: test.memory_mib,
+            maxmem_mib: None,
             kernel: Kernel::File(test.path.clone()),
             ramdisk: None,
             cmdline: None,

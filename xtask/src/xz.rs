@@ -12,13 +12,15 @@ const MAX_DICT: usize = 1 << 27;
 
 /// Decodes the XZ stream at the start of `input` and returns its contents and
 /// how many input bytes it took. What follows the stream is left alone: a
-/// bzImage puts the uncompressed size and more after its payload.
-pub fn decode_stream(input: &[u8]) -> Result<(Vec<u8>, usize)> {
+/// bzImage puts the uncompressed size and more after its payload. More than
+/// `limit` bytes of output is an error, so a hostile stream cannot make the
+/// host allocate without bound.
+pub fn decode_stream(input: &[u8], limit: usize) -> Result<(Vec<u8>, usize)> {
     if !input.starts_with(&MAGIC) {
         bail!("no XZ stream magic (fd 37 7a 58 5a 00)");
     }
     let mut decoder = XzDecoder::in_heap_with_alloc_dict_size(xz4rust::DICT_SIZE_MIN, MAX_DICT);
-    let mut out = Vec::with_capacity(input.len() * 4);
+    let mut out = Vec::with_capacity(limit.min(input.len().saturating_mul(4)));
     let mut buf = vec![0u8; 1 << 20];
     let mut pos = 0;
     loop {
@@ -27,6 +29,9 @@ pub fn decode_stream(input: &[u8]) -> Result<(Vec<u8>, usize)> {
             Err(err) => bail!("XZ data is corrupt at input offset {pos}: {err:?}"),
         };
         pos += step.input_consumed();
+        if out.len() + step.output_produced() > limit {
+            bail!("XZ stream holds more than {limit} bytes");
+        }
         out.extend_from_slice(&buf[..step.output_produced()]);
         match step {
             XzNextBlockResult::EndOfStream(..) => return Ok((out, pos)),
@@ -55,7 +60,7 @@ pub(crate) mod tests {
 
     #[test]
     fn decodes_a_bcj_stream() {
-        let (out, used) = decode_stream(&HELLO_XZ).unwrap();
+        let (out, used) = decode_stream(&HELLO_XZ, 100).unwrap();
         assert_eq!(out, b"Xenolith\n");
         assert_eq!(used, HELLO_XZ.len());
     }
@@ -64,17 +69,18 @@ pub(crate) mod tests {
     fn ignores_trailing_bytes() {
         let mut input = HELLO_XZ.to_vec();
         input.extend_from_slice(&[0x09, 0, 0, 0, 0xaa, 0xbb]);
-        let (out, used) = decode_stream(&input).unwrap();
+        let (out, used) = decode_stream(&input, 100).unwrap();
         assert_eq!(out, b"Xenolith\n");
         assert_eq!(used, HELLO_XZ.len());
     }
 
     #[test]
     fn rejects_truncated_corrupt_and_foreign_input() {
-        assert!(decode_stream(&HELLO_XZ[..40]).is_err());
+        assert!(decode_stream(&HELLO_XZ[..40], 100).is_err());
         let mut bad = HELLO_XZ;
         bad[30] ^= 0xff;
-        assert!(decode_stream(&bad).is_err());
-        assert!(decode_stream(b"\x1f\x8b gzip").is_err());
+        assert!(decode_stream(&bad, 100).is_err());
+        assert!(decode_stream(b"\x1f\x8b gzip", 100).is_err());
+        assert!(decode_stream(&HELLO_XZ, 8).is_err());
     }
 }

@@ -1,4 +1,4 @@
-//! Which guest gets typed input: Ctrl-A three times moves it to the next guest, as Xen's `conswitch` does.
+//! Which guest gets typed input: Ctrl-A three times moves it to the next guest, and after the last to the toolstack, as Xen's `conswitch` moves it between dom0 and Xen.
 
 /// Ctrl-A (Xen's default `conswitch=a`, xen/drivers/char/console.c).
 pub const SWITCH_KEY: u8 = 0x01;
@@ -16,7 +16,8 @@ pub enum Key {
     Held,
 }
 
-/// The input focus over `guests` consoles.
+/// The input focus over `guests` consoles and, last in the cycle, the
+/// toolstack's command line (focus == guests).
 pub struct InputSwitch {
     pub focus: usize,
     guests: usize,
@@ -32,6 +33,11 @@ impl InputSwitch {
         }
     }
 
+    /// Whether typed lines go to the toolstack.
+    pub fn at_toolstack(&self) -> bool {
+        self.focus == self.guests
+    }
+
     /// Ctrl-As are held until the third (switch) or another key (then
     /// delivered before it, as console.c `serial_rx` does).
     pub fn key(&mut self, b: u8) -> Key {
@@ -39,9 +45,7 @@ impl InputSwitch {
             self.held += 1;
             if self.held == PRESSES {
                 self.held = 0;
-                if self.guests > 0 {
-                    self.focus = (self.focus + 1) % self.guests;
-                }
+                self.focus = (self.focus + 1) % (self.guests + 1);
                 return Key::Switched(self.focus);
             }
             return Key::Held;

@@ -146,6 +146,12 @@ fn three_ctrl_a_switch_and_fewer_are_delivered() {
     for _ in 0..6 {
         s.key(1);
     }
+    // Guests 0, 1, 2, then the toolstack, then guest 0 again.
+    assert_eq!(s.focus, 3);
+    assert!(s.at_toolstack());
+    for _ in 0..3 {
+        s.key(1);
+    }
     assert_eq!(s.focus, 0);
 }
 

@@ -80,16 +80,13 @@ pub fn dispatch(dom: &mut Domain, others: &mut Others) -> Outcome {
             XEN_VERSION => xen_version::call(dom, &call),
             CONSOLE_IO => match console_io::call(dom, &call) {
                 Ok(ret) => ret,
-                Err(Continue(args)) => {
-                    let regs = arg_regs(dom.vcpu.in_64bit_mode());
-                    for (reg, value) in regs.into_iter().zip(args) {
-                        dom.vcpu.set_gpr(reg, value);
-                    }
-                    return Outcome::Continued;
-                }
+                Err(more) => return continued(dom, more),
             },
             SCHED_OP => sched_op::call(dom, &call),
-            MEMORY_OP => memory_op::call(dom, &call),
+            MEMORY_OP => match memory_op::call(dom, others, &call) {
+                Ok(ret) => ret,
+                Err(more) => return continued(dom, more),
+            },
             HVM_OP => hvm_op::call(dom, &call),
             VCPU_OP => vcpu_op::call(dom, &call),
             EVENT_CHANNEL_OP => event_channel_op::call(dom, others, &call),
@@ -113,6 +110,16 @@ pub fn dispatch(dom: &mut Domain, others: &mut Others) -> Outcome {
     );
     dom.vcpu.set_gpr(Gpr::Rax, ret as u64);
     Outcome::Done
+}
+
+/// Sets the vCPU up to enter the hypercall again with these first three
+/// arguments (RIP stays on the instruction).
+fn continued(dom: &mut Domain, Continue(args): Continue) -> Outcome {
+    let long_mode = dom.vcpu.in_64bit_mode();
+    for (reg, value) in arg_regs(long_mode).into_iter().zip(args) {
+        dom.vcpu.set_gpr(reg, value);
+    }
+    Outcome::Continued
 }
 
 /// Ends whatever domain console line is unfinished on COM1.
@@ -140,9 +147,11 @@ macro_rules! abi {
 }
 
 abi!(
+    u16,
     u32,
     u64,
     xen_abi::memory::XenAddToPhysmap,
+    xen_abi::memory::XenMemoryReservation,
     xen_abi::memory::XenMemoryMap,
     xen_abi::hvm::XenHvmParam,
     xen_abi::vcpu::VcpuRegisterVcpuInfo,

@@ -98,8 +98,8 @@ impl GrantEntries for FrameEntries<'_> {
 /// shared_info and pages it mapped from others are not RAM and cannot be granted.
 pub struct RamFrames<'a> {
     pub space: &'a dyn AddressSpace,
-    /// The domain's RAM, host-physical.
-    pub ram: core::ops::Range<u64>,
+    /// The host frames the domain holds as RAM.
+    pub ram: &'a xenolith::reservation::Holdings,
     /// The driver domain's DMA pool (empty for others): its memory too.
     pub dma: core::ops::Range<u64>,
 }
@@ -108,7 +108,7 @@ impl GuestFrames for RamFrames<'_> {
     fn ram_frame(&self, gfn: u64) -> Option<u64> {
         let gpa = gfn.checked_mul(4096)?;
         let hpa = self.space.translate(Gpa(gpa))?.hpa.0 & !0xfff;
-        (self.ram.contains(&hpa) || self.dma.contains(&hpa)).then_some(hpa)
+        (self.ram.owns(hpa) || self.dma.contains(&hpa)).then_some(hpa)
     }
 }
 
@@ -116,7 +116,6 @@ impl GuestFrames for RamFrames<'_> {
 /// its active pins) together with its own maptrack: the one place a
 /// `Granter` is built from a `Domain`.
 pub fn lend<R>(d: &mut Domain, f: impl FnOnce(&mut Maptrack, &mut DynGranter<'_>) -> R) -> R {
-    let ram = d.ram_range();
     let dma = d.dma_range();
     let grants = &mut *d.xen.grants;
     let mut entries = FrameEntries {
@@ -124,7 +123,7 @@ pub fn lend<R>(d: &mut Domain, f: impl FnOnce(&mut Maptrack, &mut DynGranter<'_>
     };
     let frames = RamFrames {
         space: d.space.as_ref(),
-        ram,
+        ram: &d.ram,
         dma,
     };
     let mut granter: DynGranter<'_> = Granter {

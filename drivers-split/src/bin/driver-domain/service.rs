@@ -124,6 +124,7 @@ pub fn run(cmdline: &str, table: Table, module: (u64, usize)) -> ! {
         xen::unmask(port);
     }
     let mut input = InputSwitch::new(backends.len());
+    let mut command = CommandLine::default();
     if let Some(b) = backends.first() {
         log!(
             "typed input goes to {}; Ctrl-A three times moves it to the next guest",
@@ -179,6 +180,13 @@ pub fn run(cmdline: &str, table: Table, module: (u64, usize)) -> ! {
         }
         while let Some(byte) = serial::try_read() {
             match input.key(byte) {
+                Key::Deliver(bytes, n) if input.at_toolstack() => {
+                    for &b in &bytes[..n] {
+                        if let Some(line) = command.push(b) {
+                            run_command(&mut server, &guests, &line);
+                        }
+                    }
+                }
                 Key::Deliver(bytes, n) => {
                     if let Some(b) = backends.get_mut(input.focus) {
                         if b.console.push_input(&bytes[..n]).is_ok() {
@@ -189,6 +197,8 @@ pub fn run(cmdline: &str, table: Table, module: (u64, usize)) -> ! {
                 Key::Switched(i) => {
                     if let Some(b) = backends.get(i) {
                         log!("typed input goes to {}", b.guest.name);
+                    } else if input.at_toolstack() {
+                        log!("typed input goes to the toolstack: mem-set <domain> <mem>");
                     }
                 }
                 Key::Held => {}
@@ -250,6 +260,41 @@ pub fn run(cmdline: &str, table: Table, module: (u64, usize)) -> ! {
             drain_deadline = true;
         }
         xen::idle();
+    }
+}
+
+/// A toolstack command being typed: printable bytes up to CR or LF.
+#[derive(Default)]
+struct CommandLine(Vec<u8>);
+
+impl CommandLine {
+    /// The finished line, at CR or LF; longer lines than a command needs are cut.
+    fn push(&mut self, b: u8) -> Option<alloc::string::String> {
+        match b {
+            b'\r' | b'\n' => {
+                let line = core::mem::take(&mut self.0);
+                Some(alloc::string::String::from_utf8_lossy(&line).into_owned())
+            }
+            0x20..=0x7e if self.0.len() < 128 => {
+                self.0.push(b);
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Runs one toolstack command and says what came of it.
+fn run_command(server: &mut Server<MappedPage>, guests: &[Guest], line: &str) {
+    match toolstack::parse_command(line) {
+        Ok(toolstack::Command::MemSet { domain, kib }) => {
+            match toolstack::mem_set(server, guests, &domain, kib) {
+                Ok(done) => log!("{done}"),
+                Err(why) => log!("{why}"),
+            }
+        }
+        Err("") => {}
+        Err(why) => log!("{why}"),
     }
 }
 

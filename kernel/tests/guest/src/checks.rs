@@ -39,6 +39,7 @@ const CHECKS: &[Check] = &[
     ("cr4-reserved", cr4_reserved),
     ("msr-debugctl", msr_debugctl),
     ("msr-fixed-values", msr_fixed_values),
+    ("balloon", balloon),
 ];
 
 pub fn run_all() -> (usize, usize) {
@@ -1455,5 +1456,142 @@ fn alignment_check() -> Result<(), &'static str> {
     ensure(
         AC_COUNT.load(Ordering::SeqCst) == before + 1,
         "a misaligned load at CPL 3 with AC set raised no #AC in the guest",
+    )
+}
+
+/// `memory_op(op, reservation)` for one list of GFNs from 64-bit code:
+/// struct xen_memory_reservation { extent_start; nr_extents; extent_order;
+/// mem_flags; domid } (memory.h).
+fn reservation(op: u64, gfns: &[u64], order: u32, flags: u32, domid: u16) -> i64 {
+    let r: [u64; 4] = [
+        gfns.as_ptr() as u64,
+        gfns.len() as u64,
+        u64::from(order) | u64::from(flags) << 32,
+        u64::from(domid),
+    ];
+    call(MEMORY_OP, op, r.as_ptr() as u64, 0)
+}
+
+fn reservation_of(op: u64, domid: u16) -> i64 {
+    call(MEMORY_OP, op, core::ptr::addr_of!(domid) as u64, 0)
+}
+
+/// Ballooning as Xen does it for a domU: a page decreased is gone (the
+/// count of extents done, current_reservation one less; never touched
+/// while gone), a second decrease of it does nothing, populate puts a
+/// zeroed page back; what passes max_pages, another domain's id, an
+/// extent_order above 9, a GFN already mapped, populate-on-demand on
+/// oneself and `address_bits` at the page size are refused with 0 extents
+/// done, a continuation's start past the end returns that start, and
+/// current/maximum_reservation of a domain that does not exist is -ESRCH.
+fn balloon() -> Result<(), &'static str> {
+    #[repr(C, align(4096))]
+    struct Page([u8; 4096]);
+    static mut BALLOON: Page = Page([0; 4096]);
+    const SELF: u16 = 0x7ff0;
+    let (current, maximum) = (3, 4);
+    let va = core::ptr::addr_of_mut!(BALLOON) as u64;
+    let gfn = va / 4096;
+    let before = reservation_of(current, SELF);
+    let max = reservation_of(maximum, SELF);
+    ensure(before > 0 && max >= before, "current/maximum_reservation")?;
+    // SAFETY: a page of this guest's own, identity-mapped, written before it is given away.
+    unsafe { core::ptr::write_bytes(va as *mut u8, 0xa5, 4096) };
+    // Clear of grant frame 0, which the checks put just above RAM.
+    let hole = crate::fuzz::above_ram_gfn()? + 32;
+    // Refused before anything is done: 0 extents.
+    ensure(
+        reservation(1, &[gfn], 10, 0, SELF) == 0,
+        "extent_order 10 accepted",
+    )?;
+    ensure(
+        reservation(1, &[gfn], 0, 0, 0x1234) == 0,
+        "foreign domid accepted",
+    )?;
+    ensure(
+        reservation(1, &[gfn], 0, 12, SELF) == 0,
+        "address_bits 12 accepted",
+    )?;
+    ensure(
+        reservation(1, &[hole], 0, 0, SELF) == 0,
+        "a hole was decreased",
+    )?;
+    ensure(
+        reservation_of(current, SELF) == before,
+        "a refusal changed the reservation",
+    )?;
+    // Gone: counted, and a second time is nothing.
+    ensure(
+        reservation(1, &[gfn], 0, 0, SELF) == 1,
+        "decrease_reservation failed",
+    )?;
+    ensure(
+        reservation_of(current, SELF) == before - 1,
+        "current_reservation did not drop",
+    )?;
+    ensure(reservation(1, &[gfn], 0, 0, SELF) == 0, "decreased twice")?;
+    // Refused population: past max_pages (order 1 needs two pages, if
+    // the domain has no more room than the page it gave), over a mapping,
+    // on demand on itself.
+    if max == before {
+        ensure(
+            reservation(6, &[hole], 1, 0, SELF) == 0,
+            "populated past maxmem",
+        )?;
+    }
+    let mapped = core::ptr::addr_of!(LONG_TEXT) as u64 / 4096;
+    ensure(
+        reservation(6, &[mapped], 0, 0, SELF) == 0,
+        "populated over a mapping",
+    )?;
+    ensure(
+        reservation(6, &[gfn], 0, 1 << 16, SELF) == 0,
+        "PoD on itself accepted",
+    )?;
+    // Back, zeroed.
+    ensure(
+        reservation(6, &[gfn], 0, 0, SELF) == 1,
+        "populate_physmap failed",
+    )?;
+    ensure(
+        reservation_of(current, SELF) == before,
+        "current_reservation did not return",
+    )?;
+    // SAFETY: the page is mapped again.
+    let back = unsafe { core::ptr::read_volatile(va as *const [u8; 4096]) };
+    ensure(back.iter().all(|&b| b == 0), "populated page not zeroed")?;
+    if max == before {
+        ensure(
+            reservation(0, &[], 0, 0, SELF) == 0,
+            "increase_reservation past maxmem",
+        )?;
+        ensure(
+            reservation(6, &[hole], 0, 0, SELF) == 0,
+            "populated past maxmem",
+        )?;
+    }
+    // A continuation's start at or past nr_extents is returned as is; a
+    // count too large to encode one does nothing.
+    let r: [u64; 4] = [&gfn as *const u64 as u64, 1, 0, u64::from(SELF)];
+    ensure(
+        call(MEMORY_OP, 1 | 5 << 6, r.as_ptr() as u64, 0) == 5,
+        "start past the end",
+    )?;
+    let r: [u64; 4] = [&gfn as *const u64 as u64, 1 << 26, 0, u64::from(SELF)];
+    ensure(
+        call(MEMORY_OP, 1, r.as_ptr() as u64, 0) == 0,
+        "nr_extents 2^26 accepted",
+    )?;
+    ensure(
+        reservation_of(current, SELF) == before,
+        "reservation changed",
+    )?;
+    ensure(
+        reservation_of(current, 0x7ff2) == -ESRCH,
+        "DOMID_XEN not -ESRCH",
+    )?;
+    ensure(
+        call(MEMORY_OP, current | 1 << 6, 0, 0) == -EINVAL,
+        "start extent on current_reservation",
     )
 }

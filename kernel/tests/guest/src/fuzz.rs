@@ -1111,11 +1111,14 @@ impl Fuzzer {
     }
 
     fn memory_op(&mut self) -> Call {
-        let cmd = match self.rng.below(20) {
+        let cmd = match self.rng.below(24) {
             0..=5 => 7,
             6..=7 => 9,
             8 => 15,
             9..=15 => self.rng.below(30),
+            // The balloon driver's sub-ops.
+            16..=19 => self.rng.pick(&[0, 1, 6, 1]),
+            20 => self.rng.pick(&[2, 3, 4, 16, 17]),
             _ => self.rng.edgy(),
         };
         // Bits 6 and up of the command are a continuation's start extent.
@@ -1176,7 +1179,20 @@ impl Fuzzer {
             // nr_extents; extent_order; mem_flags; domid }. The extents are
             // GFNs above its RAM: even a future implementation of these
             // only adds or takes pages there.
-            0 | 1 | 6 => self.reservation(),
+            0 | 1 | 6 => self.reservation(cmd),
+            // current/maximum_reservation: a domid_t.
+            3 | 4 => {
+                let mut s = Struct::new(8);
+                s.w16(0, self.domid());
+                self.put(s)
+            }
+            // struct xen_pod_target { target_pages; tot_pages;
+            // pod_cache_pages; pod_entries; domid }
+            16 | 17 => {
+                let mut s = Struct::random(&mut self.rng, 40);
+                s.w16(32, self.domid());
+                self.put(s)
+            }
             // xen_memory_exchange: two reservations and nr_exchanged.
             11 => {
                 let a = self.reservation_struct();
@@ -1246,8 +1262,23 @@ impl Fuzzer {
         s
     }
 
-    fn reservation(&mut self) -> u64 {
-        let s = self.reservation_struct();
+    /// A reservation; a decrease of extents larger than a page takes them
+    /// above RAM only: one at a low GFN would reach into the guest's code.
+    fn reservation(&mut self, cmd: u64) -> u64 {
+        let mut s = self.reservation_struct();
+        let order = u32::from_le_bytes(s.b[16..20].try_into().unwrap_or([0; 4]));
+        if cmd == 1 && order > 0 {
+            let n = self.rng.range(1, 4);
+            let at = self.place(8 * n);
+            for k in 0..n {
+                let g = self.rng.range(self.map_low, (IDENTITY_HOLE >> 12) - 1024);
+                if !self.emit_word(at + 8 * k, g) {
+                    break;
+                }
+            }
+            s.w64(0, at);
+            s.w64(8, n);
+        }
         self.put(s)
     }
 
