@@ -92,3 +92,15 @@ pub fn set_xcr0(value: u64) -> bool {
     // accepts is harmless to it; a #GP resumes at the fix-up.
     unsafe { xenolith_safe_xsetbv(0, value as u32, (value >> 32) as u32) == 0 }
 }
+
+/// The CR4 bits a guest may set: those its CPUID view offers
+/// (`xenolith::cr4_policy`), from the host's CPUID, worked out once.
+pub fn guest_cr4_valid() -> u64 {
+    static VALID: spin::Once<u64> = spin::Once::new();
+    *VALID.call_once(|| {
+        xenolith::cr4_policy::guest_valid_bits(|leaf, subleaf| {
+            let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
+            [r.eax, r.ebx, r.ecx, r.edx]
+        })
+    })
+}

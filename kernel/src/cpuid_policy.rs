@@ -61,7 +61,9 @@ const L7_EBX_HIDDEN: u32 = (1 << 1) | (1 << 2) | (1 << 25);
 const E1_ECX_SVM: u32 = 1 << 2;
 /// SVM (2), OSVW (9; its MSRs are read without a fault handler), IBS (10),
 /// SKINIT (12), WDT (13), LWP (15), the performance counter extensions
-/// (23, 24, 28): host facilities the guest does not get.
+/// (23, 24, 28), DataBreakpointExtension (26; the DR0-3 address mask MSRs
+/// are not emulated, XTF's debug-regs reads them when it is offered): host
+/// facilities the guest does not get.
 const E1_ECX_HIDDEN: u32 = E1_ECX_SVM
     | (1 << 9)
     | (1 << 10)
@@ -70,6 +72,7 @@ const E1_ECX_HIDDEN: u32 = E1_ECX_SVM
     | (1 << 15)
     | (1 << 23)
     | (1 << 24)
+    | (1 << 26)
     | (1 << 28);
 /// Leaf 8000_0008h EBX: VIRT_SSBD (25; VIRT_SPEC_CTRL is not emulated) and
 /// PSFD (28; SPEC_CTRL bit 7 is not offered). IBPB (12), IBRS (14), STIBP
@@ -212,6 +215,7 @@ mod tests {
         assert_eq!(eax21 & ((1 << 8) | (1 << 27)), 0);
         let [_, _, ecx, _] = guest_view(0x8000_0001, 0, [0, 0, 0xffff_ffff, 0], 0, 0, 0);
         assert_eq!(ecx & E1_ECX_SVM, 0);
+        assert_eq!(ecx & (1 << 26), 0, "DataBreakpointExtension must be hidden");
         assert_eq!(guest_view(0x8000_000a, 0, [1, 16, 0, 0xf], 0, 0, 0), [0; 4]);
     }
 

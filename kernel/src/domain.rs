@@ -276,6 +276,7 @@ fn build(
         tag: spec.id + 1,
         passthrough_ports: spec.passthrough_ports,
         passthrough_msrs: PASSTHROUGH_MSRS,
+        cr4_valid: crate::cpu::guest_cr4_valid(),
     };
     let vcpu = backend
         .create_vcpu(&mut HostFrames, &config, &initial)

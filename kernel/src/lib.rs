@@ -8,6 +8,7 @@ pub mod caps_line;
 pub mod cmdline;
 pub mod console_quota;
 pub mod cpuid_policy;
+pub mod cr4_policy;
 pub mod emulate;
 pub mod evtchn;
 pub mod fnv;

@@ -1,6 +1,6 @@
 //! Which MSRs a guest may touch and with which values; everything else gets #GP.
 
-use crate::spec_ctrl::GuestOffer;
+use crate::spec_ctrl::{GuestOffer, Vendor};
 
 /// IA32_EFER (Intel SDM Vol. 4 table 2-2).
 pub const IA32_EFER: u32 = 0xc000_0080;
@@ -27,6 +27,30 @@ pub const IA32_SPEC_CTRL: u32 = 0x48;
 pub const IA32_PRED_CMD: u32 = 0x49;
 pub const IA32_ARCH_CAPABILITIES: u32 = 0x10a;
 pub const IA32_FLUSH_CMD: u32 = 0x10b;
+/// IA32_DEBUGCTL (SDM Vol. 4 table 2-2; APM Vol. 2 13.1.1.1): LBR is bit 0.
+pub const IA32_DEBUGCTL: u32 = 0x1d9;
+const DEBUGCTL_LBR: u64 = 1;
+/// MSRs with a fixed value for every guest, each as Xen's guest_rdmsr and
+/// guest_wrmsr (xen/arch/x86/msr.c) answer a domain without the features
+/// behind them: IA32_FEATURE_CONTROL (locked, nothing enabled),
+/// PLATFORM_INFO and MISC_FEATURES_ENABLES (no CPUID faulting),
+/// PERF_STATUS/PERF_CTL and THERM_STATUS (no cpufreq or thermal control),
+/// AMD's DE_CFG (LFENCE serialising, which Linux sets and checks), AMD's
+/// SYSCFG and TOP_MEM/TOP_MEM2 (0: no memory-type extensions).
+pub const IA32_FEATURE_CONTROL: u32 = 0x3a;
+pub const INTEL_PLATFORM_INFO: u32 = 0xce;
+pub const INTEL_MISC_FEATURES_ENABLES: u32 = 0x140;
+pub const IA32_PERF_STATUS: u32 = 0x198;
+pub const IA32_PERF_CTL: u32 = 0x199;
+pub const IA32_THERM_STATUS: u32 = 0x19c;
+pub const AMD64_DE_CFG: u32 = 0xc001_1029;
+/// AMD SYSCFG, TOP_MEM, TOP_MEM2 (APM Vol. 2 A.7, 7.9): a domU reads 0
+/// (Xen's svm_msr_read_intercept); writes #GP. Linux reads SYSCFG at boot.
+pub const AMD_SYSCFG: u32 = 0xc001_0010;
+pub const AMD_TOP_MEM: u32 = 0xc001_001a;
+pub const AMD_TOP_MEM2: u32 = 0xc001_001d;
+const FEATURE_CONTROL_LOCK: u64 = 1;
+const DE_CFG_LFENCE_SERIALISE: u64 = 1 << 1;
 /// The x2APIC register MSRs (SDM Vol. 3A 12.12.1.2).
 pub const X2APIC_FIRST: u32 = 0x800;
 pub const X2APIC_LAST: u32 = 0x8ff;
@@ -75,9 +99,96 @@ pub fn command_write(offered: bool, value: u64) -> Option<bool> {
     (offered && value & !1 == 0).then_some(value == 1)
 }
 
+/// The value of a fixed-value MSR (see IA32_FEATURE_CONTROL above) on a
+/// CPU of `vendor`, or `None` if it is not one (or not this vendor's:
+/// #GP). DEBUGCTL reads 0: no bit of it is kept (`debugctl_write`).
+pub fn constant_read(msr: u32, vendor: Vendor) -> Option<u64> {
+    let intel = vendor == Vendor::Intel;
+    let amd = vendor == Vendor::Amd;
+    match msr {
+        IA32_DEBUGCTL | INTEL_PLATFORM_INFO | INTEL_MISC_FEATURES_ENABLES => Some(0),
+        IA32_FEATURE_CONTROL if intel => Some(FEATURE_CONTROL_LOCK),
+        IA32_PERF_STATUS | IA32_PERF_CTL | IA32_THERM_STATUS if intel => Some(0),
+        AMD64_DE_CFG if amd => Some(DE_CFG_LFENCE_SERIALISE),
+        AMD_SYSCFG | AMD_TOP_MEM | AMD_TOP_MEM2 if amd => Some(0),
+        _ => None,
+    }
+}
+
+/// Whether a WRMSR to a fixed-value MSR is accepted (and dropped) rather
+/// than #GP: MISC_FEATURES_ENABLES takes 0 (CPUID faulting is not
+/// offered), PERF_CTL and DE_CFG drop anything (Xen's write-discard;
+/// OpenBSD panics on a #GP from DE_CFG). The others are read-only
+/// (FEATURE_CONTROL is locked). DEBUGCTL: `debugctl_write`.
+pub fn constant_write(msr: u32, vendor: Vendor, value: u64) -> bool {
+    match msr {
+        INTEL_MISC_FEATURES_ENABLES => value == 0,
+        IA32_PERF_CTL => vendor == Vendor::Intel,
+        AMD64_DE_CFG => vendor == Vendor::Amd,
+        IA32_DEBUGCTL => debugctl_write(value),
+        _ => false,
+    }
+}
+
+/// A WRMSR to DEBUGCTL: accepted (true) when it sets no bit but LBR, and
+/// LBR is dropped: the architectural-LBR rule for CPUs without
+/// model-specific LBRs, which Xen's vmx_msr_write_intercept applies
+/// wherever it knows no LBR layout. BTF, BTS, FREEZE_* and the rest are
+/// not virtualized: #GP, as Xen gives for bits it does not offer.
+pub fn debugctl_write(value: u64) -> bool {
+    value & !DEBUGCTL_LBR == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixed_value_msrs() {
+        use Vendor::*;
+        assert_eq!(constant_read(IA32_DEBUGCTL, Amd), Some(0));
+        assert_eq!(constant_read(IA32_DEBUGCTL, Intel), Some(0));
+        assert_eq!(constant_read(IA32_FEATURE_CONTROL, Intel), Some(1));
+        assert_eq!(constant_read(IA32_FEATURE_CONTROL, Amd), None);
+        assert_eq!(constant_read(AMD64_DE_CFG, Amd), Some(2));
+        assert_eq!(constant_read(AMD64_DE_CFG, Intel), None);
+        assert_eq!(constant_read(IA32_PERF_CTL, Other), None);
+        assert_eq!(constant_read(AMD_SYSCFG, Amd), Some(0));
+        assert_eq!(constant_read(AMD_SYSCFG, Intel), None);
+        assert!(!constant_write(AMD_SYSCFG, Amd, 0));
+        assert_eq!(constant_read(0x1da, Intel), None);
+        assert!(constant_write(IA32_DEBUGCTL, Amd, 0));
+        assert!(constant_write(IA32_DEBUGCTL, Amd, DEBUGCTL_LBR));
+        assert!(!constant_write(IA32_DEBUGCTL, Intel, 1 << 1)); // BTF
+        assert!(!constant_write(IA32_DEBUGCTL, Intel, 1 << 63));
+        assert!(!constant_write(IA32_FEATURE_CONTROL, Intel, 1));
+        assert!(constant_write(INTEL_MISC_FEATURES_ENABLES, Amd, 0));
+        assert!(!constant_write(INTEL_MISC_FEATURES_ENABLES, Intel, 1));
+        assert!(constant_write(IA32_PERF_CTL, Intel, 0xffff));
+        assert!(!constant_write(IA32_PERF_CTL, Amd, 0));
+        assert!(constant_write(AMD64_DE_CFG, Amd, 0));
+        assert!(!constant_write(IA32_THERM_STATUS, Intel, 0));
+        // A write is never accepted for an MSR that does not read.
+        for msr in [
+            0x3a,
+            0xce,
+            0x140,
+            0x198,
+            0x199,
+            0x19c,
+            0x1d9,
+            0xc001_0010,
+            0xc001_001a,
+            0xc001_001d,
+            0xc001_1029,
+        ] {
+            for vendor in [Intel, Amd, Other] {
+                if constant_write(msr, vendor, 0) {
+                    assert!(constant_read(msr, vendor).is_some(), "{msr:#x}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn efer() {

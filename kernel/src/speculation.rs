@@ -13,6 +13,9 @@ struct Choice {
     mitigations: Mitigations,
     entry: EntryMitigations,
     offer: GuestOffer,
+    /// The host's vendor: the vendor the guest's CPUID shows, which some
+    /// MSRs exist for only (msr_policy::constant_read).
+    vendor: Vendor,
 }
 
 static CHOICE: Once<Choice> = Once::new();
@@ -87,6 +90,7 @@ pub fn init() -> Mitigations {
         mitigations,
         entry,
         offer,
+        vendor: host.vendor,
     });
     mitigations
 }
@@ -94,6 +98,11 @@ pub fn init() -> Mitigations {
 /// What the backends do at every entry and exit (nothing before `init`).
 pub fn entry() -> EntryMitigations {
     CHOICE.get().map(|c| c.entry).unwrap_or_default()
+}
+
+/// The CPU vendor guests see (`Other` before `init`).
+pub fn vendor() -> Vendor {
+    CHOICE.get().map(|c| c.vendor).unwrap_or_default()
 }
 
 /// What guests are offered (nothing before `init`).

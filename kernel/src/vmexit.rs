@@ -8,7 +8,7 @@ use crate::xen::time as xen_time;
 use alloc::format;
 use vcpu::{Event, Exit, Gpr, IoAccess};
 use xen_abi::event_channel::VIRQ_TIMER;
-use xenolith::{cpuid_policy, msr_policy, vlapic};
+use xenolith::{cpuid_policy, cr4_policy, msr_policy, vlapic};
 
 /// #GP, with error code 0 (SDM Vol. 3A 6.15).
 const GP: Event = Event::Exception {
@@ -246,6 +246,11 @@ fn handle(dom: &mut Domain, others: &mut Others, exit: Exit) {
         Exit::Init | Exit::Sipi { .. } => dom.crash(format!("{exit:?} on a single-vCPU domain")),
         Exit::Invalid(why) => dom.crash(format!("invalid guest state: {why}")),
         Exit::Xsetbv { xcr, value } => xsetbv(dom, xcr, value),
+        Exit::Cr4Write => cr4_write(dom),
+        Exit::Unhandled { code, name } => dom.crash(format!(
+            "exit code {code:#x} ({name}) not handled, at rip {:#x}",
+            dom.vcpu.rip()
+        )),
     }
 }
 
@@ -304,6 +309,38 @@ fn xsetbv(dom: &mut Domain, xcr: u32, value: u64) {
     }
 }
 
+/// MOV to CR4: checked against the bits the guest's CPUID offers and the
+/// instruction's own rules (`xenolith::cr4_policy`), then loaded; #GP
+/// otherwise, CR4 unchanged. A source operand that cannot be read (the
+/// guest rewrote or unmapped the instruction) ends the domain.
+fn cr4_write(dom: &mut Domain) {
+    let memory = GuestMemory::new(dom.space.as_ref());
+    let value = match dom.vcpu.cr4_write_value(&memory) {
+        Ok(value) => value,
+        Err(why) => {
+            dom.crash(format!(
+                "MOV to CR4 at rip {:#x} not decoded: {why}",
+                dom.vcpu.rip()
+            ));
+            return;
+        }
+    };
+    let paging = dom.vcpu.paging();
+    let ctx = cr4_policy::Cr4Context {
+        current: paging.cr4,
+        long_mode: paging.efer & (1 << 10) != 0,
+        cr3: paging.cr3,
+        valid: crate::cpu::guest_cr4_valid(),
+    };
+    match cr4_policy::write(&ctx, value) {
+        Some(value) if dom.vcpu.set_cr4(value) => skip(dom),
+        _ => {
+            defmt::debug!("d{=u16}: mov cr4 <- {=u64:#x} -> #GP", dom.id, value);
+            dom.vcpu.inject(GP);
+        }
+    }
+}
+
 fn set_edx_eax(dom: &mut Domain, value: u64) {
     dom.vcpu.set_gpr(Gpr::Rax, value & 0xffff_ffff);
     dom.vcpu.set_gpr(Gpr::Rdx, value >> 32);
@@ -349,7 +386,7 @@ fn msr_read(dom: &mut Domain, msr: u32) {
         msr_policy::IA32_ARCH_CAPABILITIES => crate::speculation::offer().arch_caps.ok_or(()),
         // The hypercall-page MSR reads as 0 (Xen's guest_rdmsr_xen).
         cpuid_policy::HYPERCALL_PAGE_MSR => Ok(0),
-        _ => Err(()),
+        _ => msr_policy::constant_read(msr, crate::speculation::vendor()).ok_or(()),
     };
     match value {
         Ok(value) => {
@@ -398,7 +435,7 @@ fn msr_write(dom: &mut Domain, msr: u32, value: u64) {
             crate::speculation::guest_command(msr, value)
         }
         cpuid_policy::HYPERCALL_PAGE_MSR => install_hypercall_page(dom, value),
-        _ => false,
+        _ => msr_policy::constant_write(msr, crate::speculation::vendor(), value),
     };
     if ok {
         skip(dom);

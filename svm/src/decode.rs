@@ -14,6 +14,8 @@ pub enum Expected {
     /// the code from bit 1 of the opcode, which both share). Both complete
     /// as no-ops, so which one it was does not matter.
     CacheFlush,
+    /// MOV CR4, reg (0F 22 /r with ModRM.reg = 4).
+    MovToCr4,
 }
 
 impl Expected {
@@ -27,6 +29,8 @@ impl Expected {
             Expected::Vmmcall => &[&[0x0f, 0x01, 0xd9]],
             Expected::Hlt => &[&[0xf4]],
             Expected::CacheFlush => &[&[0x0f, 0x08], &[0x0f, 0x09]],
+            // Followed by ModRM: see `mov_to_cr4`.
+            Expected::MovToCr4 => &[&[0x0f, 0x22]],
         }
     }
 }
@@ -49,13 +53,10 @@ fn is_legacy_prefix(b: u8) -> bool {
 /// flip them change no length; only REX depends on the mode (in 32- and
 /// 16-bit code 40h-4Fh are INC/DEC).
 pub fn length(bytes: &[u8], expected: Expected, long_mode: bool) -> Option<usize> {
-    let mut at = 0;
-    while at < bytes.len() && at < 14 && is_legacy_prefix(bytes[at]) {
-        at += 1;
+    if expected == Expected::MovToCr4 {
+        return mov_to_cr4(bytes, long_mode).map(|(_, len)| len);
     }
-    if long_mode && bytes.get(at).is_some_and(|b| b & 0xf0 == 0x40) {
-        at += 1;
-    }
+    let (at, _) = prefixes(bytes, long_mode);
     expected.opcodes().iter().find_map(|opcode| {
         let end = at + opcode.len();
         (end <= 15 && bytes.get(at..end) == Some(*opcode)).then_some(end)
@@ -83,6 +84,37 @@ pub fn next_rip(long_mode: bool, rip: u64, len: usize) -> u64 {
     } else {
         next & 0xffff_ffff
     }
+}
+
+/// The length of the prefixes at the start of `bytes`, and the REX byte
+/// among them (0 if none).
+fn prefixes(bytes: &[u8], long_mode: bool) -> (usize, u8) {
+    let mut at = 0;
+    while at < bytes.len() && at < 14 && is_legacy_prefix(bytes[at]) {
+        at += 1;
+    }
+    match bytes.get(at) {
+        Some(&rex) if long_mode && rex & 0xf0 == 0x40 => (at + 1, rex),
+        _ => (at, 0),
+    }
+}
+
+/// MOV CR4, reg (AMD APM Vol. 3, MOV CRn; Intel SDM Vol. 2B): 0F 22 /r,
+/// ModRM.reg names the control register (4), ModRM.rm the source register
+/// whatever ModRM.mod says, REX.B extends it. Returns the source register
+/// (0-15, `vcpu::Gpr` order) and the length. REX.R would make it CR12, and
+/// LOCK (AMD's alternative CR8 encoding) CR12 too: both #UD before the
+/// intercept, so neither is this exit's instruction. Without decode
+/// assists (QEMU), an intercepted CR4 write tells nothing else (APM 15.33).
+pub fn mov_to_cr4(bytes: &[u8], long_mode: bool) -> Option<(u8, usize)> {
+    let (at, rex) = prefixes(bytes, long_mode);
+    if bytes[..at].contains(&0xf0) || rex & 0b0100 != 0 {
+        return None;
+    }
+    let modrm = *bytes.get(at + 2)?;
+    let end = at + 3;
+    (end <= 15 && bytes.get(at..at + 2) == Some(&[0x0f, 0x22][..]) && (modrm >> 3) & 7 == 4)
+        .then_some(((modrm & 7) | ((rex & 1) << 3), end))
 }
 
 #[cfg(test)]
@@ -150,6 +182,64 @@ mod tests {
             length(&[0x2e, 0x48, 0x0f, 0x01, 0xd9], Expected::Vmmcall, true),
             Some(5)
         );
+    }
+
+    #[test]
+    fn mov_to_cr4_operands() {
+        // mov cr4, rax / mov cr4, rdi / mov cr4, r9 (REX.B) / mov cr4, ecx (32-bit).
+        assert_eq!(mov_to_cr4(&[0x0f, 0x22, 0xe0], true), Some((0, 3)));
+        assert_eq!(mov_to_cr4(&[0x0f, 0x22, 0xe7], true), Some((7, 3)));
+        assert_eq!(mov_to_cr4(&[0x41, 0x0f, 0x22, 0xe1], true), Some((9, 4)));
+        assert_eq!(mov_to_cr4(&[0x0f, 0x22, 0xe1], false), Some((1, 3)));
+        // ModRM.mod is ignored: 0x20 is mod 00, still a register.
+        assert_eq!(mov_to_cr4(&[0x0f, 0x22, 0x20], true), Some((0, 3)));
+        assert_eq!(
+            length(&[0x66, 0x0f, 0x22, 0xe3], Expected::MovToCr4, true),
+            Some(4)
+        );
+        // CR0, CR3, CR12 (REX.R), LOCK, MOV from CR4, truncated: not it.
+        assert_eq!(mov_to_cr4(&[0x0f, 0x22, 0xc0], true), None);
+        assert_eq!(mov_to_cr4(&[0x0f, 0x22, 0xd8], true), None);
+        assert_eq!(mov_to_cr4(&[0x44, 0x0f, 0x22, 0xe0], true), None);
+        assert_eq!(mov_to_cr4(&[0xf0, 0x0f, 0x22, 0xe0], true), None);
+        assert_eq!(mov_to_cr4(&[0x0f, 0x20, 0xe0], true), None);
+        assert_eq!(mov_to_cr4(&[0x0f, 0x22], true), None);
+        // Outside 64-bit mode 0x41 is INC ECX, not REX.
+        assert_eq!(mov_to_cr4(&[0x41, 0x0f, 0x22, 0xe1], false), None);
+    }
+
+    #[test]
+    fn mov_to_cr4_on_hostile_bytes() {
+        // Whatever the guest left at RIP: an answer, never a panic; when
+        // it is a MOV CR4, a register 0-15, a length within the bytes read
+        // and the 15-byte limit, ending in 0F 22 with ModRM.reg = 4.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for round in 0..20_000 {
+            let mut bytes = [0u8; 15];
+            for b in bytes.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            if round % 4 == 0 {
+                // Make a prefixed MOV CR4 likely.
+                let at = (x as usize >> 8) % 14;
+                bytes[at..]
+                    .iter_mut()
+                    .take(3)
+                    .zip([0x0f, 0x22, 0xe0 | (x as u8 & 7)])
+                    .for_each(|(b, v)| *b = v);
+            }
+            let n = (x as usize >> 16) % 16;
+            for long_mode in [false, true] {
+                if let Some((gpr, len)) = mov_to_cr4(&bytes[..n], long_mode) {
+                    assert!(gpr < 16 && (3..=15).contains(&len) && len <= n);
+                    assert_eq!(bytes[len - 3..len - 1], [0x0f, 0x22]);
+                    assert_eq!((bytes[len - 1] >> 3) & 7, 4);
+                }
+            }
+        }
     }
 
     #[test]

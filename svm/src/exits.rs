@@ -3,6 +3,7 @@
 use vcpu::{Access, Exit, IoAccess};
 
 // Exit codes, APM table C-1.
+pub const WRITE_CR4: u64 = 0x14;
 pub const EXCEPTION_BASE: u64 = 0x40;
 pub const INTR: u64 = 0x60;
 pub const NMI: u64 = 0x61;
@@ -28,6 +29,98 @@ pub const MWAIT: u64 = 0x8b;
 pub const MWAIT_CONDITIONAL: u64 = 0x8c;
 pub const NPF: u64 = 0x400;
 pub const INVALID: u64 = u64::MAX;
+/// VMEXIT_INVALID as QEMU stores it: its cpu_vmexit takes a 32-bit code,
+/// so -1 reaches the VMCB zero-extended.
+pub const INVALID_32: u64 = u32::MAX as u64;
+
+/// The name of an exit code in APM Vol. 2 table C-1, for the reason a
+/// domain ends on one this backend does not handle.
+pub fn name(code: u64) -> &'static str {
+    const FROM_0X60: [&str; 0x45] = [
+        "INTR",
+        "NMI",
+        "SMI",
+        "INIT",
+        "VINTR",
+        "CR0_SEL_WRITE",
+        "IDTR_READ",
+        "GDTR_READ",
+        "LDTR_READ",
+        "TR_READ",
+        "IDTR_WRITE",
+        "GDTR_WRITE",
+        "LDTR_WRITE",
+        "TR_WRITE",
+        "RDTSC",
+        "RDPMC",
+        "PUSHF",
+        "POPF",
+        "CPUID",
+        "RSM",
+        "IRET",
+        "SWINT",
+        "INVD",
+        "PAUSE",
+        "HLT",
+        "INVLPG",
+        "INVLPGA",
+        "IOIO",
+        "MSR",
+        "TASK_SWITCH",
+        "FERR_FREEZE",
+        "SHUTDOWN",
+        "VMRUN",
+        "VMMCALL",
+        "VMLOAD",
+        "VMSAVE",
+        "STGI",
+        "CLGI",
+        "SKINIT",
+        "RDTSCP",
+        "ICEBP",
+        "WBINVD",
+        "MONITOR",
+        "MWAIT",
+        "MWAIT_CONDITIONAL",
+        "XSETBV",
+        "RDPRU",
+        "EFER_WRITE_TRAP",
+        "CR0_WRITE_TRAP",
+        "CR1_WRITE_TRAP",
+        "CR2_WRITE_TRAP",
+        "CR3_WRITE_TRAP",
+        "CR4_WRITE_TRAP",
+        "CR5_WRITE_TRAP",
+        "CR6_WRITE_TRAP",
+        "CR7_WRITE_TRAP",
+        "CR8_WRITE_TRAP",
+        "CR9_WRITE_TRAP",
+        "CR10_WRITE_TRAP",
+        "CR11_WRITE_TRAP",
+        "CR12_WRITE_TRAP",
+        "CR13_WRITE_TRAP",
+        "CR14_WRITE_TRAP",
+        "CR15_WRITE_TRAP",
+        "INVLPGB",
+        "INVLPGB_ILLEGAL",
+        "INVPCID",
+        "MCOMMIT",
+        "TLBSYNC",
+    ];
+    match code {
+        0x00..=0x0f => "CRx_READ",
+        0x10..=0x1f => "CRx_WRITE",
+        0x20..=0x2f => "DRx_READ",
+        0x30..=0x3f => "DRx_WRITE",
+        0x40..=0x5f => "EXCPx",
+        0x60..=0xa4 => FROM_0X60[(code - 0x60) as usize],
+        0x400 => "NPF",
+        0x401 => "AVIC_INCOMPLETE_IPI",
+        0x402 => "AVIC_NOACCEL",
+        0x403 => "VMGEXIT",
+        _ => "unknown",
+    }
+}
 
 /// Exceptions that push an error code (APM Vol. 2 8.2).
 pub fn has_error_code(vector: u8) -> bool {
@@ -97,8 +190,14 @@ pub fn decode(code: u64, info1: u64, info2: u64, rcx: u64, rdx: u64, rax: u64) -
         VMRUN | VMLOAD | VMSAVE | STGI | CLGI | SKINIT | INVLPGA | MONITOR | MWAIT
         | MWAIT_CONDITIONAL => Exit::Undefined,
         INVD | WBINVD => Exit::CacheFlush,
-        INVALID => Exit::Invalid("VMEXIT_INVALID: VMRUN consistency checks failed (APM 15.5.1)"),
-        _ => Exit::Invalid("unexpected #VMEXIT code"),
+        WRITE_CR4 => Exit::Cr4Write,
+        INVALID | INVALID_32 => {
+            Exit::Invalid("VMEXIT_INVALID: VMRUN consistency checks failed (APM 15.5.1)")
+        }
+        code => Exit::Unhandled {
+            code,
+            name: name(code),
+        },
     }
 }
 
@@ -195,6 +294,29 @@ mod tests {
             assert_eq!(decode(code, 0, 0, 0, 0, 0), Exit::Undefined);
         }
         assert_eq!(decode(INVD, 0, 0, 0, 0, 0), Exit::CacheFlush);
+        assert_eq!(decode(WRITE_CR4, 0, 0, 0, 0, 0), Exit::Cr4Write);
+        assert!(matches!(
+            decode(INVALID_32, 0, 0, 0, 0, 0),
+            Exit::Invalid(_)
+        ));
+        assert_eq!(
+            decode(0x7d, 0, 0, 0, 0, 0),
+            Exit::Unhandled {
+                code: 0x7d,
+                name: "TASK_SWITCH"
+            }
+        );
+        assert_eq!(name(CPUID), "CPUID");
+        assert_eq!(name(SKINIT), "SKINIT");
+        assert_eq!(name(0xa4), "TLBSYNC");
+        assert_eq!(name(MWAIT_CONDITIONAL), "MWAIT_CONDITIONAL");
+        assert_eq!(
+            decode(0x1234, 0, 0, 0, 0, 0),
+            Exit::Unhandled {
+                code: 0x1234,
+                name: "unknown"
+            }
+        );
         assert_eq!(decode(WBINVD, 0, 0, 0, 0, 0), Exit::CacheFlush);
     }
 }

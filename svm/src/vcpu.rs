@@ -31,6 +31,11 @@ const TSS_BUSY: u16 = 0x08b;
 const ATTRIB_L: u16 = 1 << 9;
 /// The D/B bit of a segment in VMCB attribute format (APM Vol. 2 15.5.1).
 const ATTRIB_D: u16 = 1 << 10;
+/// The intercept-CR-writes half of VMCB offset 0: bit 16 + n for CRn (APM 15.9).
+const CR4_WRITE_INTERCEPT: u32 = 1 << (16 + 4);
+/// EXITINFO1 of a CR access with decode assists: bit 63 set for MOV, the
+/// GPR number in bits 3:0 (APM 15.33.1). Zero without decode assists.
+const DECODE_ASSIST_MOV: u64 = 1 << 63;
 
 pub struct SvmVcpu {
     vmcb_pa: u64,
@@ -162,6 +167,11 @@ impl SvmVcpu {
         // the CPU with no exit; intercepted, each one is an exit, and the
         // core reflects it into the guest.
         c.intercept_exceptions = (1 << 1) | (1 << 17);
+        // CR4 writes (APM 15.9): the core checks each against the bits the
+        // guest's CPUID offers. Unintercepted, a bit the CPU lacks would be
+        // the CPU's to refuse, and QEMU refuses it with #VMEXIT(ERR) rather
+        // than #GP; a bit it has but the guest was not offered would stick.
+        c.intercept_cr = CR4_WRITE_INTERCEPT;
         c.iopm_base_pa = iopm;
         c.msrpm_base_pa = msrpm;
         c.asid = u32::from(config.tag);
@@ -223,6 +233,30 @@ impl SvmVcpu {
                 VALID | (3 << 8) | ev | u64::from(vector)
             }
         }
+    }
+}
+
+impl SvmVcpu {
+    /// The bytes at the guest's CS:RIP (up to 15), through the guest's own
+    /// page tables: for exits whose instruction the hardware did not describe.
+    fn fetch_instruction(&self, code: &dyn GuestCode) -> Result<([u8; 15], usize), &'static str> {
+        let linear = decode::code_address(
+            self.in_64bit_mode(),
+            self.vmcb_ref().state.cs.base,
+            self.rip(),
+        );
+        let mut bytes = [0u8; 15];
+        // An instruction may end before the next page; fetch only this page if needed.
+        let to_page_end = (0x1000 - (linear & 0xfff)) as usize;
+        let paging = self.paging();
+        let n = if code.fetch(&paging, linear, &mut bytes) {
+            15
+        } else if to_page_end < 15 && code.fetch(&paging, linear, &mut bytes[..to_page_end]) {
+            to_page_end
+        } else {
+            return Err("instruction bytes not readable");
+        };
+        Ok((bytes, n))
     }
 }
 
@@ -289,6 +323,35 @@ impl Vcpu for SvmVcpu {
 
     fn set_efer(&mut self, value: u64) {
         self.vmcb().state.efer = value | EFER_SVME;
+    }
+
+    fn cr4_write_value(&self, code: &dyn GuestCode) -> Result<u64, &'static str> {
+        let c = &self.vmcb_ref().control;
+        if c.exit_code != exits::WRITE_CR4 {
+            return Err("the last exit was not a CR4 write");
+        }
+        let gpr = if c.exit_info1 & DECODE_ASSIST_MOV != 0 {
+            (c.exit_info1 & 0xf) as u8
+        } else {
+            let (bytes, n) = self.fetch_instruction(code)?;
+            decode::mov_to_cr4(&bytes[..n], self.in_64bit_mode())
+                .ok_or("bytes at RIP are not MOV to CR4")?
+                .0
+        };
+        Ok(self.gpr(Gpr::ALL[usize::from(gpr)]))
+    }
+
+    fn set_cr4(&mut self, value: u64) -> bool {
+        let old = self.vmcb_ref().state.cr4;
+        self.vmcb().state.cr4 = value;
+        // The guest's MOV would have flushed its TLB; loading CR4 through
+        // the VMCB does not, so flush the guest's ASID (APM 15.16.1).
+        if vcpu::cr4_change_flushes_tlb(old, value) {
+            self.vmcb().control.tlb_control = TLB_FLUSH_GUEST;
+        }
+        // Under nested paging a PAE guest's PDPTEs are read with each walk,
+        // not loaded by the MOV (APM Vol. 2 15.25.10): nothing can fault here.
+        true
     }
 
     fn cpl(&self) -> u8 {
@@ -358,23 +421,12 @@ impl Vcpu for SvmVcpu {
                     exits::VMMCALL => Expected::Vmmcall,
                     exits::HLT => Expected::Hlt,
                     exits::INVD | exits::WBINVD => Expected::CacheFlush,
+                    exits::WRITE_CR4 => Expected::MovToCr4,
                     _ => return Err("no instruction to skip for this exit"),
                 };
                 let rip = self.rip();
                 let long_mode = self.in_64bit_mode();
-                let linear = decode::code_address(long_mode, self.vmcb_ref().state.cs.base, rip);
-                let mut bytes = [0u8; 15];
-                // An instruction may end before the next page; fetch only this page if needed.
-                let to_page_end = (0x1000 - (linear & 0xfff)) as usize;
-                let paging = self.paging();
-                let n = if code.fetch(&paging, linear, &mut bytes) {
-                    15
-                } else if to_page_end < 15 && code.fetch(&paging, linear, &mut bytes[..to_page_end])
-                {
-                    to_page_end
-                } else {
-                    return Err("instruction bytes not readable");
-                };
+                let (bytes, n) = self.fetch_instruction(code)?;
                 let len = decode::length(&bytes[..n], expected, long_mode)
                     .ok_or("bytes at RIP are not the intercepted instruction")?;
                 decode::next_rip(long_mode, rip, len)

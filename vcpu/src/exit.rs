@@ -83,6 +83,20 @@ pub enum Exit {
     /// complete as no-ops (Xen's `svm_vmexit_do_invalidate_cache` does the
     /// same for a domain without pass-through devices).
     CacheFlush,
+    /// MOV to CR4 that the core must check (Intel SDM Vol. 2B, MOV-Move
+    /// to/from Control Registers): every write on SVM, a write touching a
+    /// host-owned bit on VMX. The value comes from `Vcpu::cr4_write_value`
+    /// (SVM without decode assists must read the instruction to find the
+    /// source register); the core then calls `Vcpu::set_cr4` and skips the
+    /// instruction, or injects #GP.
+    Cr4Write,
+    /// An exit the backend has no handling for: the raw code (SVM EXITCODE,
+    /// VMX basic exit reason) and its name in the vendor's manual, or
+    /// "unknown". The core ends the domain, naming both.
+    Unhandled {
+        code: u64,
+        name: &'static str,
+    },
 }
 
 /// An event to deliver at the next entry (Intel SDM Vol. 3C 27.6; AMD APM Vol. 2 15.20).
@@ -101,7 +115,7 @@ pub enum Event {
 
 impl Exit {
     /// Names of the exit reasons, indexed by `Exit::reason`, for per-reason counts.
-    pub const REASONS: [&'static str; 17] = [
+    pub const REASONS: [&'static str; 19] = [
         "cpuid",
         "msr-read",
         "msr-write",
@@ -119,6 +133,8 @@ impl Exit {
         "xsetbv",
         "undefined",
         "cache-flush",
+        "cr4-write",
+        "unhandled",
     ];
 
     /// This exit's index into `REASONS`.
@@ -141,6 +157,8 @@ impl Exit {
             Exit::Xsetbv { .. } => 14,
             Exit::Undefined => 15,
             Exit::CacheFlush => 16,
+            Exit::Cr4Write => 17,
+            Exit::Unhandled { .. } => 18,
         }
     }
 }
@@ -253,11 +271,17 @@ mod tests {
             Exit::CacheFlush,
             Exit::Xsetbv { xcr: 0, value: 1 },
             Exit::Invalid("x"),
+            Exit::Cr4Write,
+            Exit::Unhandled {
+                code: 0x99,
+                name: "unknown",
+            },
         ];
         for e in exits {
             assert!(e.reason() < Exit::REASONS.len());
         }
         assert_eq!(Exit::REASONS[Exit::Undefined.reason()], "undefined");
         assert_eq!(Exit::REASONS[Exit::CacheFlush.reason()], "cache-flush");
+        assert_eq!(Exit::REASONS[Exit::Cr4Write.reason()], "cr4-write");
     }
 }

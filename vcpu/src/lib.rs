@@ -14,5 +14,5 @@ pub use address_space::{AddressSpace, IdentityTables};
 pub use caps::{VirtCaps, VirtKind};
 pub use exit::{combine_exceptions, queue_on_top, Access, Event, Exit, IoAccess};
 pub use mitigations::EntryMitigations;
-pub use regs::{Gpr, Paging, Segment};
+pub use regs::{cr4_change_flushes_tlb, Gpr, Paging, Segment, CR4_TLB_BITS};
 pub use vcpu::{Backend, FrameAlloc, GuestCode, InitialState, Vcpu, VcpuConfig};

@@ -66,3 +66,17 @@ pub enum Segment {
     Fs,
     Gs,
 }
+
+/// CR4 bits whose change invalidates the guest's TLB entries and
+/// paging-structure caches: PSE, PAE, PGE, PCIDE, SMEP, SMAP, PKE, LA57
+/// (Intel SDM Vol. 3A 4.10.4.1 lists PGE, PCIDE 1 to 0, PAE and SMEP 0 to
+/// 1; the others change how cached translations are interpreted). A
+/// backend that loads a new guest CR4 itself, rather than by the guest's
+/// own MOV, must flush the guest's tagged translations when one changes.
+pub const CR4_TLB_BITS: u64 =
+    (1 << 4) | (1 << 5) | (1 << 7) | (1 << 17) | (1 << 20) | (1 << 21) | (1 << 22) | (1 << 12);
+
+/// Whether loading CR4 `new` over `old` must flush the guest's TLB.
+pub fn cr4_change_flushes_tlb(old: u64, new: u64) -> bool {
+    (old ^ new) & CR4_TLB_BITS != 0
+}

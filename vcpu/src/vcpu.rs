@@ -35,6 +35,11 @@ pub struct VcpuConfig {
     /// other MSR exits. Only MSRs whose guest value the hardware switches,
     /// or that the hypervisor itself never uses, belong here.
     pub passthrough_msrs: &'static [u32],
+    /// The CR4 bits the guest may set: those its CPUID offers (the core's
+    /// `cr4_policy`). VMX owns every other bit through the CR4 guest/host
+    /// mask, so that setting one exits (`Exit::Cr4Write`) instead of
+    /// reaching the hardware; SVM intercepts every CR4 write.
+    pub cr4_valid: u64,
 }
 
 /// The register state a vCPU starts in.
@@ -62,6 +67,17 @@ pub trait Vcpu {
     /// every backend (SVM must keep EFER.SVME set underneath the guest, APM
     /// 15.5.1; VMX must keep the "IA-32e mode guest" entry control in step).
     fn set_efer(&mut self, value: u64);
+    /// The source operand of the MOV to CR4 that caused the last exit
+    /// (`Exit::Cr4Write`). Backends that cannot learn the register from
+    /// hardware read the instruction through `code`.
+    fn cr4_write_value(&self, code: &dyn GuestCode) -> Result<u64, &'static str>;
+    /// Loads the guest's CR4 with a value the core checked; the guest reads
+    /// back exactly this value. Flushes the guest's TLB where the change
+    /// requires it (Intel SDM Vol. 3A 4.10.4.1; AMD APM Vol. 2 5.5.2).
+    /// False, with nothing changed, if the write must raise #GP after all:
+    /// on VMX, entering or changing PAE paging loads the PDPTEs, and a
+    /// present one with reserved bits faults the MOV (SDM Vol. 3A 4.4.1).
+    fn set_cr4(&mut self, value: u64) -> bool;
     /// The current privilege level (hypercalls from CPL > 0 get -EPERM).
     fn cpl(&self) -> u8;
     /// Whether the vCPU runs 64-bit code: EFER.LMA and CS.L (Intel SDM Vol.

@@ -126,13 +126,21 @@ pub fn lmsw(shadow: u64, source: u16) -> u64 {
     (shadow & !0xe) | u64::from(source & 0xf) | (shadow & CR0_PE)
 }
 
-/// A guest `MOV CR4, value` that exited: only VMXE is host-owned, and VMX is
-/// not offered to guests (CPUID hides it), so setting it is #GP(0).
-pub fn write_cr4(value: u64, fixed0: u64, fixed1: u64) -> Result<(u64, u64), GeneralProtection> {
-    if value & CR4_VMXE != 0 {
-        return Err(GeneralProtection);
-    }
-    Ok((fix(value | CR4_VMXE, fixed0, fixed1), value))
+/// The CR4 bits the host owns (SDM Vol. 3C 25.6.6): VMXE and the other
+/// FIXED0 bits, which VMX operation needs set but the guest must see as it
+/// left them; every bit the CPU cannot set in VMX operation (FIXED1 zero);
+/// every bit the guest is not offered (`valid`, from its CPUID). A MOV to
+/// CR4 that changes an owned bit away from the read shadow exits, and the
+/// core checks it (`Exit::Cr4Write`); one that keeps to the offered bits
+/// runs natively.
+pub fn cr4_host_owned(valid: u64, fixed0: u64, fixed1: u64) -> u64 {
+    CR4_VMXE | fixed0 | !fixed1 | !valid
+}
+
+/// What the CPU runs with for a guest CR4 of `value`: VMXE and the other
+/// FIXED0 bits set, FIXED1 zero bits clear.
+pub fn cr4_actual(value: u64, fixed0: u64, fixed1: u64) -> u64 {
+    fix(value | CR4_VMXE, fixed0, fixed1)
 }
 
 #[cfg(test)]
@@ -194,11 +202,22 @@ mod tests {
         assert!(write_cr0(0x2000_0001, 0x11, 0, 0, F0, F1).is_err()); // NW without CD
         assert!(write_cr0(1 << 32 | 1, 0x11, 0, 0, F0, F1).is_err());
         assert!(write_cr0(0x8000_0001, 0x11, 0, EFER_LME, F0, F1).is_err()); // long mode without PAE
-        assert!(write_cr4(CR4_VMXE, 0x2000, u64::MAX).is_err());
-        assert_eq!(
-            write_cr4(CR4_PAE, 0x2000, u64::MAX),
-            Ok((CR4_PAE | CR4_VMXE, CR4_PAE))
-        );
+    }
+
+    #[test]
+    fn cr4_ownership() {
+        // Bochs skylake: FIXED0 = VMXE, FIXED1 = 0x3727ff. A guest offered
+        // PAE, PSE and PCE owns nothing else.
+        let valid = CR4_PAE | (1 << 4) | (1 << 8);
+        let owned = cr4_host_owned(valid, 0x2000, 0x0037_27ff);
+        assert_eq!(owned & valid, 0);
+        assert_ne!(owned & CR4_VMXE, 0);
+        assert_ne!(owned & (1 << 6), 0, "MCE not offered: owned");
+        assert_ne!(owned & (1 << 15), 0, "reserved: owned");
+        assert_ne!(owned & (1 << 40), 0);
+        // Even if VMXE were in `valid`, the host keeps it.
+        assert_ne!(cr4_host_owned(u64::MAX, 0x2000, u64::MAX) & CR4_VMXE, 0);
+        assert_eq!(cr4_actual(CR4_PAE, 0x2000, 0x0037_27ff), CR4_PAE | CR4_VMXE);
     }
 
     #[test]

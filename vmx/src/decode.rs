@@ -14,6 +14,7 @@ pub mod reason {
     pub const GETSEC: u16 = 11;
     pub const HLT: u16 = 12;
     pub const INVD: u16 = 13;
+    pub const CR_ACCESS: u16 = 28;
     pub const VMCALL: u16 = 18;
     /// VMCLEAR through VMXON: 19-27 (VMCALL is 18).
     pub const VMCLEAR: u16 = 19;

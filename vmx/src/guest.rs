@@ -43,16 +43,14 @@ const PAT_DEFAULT: u64 = 0x0007_0406_0007_0406;
 /// DR7 at reset: only the always-one bit 10 (SDM Vol. 3B 19.2.4).
 const DR7_INIT: u64 = 0x400;
 
-/// The CR4 bits the host owns: the guest sees them through the read shadow
-/// and changing them exits (SDM Vol. 3C 25.6.6). Only VMXE, which VMX
-/// operation needs on but the guest must see off.
-pub const CR4_HOST_OWNED: u64 = CR4_VMXE;
-
 /// Every guest-state field write, in order, for a vCPU in `initial`, plus the
-/// CR0/CR4 guest/host masks and read shadows that go with them.
+/// CR0/CR4 guest/host masks and read shadows that go with them. The host
+/// owns the CR4 bits in `cr4_owned` (crate::cr_access::cr4_host_owned):
+/// the guest sees them through the read shadow and changing them exits.
 pub fn initial_writes(
     initial: &InitialState,
     msrs: &VmxMsrs,
+    cr4_owned: u64,
 ) -> Result<Vec<(u32, u64)>, &'static str> {
     let p = initial.paging;
     let paging = p.cr0 & CR0_PG != 0;
@@ -68,7 +66,10 @@ pub fn initial_writes(
     }
     // Unrestricted guest exempts PE and PG from CR0_FIXED0 (SDM Vol. 3C 27.3.1.1).
     let cr0 = fix(p.cr0, msrs.cr0_fixed0 & !(CR0_PE | CR0_PG), msrs.cr0_fixed1);
-    let cr4 = fix(p.cr4 | CR4_VMXE, msrs.cr4_fixed0, msrs.cr4_fixed1);
+    if p.cr4 & cr4_owned & !CR4_VMXE != 0 {
+        return Err("initial CR4 has a bit the guest is not offered");
+    }
+    let cr4 = crate::cr_access::cr4_actual(p.cr4, msrs.cr4_fixed0, msrs.cr4_fixed1);
     let efer = if initial.long_mode {
         p.efer | EFER_LME | EFER_LMA
     } else {
@@ -89,8 +90,8 @@ pub fn initial_writes(
             crate::cr_access::cr0_host_owned(msrs.cr0_fixed0, msrs.cr0_fixed1),
         ),
         (CR0_READ_SHADOW, p.cr0),
-        (CR4_GUEST_HOST_MASK, CR4_HOST_OWNED),
-        (CR4_READ_SHADOW, p.cr4 & CR4_HOST_OWNED),
+        (CR4_GUEST_HOST_MASK, cr4_owned),
+        (CR4_READ_SHADOW, p.cr4 & cr4_owned),
         (GUEST_CR0, cr0),
         (GUEST_CR3, p.cr3),
         (GUEST_CR4, cr4),
@@ -237,13 +238,16 @@ mod tests {
         }
     }
 
+    /// VMXE and everything but PAE, PSE, PGE owned by the host.
+    const OWNED: u64 = !(CR4_PAE | (1 << 4) | (1 << 7));
+
     #[test]
     fn pvh_entry_state() {
-        let w = initial_writes(&pvh(), &msrs()).unwrap();
+        let w = initial_writes(&pvh(), &msrs(), OWNED).unwrap();
         // CR0.NE forced on; PG stays off under unrestricted guest.
         assert_eq!(value(&w, GUEST_CR0), 0x31);
         assert_eq!(value(&w, GUEST_CR4), CR4_VMXE);
-        assert_eq!(value(&w, CR4_GUEST_HOST_MASK), CR4_VMXE);
+        assert_eq!(value(&w, CR4_GUEST_HOST_MASK), OWNED);
         assert_eq!(value(&w, CR4_READ_SHADOW), 0);
         assert_eq!(value(&w, GUEST_IA32_EFER), 0);
         assert_eq!(value(&w, GUEST_CS_SELECTOR), 8);
@@ -279,7 +283,7 @@ mod tests {
             cr4: CR4_PAE,
             efer: EFER_LME,
         };
-        let w = initial_writes(&s, &msrs()).unwrap();
+        let w = initial_writes(&s, &msrs(), OWNED).unwrap();
         assert_eq!(value(&w, GUEST_IA32_EFER), EFER_LME | EFER_LMA);
         assert_eq!(value(&w, GUEST_CS_ACCESS_RIGHTS), 0xa09b);
         assert_eq!(value(&w, GUEST_CR3), 0x5000);
@@ -292,19 +296,23 @@ mod tests {
     fn refuses_inconsistent_paging() {
         let mut s = pvh();
         s.long_mode = true;
-        assert!(initial_writes(&s, &msrs()).is_err());
+        assert!(initial_writes(&s, &msrs(), OWNED).is_err());
         let mut s = pvh();
         s.paging.cr0 = CR0_PG;
-        assert!(initial_writes(&s, &msrs()).is_err());
+        assert!(initial_writes(&s, &msrs(), OWNED).is_err());
         let mut s = pvh();
         s.paging.cr0 = CR0_PE | CR0_PG;
         s.paging.cr4 = CR4_PAE;
-        assert!(initial_writes(&s, &msrs()).is_err());
+        assert!(initial_writes(&s, &msrs(), OWNED).is_err());
+        // A CR4 bit the guest is not offered.
+        let mut s = pvh();
+        s.paging.cr4 = 1 << 6;
+        assert!(initial_writes(&s, &msrs(), OWNED).is_err());
     }
 
     #[test]
     fn every_field_written_once() {
-        let w = initial_writes(&pvh(), &msrs()).unwrap();
+        let w = initial_writes(&pvh(), &msrs(), OWNED).unwrap();
         for (i, (a, _)) in w.iter().enumerate() {
             assert!(w[i + 1..].iter().all(|(b, _)| a != b), "{}", name(*a));
             assert_ne!(name(*a), "unknown field");

@@ -6,7 +6,7 @@ use crate::controls::{
 use crate::decode::{self, reason};
 use crate::entry::{self, Gprs};
 use crate::fields::{self, *};
-use crate::guest::{self, CR4_HOST_OWNED, EFER_LMA, RFLAGS_IF};
+use crate::guest::{self, EFER_LMA, RFLAGS_IF};
 use crate::host::{DescriptorTables, HostState};
 use crate::instr::{self, VmFail};
 use crate::spec_ctrl::SpecCtrl;
@@ -41,6 +41,8 @@ pub struct VmxVcpu {
     skippable: Option<u16>,
     /// IA32_VMX_CR0_FIXED0/1 and CR4_FIXED0/1, for emulated CR writes.
     cr_fixed: [u64; 4],
+    /// The CR4 bits the host owns (crate::cr_access::cr4_host_owned).
+    cr4_owned: u64,
     /// The pass-through syscall MSRs the VMCS does not switch.
     syscall_msrs: SyscallMsrs,
     /// Delivering a queued exception raised another one that cannot be
@@ -124,7 +126,9 @@ impl VmxVcpu {
         if config.second_level_root & 0xfff != 0 {
             return Err("EPT root is not page-aligned");
         }
-        let guest_state = guest::initial_writes(initial, msrs)?;
+        let cr4_owned =
+            crate::cr_access::cr4_host_owned(config.cr4_valid, msrs.cr4_fixed0, msrs.cr4_fixed1);
+        let guest_state = guest::initial_writes(initial, msrs, cr4_owned)?;
         // One run of frames: the VMCS, I/O bitmaps A and B, the MSR bitmap.
         let base = frames(alloc, CONTROL_FRAMES, msrs.addresses_32_bit())?;
         let (vmcs, io_bitmaps, msr_bitmap) = (base, base + 0x1000, base + 0x3000);
@@ -161,6 +165,7 @@ impl VmxVcpu {
                 msrs.cr4_fixed0,
                 msrs.cr4_fixed1,
             ],
+            cr4_owned,
             syscall_msrs: SyscallMsrs::default(),
             triple_fault: false,
             spec_ctrl: SpecCtrl::new(mitigations),
@@ -314,42 +319,23 @@ impl VmxVcpu {
         }
     }
 
-    /// A control-register-access exit (reason 28) for CR0/CR4 is emulated
-    /// here (crate::cr_access); `Ok(false)` for every other exit.
+    /// A control-register-access exit (reason 28) for CR0 is emulated here
+    /// (crate::cr_access); `Ok(false)` for every other exit. CR4 writes go
+    /// to the core, which checks them against the guest's CPUID.
     fn emulated_cr_access(&mut self) -> Result<bool, &'static str> {
-        use crate::cr_access::{clts, decode, lmsw, loads_pdptes, write_cr0, write_cr4, CrAccess};
+        use crate::cr_access::{clts, decode, lmsw, loads_pdptes, write_cr0, CrAccess};
         const CR_ACCESS: u16 = 28;
         let exit_reason = read(EXIT_REASON)? as u32;
         if exit_reason & decode::EXIT_REASON_ENTRY_FAILURE != 0 || exit_reason as u16 != CR_ACCESS {
             return Ok(false);
         }
-        let [cr0_fixed0, cr0_fixed1, cr4_fixed0, cr4_fixed1] = self.cr_fixed;
+        let [cr0_fixed0, cr0_fixed1, _, _] = self.cr_fixed;
         let shadow = read(CR0_READ_SHADOW)?;
         let new_cr0 = match decode(read(EXIT_QUALIFICATION)?) {
             CrAccess::MovTo { cr: 0, gpr } => self.gpr(Gpr::ALL[usize::from(gpr)]),
-            CrAccess::MovTo { cr: 4, gpr } => {
-                let value = self.gpr(Gpr::ALL[usize::from(gpr)]);
-                return match write_cr4(value, cr4_fixed0, cr4_fixed1) {
-                    Ok((actual, seen)) => {
-                        let (cr0, old_cr4) = (read(GUEST_CR0)?, read(GUEST_CR4)?);
-                        let efer = read(GUEST_IA32_EFER)?;
-                        if loads_pdptes(cr0, cr0, old_cr4, actual, efer) && !self.load_pdptes()? {
-                            self.inject(GP0);
-                            return Ok(true);
-                        }
-                        write(GUEST_CR4, actual)?;
-                        write(CR4_READ_SHADOW, seen & CR4_HOST_OWNED)?;
-                        self.step_over(CR_ACCESS).map(|()| true)
-                    }
-                    Err(_) => {
-                        self.inject(GP0);
-                        Ok(true)
-                    }
-                };
-            }
             CrAccess::Clts => clts(shadow),
             CrAccess::Lmsw { source } => lmsw(shadow, source),
-            // MOV CR3/CR8 and reads are not emulated here: the core sees them.
+            // MOV to CR4 goes to the core; CR3/CR8 and reads never exit.
             _ => return Ok(false),
         };
         let cr4 = self.paging().cr4;
@@ -409,6 +395,21 @@ impl VmxVcpu {
             write(field, pdpte)?;
         }
         Ok(true)
+    }
+
+    /// The source register of the MOV to CR4 that caused the last exit, if it was one.
+    fn cr4_write_source(&self) -> Result<Option<Gpr>, &'static str> {
+        use crate::cr_access::CrAccess;
+        let exit_reason = read(EXIT_REASON)? as u32;
+        if exit_reason & decode::EXIT_REASON_ENTRY_FAILURE != 0
+            || exit_reason as u16 != reason::CR_ACCESS
+        {
+            return Ok(None);
+        }
+        Ok(match crate::cr_access::decode(read(EXIT_QUALIFICATION)?) {
+            CrAccess::MovTo { cr: 4, gpr } => Some(Gpr::ALL[usize::from(gpr)]),
+            _ => None,
+        })
     }
 
     /// Moves RIP past the instruction of an exit handled inside the backend.
@@ -480,7 +481,11 @@ impl VmxVcpu {
                 value: (self.gprs[Gpr::Rdx as usize] << 32)
                     | (self.gprs[Gpr::Rax as usize] & 0xffff_ffff),
             },
-            other => Exit::Invalid(decode::exit_reason_name(other)),
+            reason::CR_ACCESS if self.cr4_write_source()?.is_some() => Exit::Cr4Write,
+            other => Exit::Unhandled {
+                code: u64::from(other),
+                name: decode::exit_reason_name(other),
+            },
         })
     }
 
@@ -616,7 +621,7 @@ impl Vcpu for VmxVcpu {
             cr0: (self.get(GUEST_CR0) & !owned) | (self.get(CR0_READ_SHADOW) & owned),
             cr3: self.get(GUEST_CR3),
             // What the guest sees: host-owned bits from the read shadow.
-            cr4: (cr4 & !CR4_HOST_OWNED) | (shadow & CR4_HOST_OWNED),
+            cr4: (cr4 & !self.cr4_owned) | (shadow & self.cr4_owned),
             efer: self.get(GUEST_IA32_EFER),
         }
     }
@@ -627,6 +632,46 @@ impl Vcpu for VmxVcpu {
         // in step with it before each entry.
         let lma = self.get(GUEST_IA32_EFER) & EFER_LMA;
         self.set(GUEST_IA32_EFER, (value & !EFER_LMA) | lma);
+    }
+
+    fn cr4_write_value(&self, _code: &dyn GuestCode) -> Result<u64, &'static str> {
+        // The exit qualification names the source register (SDM Vol. 3C table 28-3).
+        self.load()?;
+        let gpr = self
+            .cr4_write_source()?
+            .ok_or("the last exit was not a MOV to CR4")?;
+        Ok(self.gpr(gpr))
+    }
+
+    fn set_cr4(&mut self, value: u64) -> bool {
+        let [_, _, fixed0, fixed1] = self.cr_fixed;
+        let old = self.paging().cr4;
+        let actual = crate::cr_access::cr4_actual(value, fixed0, fixed1);
+        let (cr0, efer) = (self.get(GUEST_CR0), self.get(GUEST_IA32_EFER));
+        if crate::cr_access::loads_pdptes(cr0, cr0, old, actual, efer) {
+            match self.load_pdptes() {
+                Ok(true) => {}
+                Ok(false) => return false,
+                Err(e) => panic!("loading the guest PDPTEs: {e}"),
+            }
+        }
+        self.set(GUEST_CR4, actual);
+        self.set(CR4_READ_SHADOW, value & self.cr4_owned);
+        // The guest's own MOV would have flushed its TLB; a VMWRITE does
+        // not, and with VPIDs its translations outlive the exit (SDM Vol.
+        // 3C 29.4.3.3): drop them.
+        if vcpu::cr4_change_flushes_tlb(old, value) {
+            let (kind, vpid) = if self.controls.invvpid_single {
+                (instr::INVVPID_SINGLE_CONTEXT, self.vpid)
+            } else {
+                (instr::INVVPID_ALL_CONTEXT, 0)
+            };
+            // SAFETY: the type is supported (`controls::choose`).
+            if let Err(e) = unsafe { instr::invvpid(kind, vpid) } {
+                panic!("INVVPID failed: {}", e.name());
+            }
+        }
+        true
     }
 
     fn cpl(&self) -> u8 {

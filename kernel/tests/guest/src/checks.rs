@@ -37,6 +37,9 @@ const CHECKS: &[Check] = &[
     ("console-io-continued", console_io_continued),
     ("hypercall-compat", hypercall_compat),
     ("alignment-check", alignment_check),
+    ("cr4-reserved", cr4_reserved),
+    ("msr-debugctl", msr_debugctl),
+    ("msr-fixed-values", msr_fixed_values),
     ("balloon", balloon),
     ("paging-modes", crate::paging_modes::paging_modes),
     ("mmio-unbacked", crate::mmio::mmio_unbacked),
@@ -965,18 +968,34 @@ fn cache_flush() -> Result<(), &'static str> {
 fn undefined_instructions() -> Result<(), &'static str> {
     let amd = cpuid_leaf(0).ebx == 0x6874_7541; // "Auth"
     let before = UD_COUNT.load(Ordering::SeqCst);
+    // Memory operands point here: a VMCS pointer, an INVEPT/INVVPID descriptor.
+    static OPERAND: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+    let operand = core::ptr::addr_of!(OPERAND) as u64;
+    let expected = if amd { 9 } else { 15 };
     skipping(3, || {
         // SAFETY: each raises #UD, which ud_stub counts and skips.
         unsafe {
             if amd {
-                // STGI, CLGI, INVLPGA (EAX = 0, ECX = ASID 0), VMRUN (RAX = 0).
+                // STGI, CLGI, INVLPGA (EAX = 0, ECX = ASID 0), VMRUN, VMLOAD,
+                // VMSAVE (RAX = 0), SKINIT (EAX = 0).
                 asm!(".byte 0x0f, 0x01, 0xdc", ".byte 0x0f, 0x01, 0xdd");
                 asm!(".byte 0x0f, 0x01, 0xdf", in("eax") 0, in("ecx") 0);
                 asm!(".byte 0x0f, 0x01, 0xd8", in("rax") 0u64);
+                asm!(".byte 0x0f, 0x01, 0xda", ".byte 0x0f, 0x01, 0xdb", in("rax") 0u64);
+                asm!(".byte 0x0f, 0x01, 0xde", in("eax") 0);
             } else {
                 // VMXOFF, VMLAUNCH, VMRESUME, VMXOFF.
                 asm!(".byte 0x0f, 0x01, 0xc4", ".byte 0x0f, 0x01, 0xc2");
                 asm!(".byte 0x0f, 0x01, 0xc3", ".byte 0x0f, 0x01, 0xc4");
+                // VMPTRLD [rax], VMPTRST [rax], VMREAD rax, rcx, VMWRITE rax, rcx, VMFUNC.
+                asm!(
+                    ".byte 0x0f, 0xc7, 0x30",
+                    ".byte 0x0f, 0xc7, 0x38",
+                    ".byte 0x0f, 0x78, 0xc8",
+                    ".byte 0x0f, 0x79, 0xc1",
+                    ".byte 0x0f, 0x01, 0xd4",
+                    in("rax") operand, in("rcx") 0u64,
+                );
             }
             // MONITOR (RAX = address, ECX = EDX = 0), MWAIT (EAX = ECX = 0).
             let address = core::ptr::addr_of!(WATCHED) as u64;
@@ -984,10 +1003,167 @@ fn undefined_instructions() -> Result<(), &'static str> {
             asm!(".byte 0x0f, 0x01, 0xc9", in("eax") 0, in("ecx") 0);
         }
     });
+    if !amd {
+        skipping(4, || {
+            // SAFETY: as above. VMCLEAR [rax], VMXON [rax].
+            unsafe {
+                asm!(".byte 0x66, 0x0f, 0xc7, 0x30", ".byte 0xf3, 0x0f, 0xc7, 0x30", in("rax") operand)
+            };
+        });
+        skipping(5, || {
+            // SAFETY: as above. INVEPT rax, [rcx]; INVVPID rax, [rcx].
+            unsafe {
+                asm!(
+                    ".byte 0x66, 0x0f, 0x38, 0x80, 0x01",
+                    ".byte 0x66, 0x0f, 0x38, 0x81, 0x01",
+                    in("rax") 1u64, in("rcx") operand,
+                )
+            };
+        });
+    }
     ensure(
-        UD_COUNT.load(Ordering::SeqCst) == before + 6,
+        UD_COUNT.load(Ordering::SeqCst) == before + expected,
         "a virtualization instruction or MONITOR/MWAIT did not raise #UD",
     )
+}
+
+/// The MSRs Xen gives every HVM domU a fixed value, as it answers them:
+/// PLATFORM_INFO and MISC_FEATURES_ENABLES read 0 (the latter takes 0 and
+/// refuses CPUID faulting); on AMD DE_CFG reads LFENCE-serialising and
+/// drops writes, SYSCFG reads 0 and refuses writes; on Intel
+/// FEATURE_CONTROL reads locked and refuses writes. Each was #GP before.
+fn msr_fixed_values() -> Result<(), &'static str> {
+    let amd = cpuid_leaf(0).ebx == 0x6874_7541; // "Auth"
+    let gp = || GP_COUNT.load(Ordering::SeqCst);
+    let before = gp();
+    ensure(rdmsr(0xce) == 0, "PLATFORM_INFO did not read 0")?;
+    ensure(rdmsr(0x140) == 0, "MISC_FEATURES_ENABLES did not read 0")?;
+    wrmsr(0x140, 0);
+    if amd {
+        ensure(
+            rdmsr(0xc001_1029) == 2,
+            "DE_CFG did not read LFENCE-serialising",
+        )?;
+        wrmsr(0xc001_1029, 2);
+        ensure(rdmsr(0xc001_0010) == 0, "SYSCFG did not read 0")?;
+    } else {
+        ensure(rdmsr(0x3a) == 1, "FEATURE_CONTROL did not read locked")?;
+    }
+    ensure(gp() == before, "a fixed-value MSR raised #GP")?;
+    wrmsr(0x140, 1);
+    wrmsr(if amd { 0xc001_0010 } else { 0x3a }, 0);
+    ensure(
+        gp() == before + 2,
+        "a refused fixed-value MSR write was taken",
+    )
+}
+
+fn read_cr4() -> u64 {
+    let cr4: u64;
+    // SAFETY: reading CR4 at CPL 0 has no side effects.
+    unsafe { asm!("mov {}, cr4", out(reg) cr4) };
+    cr4
+}
+
+fn write_cr4(value: u64) {
+    // SAFETY: only bits the caller expects to be refused (#GP, which
+    // gp_stub skips: 3 bytes, `mov cr4, rax`, inside `skipping(3, …)`) or
+    // CR4.PCE, which only lets ring 3 use RDPMC.
+    unsafe { asm!("mov cr4, rax", in("rax") value) };
+}
+
+/// MOV to CR4 with a bit the guest is not offered raises #GP and leaves
+/// CR4 as it was: VMXE and SMXE (no nested virtualization), a reserved
+/// bit (15, 32), MCE (hidden from CPUID, though the CPU has it). On SVM
+/// without the intercept QEMU answered the first with #VMEXIT(ERR) and the
+/// domain was crashed; on VMX, MCE reached the hardware. An offered bit
+/// (PCE) round-trips; EFER.SVME is refused too. Then 200 random values
+/// with never-offered bits, all refused.
+fn cr4_reserved() -> Result<(), &'static str> {
+    const PCE: u64 = 1 << 8;
+    let cr4 = read_cr4();
+    ensure(cr4 & (1 << 13) == 0, "CR4.VMXE visible to the guest")?;
+    let mce_offered = cpuid_leaf(1).edx & ((1 << 7) | (1 << 14)) != 0;
+    let mut refused: &[u32] = &[13, 14, 15, 32, 6];
+    if mce_offered {
+        refused = &refused[..4];
+    }
+    let gp = || GP_COUNT.load(Ordering::SeqCst);
+    let before = gp();
+    skipping(3, || {
+        for &bit in refused {
+            write_cr4(cr4 | (1 << bit));
+        }
+    });
+    ensure(
+        gp() == before + refused.len() as u64,
+        "a CR4 bit the guest is not offered did not raise #GP",
+    )?;
+    ensure(read_cr4() == cr4, "a refused CR4 write changed CR4")?;
+    // Hostile values: the current CR4 plus a random mix of bits no guest
+    // is offered (VMXE, SMXE, 15, 32-63), 200 of them, each refused whole.
+    const NEVER: u64 = (1 << 13) | (1 << 14) | (1 << 15) | 0xffff_ffff_0000_0000;
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut random = 0;
+    skipping(3, || {
+        for _ in 0..200 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            write_cr4(cr4 | (x & NEVER) | (1 << 15));
+            random += 1;
+        }
+    });
+    let refused_all = refused.len() as u64 + random;
+    ensure(
+        gp() == before + refused_all,
+        "a random value with a never-offered CR4 bit did not raise #GP",
+    )?;
+    ensure(read_cr4() == cr4, "a refused random CR4 write changed CR4")?;
+    let before = before + random;
+    write_cr4(cr4 ^ PCE);
+    let toggled = read_cr4();
+    write_cr4(cr4);
+    ensure(toggled == cr4 ^ PCE, "CR4.PCE did not read back")?;
+    ensure(
+        read_cr4() == cr4,
+        "CR4 did not read back after PCE was restored",
+    )?;
+    ensure(
+        gp() == before + refused.len() as u64,
+        "an offered CR4 bit raised #GP",
+    )?;
+    let efer = rdmsr(0xc000_0080);
+    wrmsr(0xc000_0080, efer | (1 << 12));
+    ensure(
+        gp() == before + refused.len() as u64 + 1,
+        "EFER.SVME was accepted",
+    )?;
+    ensure(
+        rdmsr(0xc000_0080) == efer,
+        "a refused EFER write changed EFER",
+    )
+}
+
+/// IA32_DEBUGCTL, as Xen gives an HVM guest: reads 0 (XTF's debug-regs
+/// checks it), takes 0 and LBR (dropped: it reads back 0), refuses BTF
+/// (not virtualized) and a reserved bit with #GP.
+fn msr_debugctl() -> Result<(), &'static str> {
+    const DEBUGCTL: u32 = 0x1d9;
+    let gp = || GP_COUNT.load(Ordering::SeqCst);
+    let before = gp();
+    ensure(rdmsr(DEBUGCTL) == 0, "DEBUGCTL did not read 0")?;
+    wrmsr(DEBUGCTL, 0);
+    wrmsr(DEBUGCTL, 1);
+    ensure(rdmsr(DEBUGCTL) == 0, "DEBUGCTL.LBR was not dropped")?;
+    ensure(
+        gp() == before,
+        "DEBUGCTL read or an allowed write raised #GP",
+    )?;
+    wrmsr(DEBUGCTL, 1 << 1);
+    wrmsr(DEBUGCTL, 1 << 63);
+    ensure(gp() == before + 2, "DEBUGCTL took BTF or a reserved bit")?;
+    ensure(rdmsr(DEBUGCTL) == 0, "a refused DEBUGCTL write stuck")
 }
 
 /// A page of this guest's RAM used as a stack the hypervisor takes away.
