@@ -75,6 +75,10 @@ pub struct XtfArgs {
     /// list instead of naming tests.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2))]
     pub tier: Vec<u8>,
+    /// With no tests named: every test built for --env, whatever its
+    /// category (utilities, special set-ups and tests in development too).
+    #[arg(long)]
+    pub all: bool,
     /// Seconds before a test's emulator is killed [default: 60 on QEMU, 600 on Bochs].
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
@@ -82,7 +86,8 @@ pub struct XtfArgs {
     #[arg(long, value_name = "ELF")]
     pub image: Option<PathBuf>,
     /// Tests by name (`msr`) or with their environment (`hvm32pae-example`);
-    /// none: every functional and xsa test the tree has for --env.
+    /// none: every functional and xsa test the tree has for --env (with
+    /// --all, every test).
     pub tests: Vec<String>,
 }
 
@@ -216,7 +221,7 @@ pub fn select(args: &XtfArgs) -> Result<Vec<TestCase>> {
         all.sort();
         for name in all {
             let cat = category(&args.dir, &name);
-            if !cat.is_some_and(|c| DEFAULT_CATEGORIES.contains(&c.as_str())) {
+            if !args.all && !cat.is_some_and(|c| DEFAULT_CATEGORIES.contains(&c.as_str())) {
                 continue;
             }
             out.extend(args.env.iter().filter_map(|e| case(&args.dir, e, &name)));
