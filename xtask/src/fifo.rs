@@ -46,10 +46,8 @@ impl Stop {
     }
 }
 
-/// Creates a FIFO at `path` (replacing any file there) for an emulator to
-/// read, opened read-write and non-blocking so neither side waits for the
-/// other to open it; a full pipe (input nobody reads) fails the write.
-pub fn create_input(path: &Path) -> Result<File> {
+/// Makes a FIFO at `path`, replacing any file there.
+fn make_fifo(path: &Path) -> Result<()> {
     if path.exists() {
         fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
     }
@@ -59,6 +57,14 @@ pub fn create_input(path: &Path) -> Result<File> {
         return Err(io::Error::last_os_error())
             .with_context(|| format!("mkfifo {}", path.display()));
     }
+    Ok(())
+}
+
+/// Creates a FIFO at `path` (replacing any file there) for an emulator to
+/// read, opened read-write and non-blocking so neither side waits for the
+/// other to open it; a full pipe (input nobody reads) fails the write.
+pub fn create_input(path: &Path) -> Result<File> {
+    make_fifo(path)?;
     OpenOptions::new()
         .read(true)
         .write(true)
@@ -69,15 +75,7 @@ pub fn create_input(path: &Path) -> Result<File> {
 
 /// Creates a FIFO at `path` (replacing any file there) and opens its read end.
 pub fn create(path: &Path, stop: &Stop) -> Result<FifoReader> {
-    if path.exists() {
-        fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
-    }
-    let c_path = CString::new(path.as_os_str().as_bytes())?;
-    // SAFETY: c_path is a valid NUL-terminated string that outlives the call.
-    if unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) } != 0 {
-        return Err(io::Error::last_os_error())
-            .with_context(|| format!("mkfifo {}", path.display()));
-    }
+    make_fifo(path)?;
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)

@@ -346,17 +346,7 @@ pub fn boot_quietly(
     image: &Path,
     timeout: Duration,
 ) -> Result<Outcome> {
-    let paths = Paths::in_dir(dir);
-    let com1 = Com1::Fifo { echo: false };
-    let command = prepare(spec, dir, image, &com1, &paths)?;
-    session::run(Launch {
-        command,
-        paths: &paths,
-        com1,
-        elf: Some(&dir.join("xenolith")),
-        echo_hv: false,
-        timeout: Some(timeout),
-    })
+    boot_with(spec, dir, image, timeout, Com1::Fifo { echo: false })
 }
 
 /// As [`boot_quietly`], with `script` typing on COM1 as lines arrive (QEMU only).
@@ -367,8 +357,18 @@ pub fn boot_scripted(
     timeout: Duration,
     script: session::Script,
 ) -> Result<Outcome> {
+    boot_with(spec, dir, image, timeout, Com1::Scripted(script))
+}
+
+/// Boots `spec` in `dir` with COM1 as `com1`, the hypervisor log not echoed.
+fn boot_with(
+    spec: &BootSpec,
+    dir: &Path,
+    image: &Path,
+    timeout: Duration,
+    com1: Com1,
+) -> Result<Outcome> {
     let paths = Paths::in_dir(dir);
-    let com1 = Com1::Scripted(script);
     let command = prepare(spec, dir, image, &com1, &paths)?;
     session::run(Launch {
         command,
