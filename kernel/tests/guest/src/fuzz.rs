@@ -1775,18 +1775,7 @@ impl Fuzzer {
             }
             _ => self.blob(4),
         };
-        Call {
-            nr: HVM_OP,
-            args: [
-                cmd,
-                arg,
-                self.safe_word(),
-                self.safe_word(),
-                self.safe_word(),
-            ],
-            family: Family::HvmOp,
-            check: Check::None,
-        }
+        self.call_with((HVM_OP, cmd, arg), Family::HvmOp, Check::None)
     }
 
     fn vcpu_op(&mut self) -> Call {
